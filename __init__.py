@@ -1,0 +1,73 @@
+"""simledger: an event-sourced SIM lifecycle engine.
+
+from simledger import SimLedger, SimStatus, SimType, SimledgerError
+ledger = SimLedger()  # in memory; env= takes eventsourcing's persistence settings
+"""
+
+from simledger.domain.errors import (
+    AlreadyInSharedGroup,
+    AutoRenewNotAllowed,
+    BulkLimitExceeded,
+    ConcurrencyConflict,
+    CsvImportError,
+    HoldingServiceNotMigrated,
+    IllegalTransition,
+    InvalidIccid,
+    InvalidInput,
+    NoOperationInFlight,
+    NotActivationReady,
+    NotAMember,
+    NotPrepaid,
+    OperationInFlight,
+    OrderQuantityInvalid,
+    PackageStillActive,
+    SharedGroupLocked,
+    SimAlreadyExists,
+    SimledgerError,
+    SystemPauseNotCleared,
+    UnknownCustomerService,
+    UnknownGroup,
+    UnknownOrder,
+    UnknownPackage,
+    UnknownSim,
+)
+from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendReason
+from simledger.runners.ledger import SimLedger
+from simledger.runners.results import BulkResult, HistoryEntry, SharedGroupView, SimView
+
+__all__ = [
+    "AlreadyInSharedGroup",
+    "AutoRenewNotAllowed",
+    "BulkLimitExceeded",
+    "BulkResult",
+    "ConcurrencyConflict",
+    "CsvImportError",
+    "HistoryEntry",
+    "HoldingServiceNotMigrated",
+    "IllegalTransition",
+    "InvalidIccid",
+    "InvalidInput",
+    "NoOperationInFlight",
+    "NotAMember",
+    "NotActivationReady",
+    "NotPrepaid",
+    "OperationInFlight",
+    "OperationKind",
+    "OrderQuantityInvalid",
+    "PackageStillActive",
+    "SharedGroupLocked",
+    "SharedGroupView",
+    "SimAlreadyExists",
+    "SimLedger",
+    "SimStatus",
+    "SimType",
+    "SimView",
+    "SimledgerError",
+    "SuspendReason",
+    "SystemPauseNotCleared",
+    "UnknownCustomerService",
+    "UnknownGroup",
+    "UnknownOrder",
+    "UnknownPackage",
+    "UnknownSim",
+]

@@ -1,0 +1,27 @@
+"""Store settings: eventsourcing's own environment variables, with simledger's defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+FORCED = {"ORIGINATOR_ID_TYPE": "text"}
+"""SIM ids are ICCIDs (text); other ids are UUIDs stored as text in the same table."""
+
+DEFAULTS = {
+    # eventsourcing insists on a password even where the server trusts local connections.
+    "POSTGRES_PASSWORD": "unused-with-trust-auth",
+}
+
+
+def store_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings simledger runs with, given what the caller and the process say."""
+    settled = {**DEFAULTS, **env, **FORCED}
+    if settled.get("PERSISTENCE_MODULE", "") in ("", "eventsourcing.popo"):
+        settled.pop("POSTGRES_PASSWORD", None)
+    # POSTGRES_ENABLE_DB_FUNCTIONS misroutes inserts when two applications share a schema.
+    settled.pop("POSTGRES_ENABLE_DB_FUNCTIONS", None)
+    return settled
+
+
+def persistence_module(env: Mapping[str, str]) -> str:
+    return env.get("PERSISTENCE_MODULE") or "eventsourcing.popo"

@@ -1,0 +1,32 @@
+"""The domain: aggregates, events, the lifecycle table and the typed errors. No I/O."""
+
+from simledger.domain.bulk import BULK_LIMIT, BulkOperation
+from simledger.domain.errors import *  # noqa: F403 - the errors are the public vocabulary
+from simledger.domain.errors import SimledgerError
+from simledger.domain.iccid import make_iccid, normalise_iccid
+from simledger.domain.lifecycle import TRANSITIONS, Cmd, next_status
+from simledger.domain.package import Package
+from simledger.domain.partner import CustomerService, SimOrder
+from simledger.domain.shared_group import SharedGroup
+from simledger.domain.sim import Sim
+from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendReason
+
+__all__ = [
+    "BULK_LIMIT",
+    "TRANSITIONS",
+    "BulkOperation",
+    "Cmd",
+    "CustomerService",
+    "OperationKind",
+    "Package",
+    "SharedGroup",
+    "Sim",
+    "SimOrder",
+    "SimStatus",
+    "SimType",
+    "SimledgerError",
+    "SuspendReason",
+    "make_iccid",
+    "next_status",
+    "normalise_iccid",
+]

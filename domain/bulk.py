@@ -1,0 +1,59 @@
+"""A bulk pause or resume request and the answer given to it (R-BK1, R-BK2, R-BK6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
+
+BULK_LIMIT = 10_000
+"""R-BK1: at most this many SIMs per request."""
+
+
+class BulkOperation(LedgerAggregate):
+    class Event(DomainEvent):
+        pass
+
+    class Requested(CreatedEvent, Event):
+        kind: str
+        accepted: list[str]
+        rejected: dict[str, str]
+        idempotency_key: str | None
+        deadline: datetime
+
+        def apply(self, op: BulkOperation) -> None:
+            op.kind = self.kind
+            op.accepted = list(self.accepted)
+            op.rejected = dict(self.rejected)
+            op.idempotency_key = self.idempotency_key
+            op.requested_at = self.timestamp
+            op.deadline = self.deadline
+
+    def __init__(self) -> None:
+        self.kind: str = ""
+        self.accepted: list[str] = []
+        self.rejected: dict[str, str] = {}
+        self.idempotency_key: str | None = None
+        self.requested_at: datetime | None = None
+        self.deadline: datetime | None = None
+
+    @classmethod
+    def request(
+        cls,
+        operation_id: str,
+        *,
+        kind: str,
+        accepted: list[str],
+        rejected: dict[str, str],
+        idempotency_key: str | None,
+        deadline: datetime,
+    ) -> BulkOperation:
+        return cls.start(
+            cls.Requested,
+            id=operation_id,
+            kind=kind,
+            accepted=accepted,
+            rejected=rejected,
+            idempotency_key=idempotency_key,
+            deadline=deadline,
+        )

@@ -1,0 +1,161 @@
+"""Typed refusals. Every error names the rule of DOMAIN.md that refused the command."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class SimledgerError(Exception):
+    """Base of every refusal. ``rule`` holds the id of the rule that refused it."""
+
+    rule: str = "R-ES2"
+
+    def __init__(self, message: str, *, rule: str | None = None) -> None:
+        if rule is not None:
+            self.rule = rule
+        super().__init__(f"{self.rule}: {message}")
+        self.message = message
+
+
+class InvalidIccid(SimledgerError):
+    rule = "R-SIM1"
+
+    def __init__(self, iccid: object, reason: str) -> None:
+        self.iccid = iccid
+        self.reason = reason
+        super().__init__(f"invalid ICCID {iccid!r}: {reason}")
+
+
+class SimAlreadyExists(SimledgerError):
+    rule = "R-SIM1"
+
+    def __init__(self, iccids: list[str]) -> None:
+        self.iccids = iccids
+        shown = ", ".join(iccids[:5]) + (" …" if len(iccids) > 5 else "")
+        super().__init__(f"{len(iccids)} SIM(s) already received: {shown}")
+
+
+class UnknownSim(SimledgerError):
+    rule = "R-SIM1"
+
+    def __init__(self, iccid: str) -> None:
+        self.iccid = iccid
+        super().__init__(f"no SIM with ICCID {iccid}")
+
+
+class IllegalTransition(SimledgerError):
+    rule = "R-SIM4"
+
+    def __init__(self, iccid: str, status: str | None, command: str, detail: str = "") -> None:
+        self.iccid = iccid
+        self.status = status
+        self.command = command
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"SIM {iccid} in status {status!s} does not allow {command}{extra}")
+
+
+class InvalidInput(SimledgerError):
+    """A value outside what the rule allows (negative MB, empty name, bad e-mail, …)."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message, rule=rule)
+
+
+class NotActivationReady(SimledgerError):
+    rule = "R-SIM5"
+
+
+class SystemPauseNotCleared(SimledgerError):
+    rule = "R-SIM6"
+
+    def __init__(self, iccid: str, cause: str | None) -> None:
+        self.iccid = iccid
+        super().__init__(
+            f"SIM {iccid} was paused by the system ({cause}); clear the cause first "
+            "(new package, top-up or clear_system_pause)"
+        )
+
+
+class NotPrepaid(SimledgerError):
+    rule = "R-SIM7"
+
+
+class UnknownPackage(SimledgerError):
+    rule = "R-PK1"
+
+    def __init__(self, package_id: object) -> None:
+        self.package_id = package_id
+        super().__init__(f"no package {package_id}")
+
+
+class PackageStillActive(SimledgerError):
+    rule = "R-PK3"
+
+
+class AutoRenewNotAllowed(SimledgerError):
+    rule = "R-SG2"
+
+
+class AlreadyInSharedGroup(SimledgerError):
+    rule = "R-SG2"
+
+
+class SharedGroupLocked(SimledgerError):
+    rule = "R-SG3"
+
+
+class UnknownGroup(SimledgerError):
+    rule = "R-SG4"
+
+    def __init__(self, group_id: object, detail: str = "") -> None:
+        self.group_id = group_id
+        super().__init__(f"no shared group {group_id}{detail}")
+
+
+class NotAMember(SimledgerError):
+    rule = "R-SG1"
+
+
+class BulkLimitExceeded(SimledgerError):
+    rule = "R-BK1"
+
+
+class OperationInFlight(SimledgerError):
+    rule = "R-BK6"
+
+
+class NoOperationInFlight(SimledgerError):
+    rule = "R-BK3"
+
+
+class OrderQuantityInvalid(SimledgerError):
+    rule = "R-PF1"
+
+
+class UnknownOrder(SimledgerError):
+    rule = "R-PF1"
+
+
+class UnknownCustomerService(SimledgerError):
+    rule = "R-PF2"
+
+
+class HoldingServiceNotMigrated(SimledgerError):
+    rule = "R-PF3"
+
+
+class ConcurrencyConflict(SimledgerError):
+    """A command kept colliding with concurrent writers and was given up; nothing recorded."""
+
+    rule = "R-ES1"
+
+
+class CsvImportError(SimledgerError):
+    """An import file with bad rows; ``errors`` maps line number (header = 1) → reason."""
+
+    rule = "R-IO1"
+
+    def __init__(self, errors: Mapping[int, str]) -> None:
+        self.errors = dict(sorted(errors.items()))
+        first = "; ".join(f"line {n}: {r}" for n, r in list(self.errors.items())[:3])
+        super().__init__(f"{len(self.errors)} bad row(s), nothing imported: {first}")

@@ -1,0 +1,43 @@
+"""ICCID normalisation and validation (R-SIM1, ITU-T E.118)."""
+
+from __future__ import annotations
+
+from simledger.domain.errors import InvalidIccid
+
+_SEPARATORS = str.maketrans("", "", " -")
+
+
+def luhn_check_digit(digits: str) -> int:
+    """The Luhn check digit to append to ``digits``."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:  # the rightmost payload digit is doubled
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return (10 - total % 10) % 10
+
+
+def normalise_iccid(raw: object) -> str:
+    """Return the ICCID as a string of digits, or raise ``InvalidIccid`` naming the reason."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str):
+        raise InvalidIccid(raw, "an ICCID is a string of digits")
+    iccid = raw.strip().translate(_SEPARATORS)
+    if not iccid.isascii() or not iccid.isdigit():
+        raise InvalidIccid(raw, "only digits, spaces and dashes are allowed")
+    if not 18 <= len(iccid) <= 22:
+        raise InvalidIccid(raw, f"{len(iccid)} digits; an ICCID has 18 to 22")
+    if not iccid.startswith("89"):
+        raise InvalidIccid(raw, "an ICCID starts with 89 (telecom industry prefix)")
+    if luhn_check_digit(iccid[:-1]) != int(iccid[-1]):
+        raise InvalidIccid(raw, "the Luhn check digit does not match")
+    return iccid
+
+
+def make_iccid(body: str) -> str:
+    """Complete ``body`` (digits, starting with 89) with its Luhn check digit."""
+    return body + str(luhn_check_digit(body))

@@ -1,0 +1,128 @@
+"""A SIM's audit trail across aggregates, and its state as of a past moment (R-ES3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.application import project_aggregate
+
+from simledger.domain.base import DomainEvent
+from simledger.domain.errors import InvalidInput, UnknownSim
+from simledger.domain.package import Package
+from simledger.domain.shared_group import SharedGroup
+from simledger.domain.sim import Sim
+from simledger.runners.results import HistoryEntry
+
+if TYPE_CHECKING:
+    from simledger.runners.ledger import SimLedger
+
+_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
+
+
+def event_data(event: DomainEvent) -> dict[str, Any]:
+    """An event's own fields, without the envelope every event has."""
+    return {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
+
+
+def _aggregate_name(event: DomainEvent) -> str:
+    return type(event).__qualname__.split(".")[0]
+
+
+def _entry(event: DomainEvent) -> HistoryEntry:
+    return HistoryEntry(
+        event=type(event).__name__,
+        at=event.timestamp,
+        aggregate=_aggregate_name(event),
+        aggregate_id=event.originator_id,
+        version=event.originator_version,
+        data=event_data(event),
+    )
+
+
+def _related_ids(sim_events: Iterable[DomainEvent]) -> tuple[list[str], list[str]]:
+    copies: dict[str, None] = {}
+    groups: dict[str, None] = {}
+    for event in sim_events:
+        if isinstance(event, Sim.PackageAssigned):
+            copies[event.copy_id] = None
+        elif isinstance(event, (Sim.PackageShared, Sim.LeftSharedGroup)):
+            groups[event.group_id] = None
+    return list(copies), list(groups)
+
+
+def _group_events_for(iccid: str, events: Iterable[DomainEvent]) -> list[DomainEvent]:
+    """The group's events that named the SIM, or hit the pool while it was a member."""
+    touching: list[DomainEvent] = []
+    member = False
+    for event in events:
+        named = False
+        if isinstance(event, SharedGroup.Created):
+            member = named = iccid in event.members
+        elif isinstance(event, (SharedGroup.MemberAdded, SharedGroup.MemberRemoved)):
+            named = event.iccid == iccid
+            if named:
+                member = isinstance(event, SharedGroup.MemberAdded)
+        elif isinstance(event, SharedGroup.MembersMovedIn):
+            named = iccid in event.iccids
+            member = member or named
+        elif isinstance(event, (SharedGroup.MembersMovedOut, SharedGroup.Deleted)):
+            named = iccid in event.iccids
+            if named:
+                member = False
+        elif isinstance(event, SharedGroup.UsageDrawn):
+            named = event.iccid == iccid
+        elif isinstance(event, SharedGroup.Depleted):
+            named = member
+        if named:
+            touching.append(event)
+    return touching
+
+
+def sim_history(ledger: SimLedger, sim: Sim) -> list[HistoryEntry]:
+    sim_events: list[DomainEvent] = list(ledger.events.get(sim.id))  # type: ignore[arg-type]
+    copies, groups = _related_ids(sim_events)
+    events = list(sim_events)
+    for copy_id in copies:
+        events.extend(ledger.events.get(copy_id))  # type: ignore[arg-type]
+    for group_id in groups:
+        group_events: list[DomainEvent] = list(ledger.events.get(group_id))  # type: ignore[arg-type]
+        events.extend(_group_events_for(sim.id, group_events))
+    events.sort(key=lambda e: e.timestamp)  # stable: within one aggregate, version order
+    return [_entry(e) for e in events]
+
+
+def _project_until(ledger: SimLedger, aggregate_id: str, when: datetime) -> Any:
+    events = [e for e in ledger.events.get(aggregate_id) if e.timestamp <= when]  # type: ignore[attr-defined]
+    return project_aggregate(None, events) if events else None
+
+
+def sim_state_as_of(
+    ledger: SimLedger, iccid: str, *, at: datetime | None, version: int | None
+) -> tuple[Sim, Package | None, SharedGroup | None, datetime]:
+    """The SIM, its copy and its group as they were at ``at`` or at the SIM's ``version``."""
+    if (at is None) == (version is None):
+        raise InvalidInput("give exactly one of at= or version=", rule="R-ES3")
+    sim_events: list[DomainEvent] = list(ledger.events.get(iccid))  # type: ignore[arg-type]
+    if not sim_events:
+        raise UnknownSim(iccid)
+    if version is not None:
+        if isinstance(version, bool) or not 1 <= version <= len(sim_events):
+            raise InvalidInput(
+                f"SIM {iccid} has versions 1 to {len(sim_events)}, not {version!r}", rule="R-ES3"
+            )
+        target = version
+    else:
+        assert at is not None
+        if at.tzinfo is None:
+            raise InvalidInput(f"timestamps must carry a time zone: {at!r}", rule="R-ES3")
+        earlier = [e.originator_version for e in sim_events if e.timestamp <= at]
+        if not earlier:
+            raise UnknownSim(iccid)
+        target = earlier[-1]
+    sim: Sim = ledger.repository.get(iccid, version=target)
+    when = at if at is not None else sim.modified_on
+    copy = _project_until(ledger, sim.copy_id, when) if sim.copy_id else None
+    group = _project_until(ledger, sim.group_id, when) if sim.group_id else None
+    return sim, copy, group, when
