@@ -20,6 +20,7 @@ from simledger.domain.errors import (
     NotActivationReady,
     NotPrepaid,
     OperationInFlight,
+    SimledgerError,
     SystemPauseNotCleared,
 )
 from simledger.domain.lifecycle import Cmd, next_status
@@ -203,6 +204,10 @@ class Sim(LedgerAggregate):
 
     class ResumeRefused(OperationRefused):
         pass
+
+    class OperationSuperseded(OperationRefused):
+        """The carrier said yes, but the SIM had meanwhile moved (a system pause, a swap):
+        the answer is kept, the status stays where the lifecycle table has it."""
 
     class SuspendedBySystem(StatusChanged):
         cause: str
@@ -477,13 +482,17 @@ class Sim(LedgerAggregate):
             refused = self.PauseRefused if kind is OperationKind.PAUSE else self.ResumeRefused
             self.trigger_event(refused, operation_id=operation_id, reason=reason)
             return
-        if kind is OperationKind.PAUSE:
-            status = self._next(Cmd.PAUSE)
-            self.trigger_event(self.Paused, status=status.value, operation_id=operation_id)
-        else:
-            status = self._next(Cmd.RESUME)
-            self._check_resumable()
-            self.trigger_event(self.Resumed, status=status.value, operation_id=operation_id)
+        try:
+            status = self._next(Cmd.PAUSE if kind is OperationKind.PAUSE else Cmd.RESUME)
+            if kind is OperationKind.RESUME:
+                self._check_resumable()
+        except SimledgerError as error:
+            self.trigger_event(
+                self.OperationSuperseded, operation_id=operation_id, reason=str(error)
+            )
+            return
+        applied = self.Paused if kind is OperationKind.PAUSE else self.Resumed
+        self.trigger_event(applied, status=status.value, operation_id=operation_id)
 
     def suspend_by_system(self, cause: str) -> None:
         status = self._next(Cmd.SUSPEND_BY_SYSTEM)

@@ -50,7 +50,9 @@ from simledger.domain.partner import CustomerService, SimOrder
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
 from simledger.domain.types import HOLDING_SERVICE, OperationKind, SimStatus, SimType, SuspendReason
+from simledger.runners.csv_io import CsvTransfer
 from simledger.runners.history import sim_history, sim_state_as_of
+from simledger.runners.queries import ViewQueries
 from simledger.runners.results import (
     BulkResult,
     ExpiryResult,
@@ -123,7 +125,7 @@ def _aware(at: datetime | None, default: datetime) -> datetime:
     return at
 
 
-class SimLedger(Application[str]):
+class SimLedger(ViewQueries, CsvTransfer, Application[str]):
     """The SIM lifecycle engine (API.md). ``env`` follows eventsourcing's settings."""
 
     name = "simledger"
