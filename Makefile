@@ -1,0 +1,28 @@
+# One command per job (run from the repository root):
+#   make demo   -- create .venv if absent, install simledger (editable), run the demo
+#   make test   -- create .venv if absent, install simledger[dev] (editable), run pytest
+# Needs only python3 (>= 3.11) with pip and venv; PostgreSQL tests use the server at
+# POSTGRES_HOST:POSTGRES_PORT (default 127.0.0.1:5432) or start a throwaway cluster.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv
+
+venv: $(PY)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+demo: $(PY)
+	$(PIP_INSTALL) -e .
+	$(PY) -m simledger.runners.demo
+
+# -P: do not put the current directory (the repo root) on sys.path, so only the
+# installed `simledger.*` names are importable, never bare `domain`, `adapters`, ...
+test: $(PY)
+	$(PIP_INSTALL) -e '.[dev]'
+	$(PY) -P -m pytest $(PYTEST_ARGS)
