@@ -1,19 +1,253 @@
-"""Load many aggregates at once (bulk operations over thousands of SIMs)."""
+"""Load many aggregates at once (bulk operations over thousands of SIMs).
+
+``Repository.get`` costs one query per aggregate (two with snapshots). On the SQLite and
+PostgreSQL stores :func:`load_many` instead reads a whole chunk of ids with ONE query: the
+latest snapshot of each id plus only the events recorded after it. Rows are decoded with
+the application's own mapper (so cipher and compression settings keep working) and each
+aggregate is projected exactly as the repository would: snapshot first, then events
+(``project_aggregate``'s fold, with its per-event protocol check done once per class).
+
+Any other store (the in-memory one, a custom recorder, UUID-typed ids) falls back to
+``repository.get`` per id. The aggregate cache, if the application enables one, is not
+consulted: the batch path always reads the stored events, which is what the cache would
+be fast-forwarded to anyway.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import CanMutateProtocol, DomainEventProtocol
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.utils import retry
+
+SQLITE_CHUNK = 500
+"""Ids per SQLite query: one bound parameter each, under SQLite's historic limit of 999."""
+
+POSTGRES_CHUNK = 1000
+"""Ids per PostgreSQL query (bound as one text array)."""
+
+_SNAPSHOT, _EVENT = 0, 1
+"""The ``kind`` column of the batch queries: a snapshot sorts before the events after it."""
+
+Row = Mapping[str, Any]
+"""A result row with columns kind, originator_id, originator_version, topic, state."""
 
 
-def load_many(app: Application[str], ids: Sequence[str]) -> dict[str, Any]:
-    """The aggregates found for ``ids`` (snapshots used), keyed by id; missing ids omitted."""
+@dataclass(frozen=True)
+class _BatchReader:
+    chunk_size: int
+    fetch: Callable[[list[str]], Sequence[Row]]
+
+
+def load_many(app: Application[str], ids: Iterable[str]) -> dict[str, Any]:
+    """The aggregates found for ``ids`` (snapshots used), keyed by id; missing ids omitted.
+
+    Input order and duplicates do not matter. Each aggregate equals what
+    ``app.repository.get(id)`` returns.
+    """
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    reader = _batch_reader(app) if all(isinstance(i, str) for i in wanted) else None
+    if reader is None:
+        return _one_by_one(app, wanted)
     found: dict[str, Any] = {}
-    for aggregate_id in dict.fromkeys(ids):
+    for start in range(0, len(wanted), reader.chunk_size):
+        rows = reader.fetch(wanted[start : start + reader.chunk_size])
+        found.update(_project(app, rows))
+    return found
+
+
+def _one_by_one(app: Application[str], ids: Iterable[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for aggregate_id in ids:
         try:
             found[aggregate_id] = app.repository.get(aggregate_id)
         except AggregateNotFoundError:
             continue
-    return cast(dict[str, Any], found)
+    return found
+
+
+def _project(app: Application[str], rows: Iterable[Row]) -> Iterator[tuple[str, Any]]:
+    """Decode ``rows`` (ordered by id, kind, version) and project one aggregate per id."""
+    events_mapper = app.repository.event_store.mapper
+    snapshot_store = app.repository.snapshot_store
+    snapshots_mapper = snapshot_store.mapper if snapshot_store is not None else events_mapper
+    streams: dict[str, list[DomainEventProtocol[Any]]] = {}
+    for row in rows:
+        mapper = snapshots_mapper if row["kind"] == _SNAPSHOT else events_mapper
+        stored = StoredEvent(
+            originator_id=row["originator_id"],
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+        streams.setdefault(row["originator_id"], []).append(mapper.to_domain_event(stored))
+    for aggregate_id, events in streams.items():
+        aggregate = _project_aggregate(events)
+        if aggregate is not None:
+            yield aggregate_id, aggregate
+
+
+_MUTATING_EVENT_CLASSES: set[type[Any]] = set()
+
+
+def _project_aggregate(events: Iterable[DomainEventProtocol[Any]]) -> Any:
+    """``project_aggregate(None, events)`` -- what ``Repository.get`` uses -- made cheaper.
+
+    eventsourcing's ``project_aggregate`` asserts ``isinstance(event, CanMutateProtocol)``
+    for every event; a runtime-checkable protocol check is slow (about two thirds of the
+    batch path's time for 10,000 SIMs). The protocol's members are methods and dataclass
+    fields, so the check is made once per event class instead; the fold is the same:
+    ``aggregate = event.mutate(aggregate)`` in order, starting from ``None``.
+    """
+    aggregate: Any = None
+    for event in events:
+        if type(event) not in _MUTATING_EVENT_CLASSES:
+            if not isinstance(event, CanMutateProtocol):
+                raise TypeError(f"not a mutating domain event: {event!r}")
+            _MUTATING_EVENT_CLASSES.add(type(event))
+        aggregate = cast(CanMutateProtocol[Any], event).mutate(aggregate)
+    return aggregate
+
+
+def _batch_reader(app: Application[str]) -> _BatchReader | None:
+    """A one-query-per-chunk reader for the application's store, if it has one."""
+    events = app.repository.event_store.recorder
+    snapshot_store = app.repository.snapshot_store
+    snapshots = snapshot_store.recorder if snapshot_store is not None else None
+    for make in (_sqlite_reader, _postgres_reader):
+        reader = make(events, snapshots)
+        if reader is not None:
+            return reader
+    return None
+
+
+# ---- SQLite ---------------------------------------------------------------------------------
+
+
+def _sqlite_reader(
+    events: AggregateRecorder, snapshots: AggregateRecorder | None
+) -> _BatchReader | None:
+    from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder
+
+    if not isinstance(events, SQLiteApplicationRecorder):
+        return None
+    datastore = events.datastore
+    if datastore.originator_id_type != "text":
+        return None
+    if snapshots is not None and not (
+        isinstance(snapshots, SQLiteAggregateRecorder) and snapshots.datastore is datastore
+    ):
+        return None
+    # Table names are used unquoted, as eventsourcing's own statements use them.
+    events_table = events.events_table_name
+    snapshots_table = snapshots.events_table_name if snapshots is not None else None
+
+    template = _batch_template(with_snapshots=snapshots_table is not None)
+
+    def fetch(chunk: list[str]) -> Sequence[Row]:
+        values = ",".join("(?)" for _ in chunk)
+        statement = template.format(
+            ids=f"ids(originator_id) AS (VALUES {values})",
+            events=events_table,
+            snapshots=snapshots_table,
+        )
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, chunk)
+            rows: Sequence[Row] = cursor.fetchall()
+        return rows
+
+    return _BatchReader(SQLITE_CHUNK, fetch)
+
+
+# ---- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _postgres_reader(
+    events: AggregateRecorder, snapshots: AggregateRecorder | None
+) -> _BatchReader | None:
+    try:
+        from eventsourcing.postgres import (
+            PostgresAggregateRecorder,
+            PostgresApplicationRecorder,
+        )
+        from psycopg import sql
+    except ImportError:  # pragma: no cover - psycopg not installed
+        return None
+
+    if not isinstance(events, PostgresApplicationRecorder):
+        return None
+    datastore = events.datastore
+    if datastore.originator_id_type != "text":
+        return None
+    if snapshots is not None and not (
+        isinstance(snapshots, PostgresAggregateRecorder) and snapshots.datastore is datastore
+    ):
+        return None
+
+    # Qualified as the recorders' own statements qualify them: "<schema>"."<table>".
+    statement = sql.SQL(_batch_template(with_snapshots=snapshots is not None)).format(
+        ids=sql.SQL("ids AS (SELECT unnest(%s::text[]) AS originator_id)"),
+        events=sql.Identifier(datastore.schema, events.events_table_name),
+        snapshots=(
+            sql.Identifier(datastore.schema, snapshots.events_table_name)
+            if snapshots is not None
+            else sql.SQL("")
+        ),
+    )
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def fetch(chunk: list[str]) -> Sequence[Row]:
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (chunk,), prepare=True)
+            rows: Sequence[Row] = cursor.fetchall()
+        return rows
+
+    return _BatchReader(POSTGRES_CHUNK, fetch)
+
+
+# ---- the query ------------------------------------------------------------------------------
+
+
+def _batch_template(*, with_snapshots: bool) -> str:
+    """Latest snapshot of each id (kind 0) and the events after it (kind 1), in replay order.
+
+    Placeholders: ``{ids}`` a CTE defining ``ids(originator_id)``, ``{events}`` and
+    ``{snapshots}`` the tables. Valid SQL on SQLite and PostgreSQL. Versions are never
+    negative, so ``-1`` stands for "no snapshot: every event".
+    """
+    order = "ORDER BY originator_id, kind, originator_version"
+    if not with_snapshots:
+        return (
+            "WITH {ids} "
+            f"SELECT {_EVENT} AS kind, e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM ids JOIN {events} e ON e.originator_id = ids.originator_id "
+            f"{order}"
+        )
+    return (
+        "WITH {ids}, "
+        "latest AS ("
+        "SELECT ids.originator_id, ("
+        "SELECT MAX(s.originator_version) FROM {snapshots} s "
+        "WHERE s.originator_id = ids.originator_id"
+        ") AS version FROM ids) "
+        f"SELECT {_SNAPSHOT} AS kind, s.originator_id AS originator_id, "
+        "s.originator_version AS originator_version, s.topic AS topic, s.state AS state "
+        "FROM latest JOIN {snapshots} s "
+        "ON s.originator_id = latest.originator_id AND s.originator_version = latest.version "
+        "UNION ALL "
+        f"SELECT {_EVENT}, e.originator_id, e.originator_version, e.topic, e.state "
+        "FROM latest JOIN {events} e ON e.originator_id = latest.originator_id "
+        "AND e.originator_version > COALESCE(latest.version, -1) "
+        f"{order}"
+    )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from enum import Enum
+from typing import Any, ClassVar, Self
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -63,9 +64,22 @@ class Snapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
             state=state,
         )
 
+    def mutate(self, _: None) -> Any:
+        """Rebuild the aggregate; enum attributes, stored as plain JSON strings, get their
+        enum type back (code compares them with ``is``)."""
+        aggregate = super().mutate(None)
+        for name, enum in getattr(type(aggregate), "snapshot_enums", {}).items():
+            value = aggregate.__dict__.get(name)
+            if value is not None:
+                aggregate.__dict__[name] = enum(value)
+        return aggregate
+
 
 class LedgerAggregate(BaseAggregate[str]):
     """Common base of the aggregates: a string id. Snapshots use :class:`Snapshot`."""
+
+    snapshot_enums: ClassVar[dict[str, type[Enum]]] = {}
+    """Attributes holding enum values, re-typed when loaded from a :class:`Snapshot`."""
 
     @classmethod
     def start(cls, event_class: type[CreatedEvent], id: str, **kwargs: Any) -> Self:

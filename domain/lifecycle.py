@@ -87,6 +87,7 @@ TRANSITIONS: Final[dict[tuple[SimStatus | None, Cmd], SimStatus | Target]] = {
     (S.ACTIVE, Cmd.PAUSE): S.SUSPENDED,  # applied when the carrier confirms (R-BK3)
     (S.SUSPENDED, Cmd.RESUME): S.ACTIVE,  # applied when the carrier confirms (R-BK3)
     (S.ACTIVE, Cmd.SUSPEND_BY_SYSTEM): S.SUSPENDED,
+    (S.SUSPENDED, Cmd.SUSPEND_BY_SYSTEM): S.SUSPENDED,  # e.g. a paused SIM's package runs out
     (S.SUSPENDED, Cmd.CLEAR_SYSTEM_PAUSE): S.SUSPENDED,
     # SIM swap: to pending and back
     **{

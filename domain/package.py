@@ -12,6 +12,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
+from simledger.domain.errors import InvalidInput
+
+MAX_RENEWALS_PER_RECORD = 1000
 
 
 class Package(LedgerAggregate):
@@ -155,13 +158,28 @@ class Package(LedgerAggregate):
         return not self.depleted and (self.expires_at is None or now < self.expires_at)
 
     def draw(self, iccid: str, mb: Decimal, at: datetime) -> bool:
-        """Draw ``mb`` (never below zero); True when this drained the copy."""
-        drawn = min(mb, self.data_left_mb)
-        if drawn > 0:
-            self.trigger_event(self.UsageDrawn, iccid=iccid, mb=drawn, at=at)
-        if self.data_left_mb <= 0 and not self.depleted:
-            return self._run_out("data", at)
-        return False
+        """Draw ``mb`` (never below zero); True when this drained the copy.
+
+        With auto-renew, what the old period could not cover is drawn from the new one.
+        """
+        if self.auto_renew and mb > self.data_mb * MAX_RENEWALS_PER_RECORD:
+            raise InvalidInput(
+                f"{mb} MB in one usage record would renew {self.name} more than "
+                f"{MAX_RENEWALS_PER_RECORD} times; split the record",
+                rule="R-PK2",
+            )
+        remaining = mb
+        while True:
+            drawn = min(remaining, self.data_left_mb)
+            if drawn > 0:
+                self.trigger_event(self.UsageDrawn, iccid=iccid, mb=drawn, at=at)
+                remaining -= drawn
+            if self.data_left_mb > 0 or self.depleted:
+                return False
+            if self._run_out("data", at):
+                return True
+            if remaining <= 0 or self.data_mb <= 0:
+                return False
 
     def expire(self, now: datetime) -> bool:
         """Deplete (or renew) when the validity has ended by ``now``; True when depleted."""

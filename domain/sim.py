@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from enum import Enum
+from typing import Any, ClassVar
 
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
 from simledger.domain.errors import (
@@ -128,6 +129,9 @@ class Sim(LedgerAggregate):
             sim.group_id = None
             sim.package_id = None
             sim.plan = None
+            if sim.swap_from is SimStatus.ACTIVATION_READY:
+                # Left during a SIM swap: without a plan it cannot come back ready (R-SIM5).
+                sim.swap_from = SimStatus.BLANK
 
     class MigratedToPartnerService(Event):
         service: str
@@ -178,6 +182,7 @@ class Sim(LedgerAggregate):
             super().apply(sim)
             sim.in_flight = None
             sim.suspended_reason = SuspendReason.USER
+            sim.user_paused = True
             sim.system_cause = None
             sim.cause_cleared = False
 
@@ -189,6 +194,7 @@ class Sim(LedgerAggregate):
             if self.operation_id is not None:
                 sim.in_flight = None
             sim.suspended_reason = None
+            sim.user_paused = False
             sim.system_cause = None
             sim.cause_cleared = False
 
@@ -244,10 +250,11 @@ class Sim(LedgerAggregate):
 
         def apply(self, sim: Sim) -> None:
             month = self.at.strftime("%Y-%m")
-            if sim.usage_month != month:
+            if sim.usage_month is None or month > sim.usage_month:
                 sim.usage_month = month
                 sim.usage_month_mb = Decimal(0)
-            sim.usage_month_mb += self.mb
+            if month == sim.usage_month:  # a late record of an earlier month is not this month's
+                sim.usage_month_mb += self.mb
             sim.usage_total_mb += self.mb
 
     class ToppedUp(Event):
@@ -275,6 +282,13 @@ class Sim(LedgerAggregate):
             sim.end_user = self.end_user
 
     # ---- state --------------------------------------------------------------------------
+    snapshot_enums: ClassVar[dict[str, type[Enum]]] = {
+        "status": SimStatus,
+        "sim_type": SimType,
+        "suspended_reason": SuspendReason,
+        "swap_from": SimStatus,
+    }
+
     def __init__(self) -> None:
         self.operator: str = ""
         self.sim_type: SimType = SimType.SUBSCRIPTION
@@ -295,6 +309,7 @@ class Sim(LedgerAggregate):
         self.suspended_reason: SuspendReason | None = None
         self.system_cause: str | None = None
         self.cause_cleared: bool = False
+        self.user_paused: bool = False  # stays set when the system pauses it as well
         self.in_flight: dict[str, Any] | None = None
         self.swap_from: SimStatus | None = None
         self.usage_month: str | None = None

@@ -108,7 +108,11 @@ def sim_state_as_of(
     if not sim_events:
         raise UnknownSim(iccid)
     if version is not None:
-        if isinstance(version, bool) or not 1 <= version <= len(sim_events):
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not 1 <= version <= len(sim_events)
+        ):
             raise InvalidInput(
                 f"SIM {iccid} has versions 1 to {len(sim_events)}, not {version!r}", rule="R-ES3"
             )

@@ -232,23 +232,40 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
             order.deliver(keys, operator)
             to_save.append(order)
         codes = {normalise_iccid(k): v for k, v in (activation_codes or {}).items()}
+        to_save.extend(self._new_sims(keys, operator, kind, bool(esim), order_key, codes))
+        self.save(*to_save)
+        log.info("sims.received", count=len(keys), operator=operator, order_id=order_key)
+        return keys
+
+    def _new_sims(
+        self,
+        keys: Sequence[str],
+        operator: str,
+        kind: SimType,
+        esim: bool,
+        order_key: str | None = None,
+        codes: Mapping[str, str] | None = None,
+    ) -> list[Sim]:
+        """Validated, not yet existing ICCIDs as newly received SIMs (unsaved); shared by
+        ``receive_sims`` and the CSV import."""
         integrated = operator not in self.operators_without_integration
+        sims: list[Sim] = []
         for key in keys:
-            code = codes.get(key) or (f"LPA:1$smdp.simledger.local${uuid.uuid4().hex.upper()}")
-            to_save.append(
+            code = (codes or {}).get(key) or (
+                f"LPA:1$smdp.simledger.local${uuid.uuid4().hex.upper()}"
+            )
+            sims.append(
                 Sim.receive(
                     key,
                     operator=operator,
                     sim_type=kind,
-                    esim=bool(esim),
+                    esim=esim,
                     activation_code=code if esim else None,
                     integrated=integrated,
                     order_id=order_key,
                 )
             )
-        self.save(*to_save)
-        log.info("sims.received", count=len(keys), operator=operator, order_id=order_key)
-        return keys
+        return sims
 
     @command
     def complete_integration_check(
@@ -540,28 +557,38 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         amount = _mb(mb, rule="R-PK2")
         sim = self._sim(iccid)
         when = _aware(at, self.clock())
-        sim.record_usage(amount, when, country)
+        sim.check_usage()
         to_save: list[LedgerAggregate] = [sim]
+        to_suspend: list[Sim] = []
         if sim.group_id is not None:
             group = self._group(sim.group_id)
             to_save.append(group)
             if not group.depleted and group.draw(sim.id, amount, when):
                 others = self._sims([m for m in group.members if m != sim.id])
-                members = [sim, *others.values()]
+                to_suspend = [sim, *others.values()]
                 to_save.extend(others.values())
-                self._suspend_for_package(members, "depleted")
         else:
             copy = self._copy(sim)
             if copy is not None and not copy.depleted:
                 to_save.append(copy)
                 if copy.draw(sim.id, amount, when):
-                    self._suspend_for_package([sim], "depleted")
+                    to_suspend = [sim]
+        # The SIM's event comes after the draw it caused, so the SIM's version at that
+        # moment covers the draw (sim_as_of, R-ES3).
+        sim.record_usage(amount, when, country)
+        self._suspend_for_package(to_suspend, "depleted")
         self.save(*to_save)
 
     @staticmethod
     def _suspend_for_package(sims: Iterable[Sim], cause: str) -> None:
         for sim in sims:
-            if sim.status is SimStatus.ACTIVE:
+            # A SIM the user paused is paused by the system too, so that a plain resume
+            # cannot bring it back without a package (R-SIM6); one already paused by the
+            # system for an uncleared cause stays as it is.
+            system_paused = sim.suspended_reason is SuspendReason.SYSTEM and not sim.cause_cleared
+            if sim.status is SimStatus.ACTIVE or (
+                sim.status is SimStatus.SUSPENDED and not system_paused
+            ):
                 sim.suspend_by_system(cause)
 
     @command
@@ -570,15 +597,17 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         for an empty package works again."""
         mb = _mb(amount, rule="R-SIM7")
         sim = self._sim(iccid)
-        sim.top_up(mb)
-        to_save: list[LedgerAggregate] = [sim]
         copy = self._copy(sim)
         if copy is not None:
-            copy.top_up(mb)
+            copy.top_up(mb)  # before the SIM's event, as in record_usage (sim_as_of)
+        sim.top_up(mb)
+        to_save: list[LedgerAggregate] = [sim]
+        if copy is not None:
             to_save.append(copy)
             if sim.paused_by_system_for_package and copy.is_active_at(self.clock()):
                 sim.clear_system_pause(by="top-up")
-                sim.resume_by_system()
+                if not sim.user_paused:  # a pause by the user stays until the user resumes
+                    sim.resume_by_system()
         self.save(*to_save)
 
     def expire_packages(self, now: datetime | None = None) -> ExpiryResult:
@@ -664,7 +693,9 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
 
     @staticmethod
     def _join(sim: Sim, group: SharedGroup) -> None:
-        if sim.paused_by_system_for_package:
+        # A fresh pool is a new package and clears the cause (R-SIM6); a depleted one (the
+        # only kind that takes members after creation, R-SG3) brings no data, so it does not.
+        if sim.paused_by_system_for_package and not group.depleted:
             sim.clear_system_pause(by="new package")
         sim.join_shared_group(group.id, group.package_id, group.package_name)
 
@@ -825,7 +856,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
             members=list(group.members),
             package_id=UUID(group.package_id),
             data_mb=group.data_mb,
-            data_left_mb=group.data_left_mb,
+            data_left_mb=Decimal(0) if group.depleted else group.data_left_mb,
             expires_at=group.expires_at,
             locked=group.locked,
             depleted=group.depleted,
@@ -838,10 +869,13 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
     def _view(sim: Sim, copy: Package | None, group: SharedGroup | None, now: datetime) -> SimView:
         data_left: Decimal | None = None
         expires_at: datetime | None = None
+        # A depleted package has nothing left to use, whatever its last balance was.
         if group is not None:
-            data_left, expires_at = group.data_left_mb, group.expires_at
+            data_left = Decimal(0) if group.depleted else group.data_left_mb
+            expires_at = group.expires_at
         elif copy is not None:
-            data_left, expires_at = copy.data_left_mb, copy.expires_at
+            data_left = Decimal(0) if copy.depleted else copy.data_left_mb
+            expires_at = copy.expires_at
         days_left = None
         if expires_at is not None:
             days_left = max(0, (expires_at - now).days + (1 if (expires_at - now).seconds else 0))
