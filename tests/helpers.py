@@ -1,0 +1,172 @@
+"""Small helpers shared by the rule tests. Names here are stable: other test modules import them.
+
+tests/ has no ``__init__.py`` and pytest runs with ``--import-mode=importlib``, so a test
+module makes this file importable with the two lines::
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from helpers import FakeClock, event_count, iccids, ready_sim
+
+* :func:`iccids` / :func:`iccid` -- valid ICCIDs (Luhn digit via ``make_iccid``).
+* :class:`FakeClock` -- a controllable ``clock=`` for ``SimLedger`` (``advance(timedelta)``).
+* :func:`event_count` -- how many events the ledger's store holds.
+* :func:`received_sim`, :func:`ready_sim`, :func:`sim_in_status`, :func:`user_paused_sim`
+  -- drive a SIM through the public commands to a given point of its lifecycle.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from simledger import SimLedger, SimStatus, SimType
+from simledger.domain.iccid import make_iccid
+
+T0 = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
+"""The default start of :class:`FakeClock`."""
+
+OPERATOR = "3UK"
+COMPANY = "Acme Logistics"
+MSISDN = "+447700900123"
+
+
+def iccids(n: int, start: int = 0) -> list[str]:
+    """``n`` distinct valid 20-digit ICCIDs (``89 44 …`` + Luhn digit), numbered from ``start``."""
+    return [make_iccid(f"8944{number:015d}") for number in range(start, start + n)]
+
+
+def iccid(number: int = 0) -> str:
+    """One valid ICCID: ``iccids(1, number)[0]``."""
+    return iccids(1, number)[0]
+
+
+class FakeClock:
+    """A clock for ``SimLedger(clock=...)``: returns ``now`` until moved."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the clock forward by ``delta``; returns the new time."""
+        self.now += delta
+        return self.now
+
+    def set(self, when: datetime) -> None:
+        self.now = when
+
+
+def event_count(ledger: SimLedger) -> int:
+    """Number of events stored (every aggregate), read from the store's notification log."""
+    return len(ledger.recorder.select_notifications(start=None, limit=10**9))
+
+
+def new_ledger(
+    env: dict[str, str] | None = None,
+    *,
+    clock: FakeClock | None = None,
+    carrier_deadline: timedelta = timedelta(hours=24),
+    operators_without_integration: tuple[str, ...] = (),
+) -> tuple[SimLedger, FakeClock]:
+    """A ledger (in memory unless ``env``) on a :class:`FakeClock`; returns both."""
+    clock = clock or FakeClock()
+    ledger = SimLedger(
+        env,
+        clock=clock,
+        carrier_deadline=carrier_deadline,
+        operators_without_integration=operators_without_integration,
+    )
+    return ledger, clock
+
+
+def make_package(
+    ledger: SimLedger,
+    *,
+    data_mb: int = 1000,
+    validity_days: int = 30,
+    auto_renew: bool = False,
+    name: str = "1 GB / 30 days",
+) -> UUID:
+    return ledger.create_package(
+        name, data_mb=data_mb, validity_days=validity_days, auto_renew=auto_renew
+    )
+
+
+def received_sim(
+    ledger: SimLedger,
+    number: int = 0,
+    *,
+    operator: str = OPERATOR,
+    sim_type: SimType = SimType.SUBSCRIPTION,
+    checked: bool = False,
+) -> str:
+    """Receive one SIM (``pending``); with ``checked`` pass its integration check (``blank``)."""
+    [key] = ledger.receive_sims([iccid(number)], operator=operator, sim_type=sim_type)
+    if checked:
+        ledger.complete_integration_check(key, ok=True)
+    return key
+
+
+def ready_sim(
+    ledger: SimLedger,
+    number: int = 0,
+    *,
+    activate: bool = True,
+    sim_type: SimType = SimType.SUBSCRIPTION,
+    package_id: UUID | None = None,
+    data_mb: int = 1000,
+    validity_days: int = 30,
+    auto_renew: bool = False,
+) -> str:
+    """A SIM with a line, a company and its own package copy: ``activation_ready``, or
+    ``active`` when ``activate``. A package is created unless ``package_id`` is given."""
+    key = received_sim(ledger, number, sim_type=sim_type, checked=True)
+    ledger.assign_line(key, MSISDN)
+    ledger.assign_to_company(key, COMPANY)
+    if package_id is None:
+        package_id = make_package(
+            ledger, data_mb=data_mb, validity_days=validity_days, auto_renew=auto_renew
+        )
+    ledger.assign_package(key, package_id)
+    if activate:
+        ledger.activate(key)
+    return key
+
+
+def user_paused_sim(
+    ledger: SimLedger, number: int = 0, *, sim_type: SimType = SimType.SUBSCRIPTION
+) -> str:
+    """An ``active`` SIM (see :func:`ready_sim`) paused by the user: pause + carrier confirm."""
+    key = ready_sim(ledger, number, sim_type=sim_type)
+    result = ledger.pause([key])
+    assert result.accepted == [key], result
+    ledger.confirm(result.operation_id, key)
+    return key
+
+
+def sim_in_status(ledger: SimLedger, status: SimStatus, number: int = 0) -> str:
+    """A SIM brought to ``status`` through the public commands (``suspended`` = by the user;
+    ``not_available`` = marked so after arrival)."""
+    if status is SimStatus.PENDING:
+        key = received_sim(ledger, number)
+    elif status is SimStatus.NOT_AVAILABLE:
+        key = received_sim(ledger, number)
+        ledger.mark_not_available(key, "operator has no integration")
+    elif status is SimStatus.INVALID:
+        key = received_sim(ledger, number)
+        ledger.complete_integration_check(key, ok=False, reason="unknown to the operator")
+    elif status is SimStatus.BLANK:
+        key = received_sim(ledger, number, checked=True)
+    elif status is SimStatus.ACTIVATION_READY:
+        key = ready_sim(ledger, number, activate=False)
+    elif status is SimStatus.ACTIVE:
+        key = ready_sim(ledger, number)
+    elif status is SimStatus.SUSPENDED:
+        key = user_paused_sim(ledger, number)
+    else:  # pragma: no cover - SimStatus has exactly the values above
+        raise AssertionError(status)
+    assert ledger.sim(key).status is status
+    return key
