@@ -55,6 +55,7 @@ from simledger.runners.history import sim_history, sim_state_as_of
 from simledger.runners.queries import ViewQueries
 from simledger.runners.results import (
     BulkResult,
+    ConfirmResult,
     ExpiryResult,
     HistoryEntry,
     SharedGroupView,
@@ -530,6 +531,43 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         sim = self._sim(iccid)
         sim.confirm_operation(str(operation_id), ok=bool(ok), reason=reason)
         self.save(sim)
+
+    @command
+    def confirm_many(
+        self, operation_id: UUID | str, answers: Mapping[str, bool] | Iterable[tuple[str, bool]]
+    ) -> ConfirmResult:
+        """Many carrier answers for one operation, in one transaction (R-BK3).
+
+        Unlike ``confirm``, an answer that cannot apply (unknown SIM, no such operation in
+        flight — e.g. it was already confirmed) does not stop the others: it is listed in
+        ``skipped`` with its reason, and nothing is recorded for it.
+        """
+        op = str(operation_id)
+        pairs = list(answers.items() if isinstance(answers, Mapping) else answers)
+        if len(pairs) > BULK_LIMIT:
+            raise BulkLimitExceeded(f"{len(pairs)} answers in one call; at most {BULK_LIMIT}")
+        skipped: dict[str, str] = {}
+        wanted: dict[str, bool] = {}
+        for raw, ok in pairs:
+            try:
+                wanted[normalise_iccid(raw)] = bool(ok)
+            except SimledgerError as error:
+                skipped[str(raw)] = str(error)
+        sims = self._sims(list(wanted))
+        changed: list[Sim] = []
+        for key, ok in wanted.items():
+            sim = sims.get(key)
+            if sim is None:
+                skipped[key] = str(UnknownSim(key))
+                continue
+            try:
+                sim.confirm_operation(op, ok=ok, reason=None)
+            except SimledgerError as error:
+                skipped[key] = str(error)
+                continue
+            changed.append(sim)
+        self.save(*changed)
+        return ConfirmResult(applied=[sim.id for sim in changed], skipped=skipped)
 
     @command
     def suspend_by_system(self, iccid: object, cause: str) -> None:

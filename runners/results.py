@@ -25,6 +25,13 @@ class BulkResult(_Frozen):
     rejected: dict[str, str]
 
 
+class ConfirmResult(_Frozen):
+    """Carrier answers applied in one go, and those skipped with the reason."""
+
+    applied: list[str]
+    skipped: dict[str, str]
+
+
 class SimView(_Frozen):
     """A SIM's state (R-SIM2 attributes), with its package copy or shared pool."""
 
