@@ -1,10 +1,203 @@
 """The read-model queries of SimLedger (``sims``, ``pending_activity``, ``shared_groups``).
 
-Filled in by the read-models work; kept apart from the commands in ``ledger.py``.
+The views live in a store that follows the ledger's event store (in memory, the same
+SQLite file, the same PostgreSQL schema); see :mod:`simledger.runners.projection_runner`.
+
+Read your writes (API.md): by default (``VIEWS_MODE=embedded``) the ledger folds new events
+into the views after every save, in batches, before the command returns; a failure there
+is logged and does not fail the command (the events are recorded; the next query or save
+folds them). Queries first catch up with anything recorded since, by this process or any
+other. With ``VIEWS_MODE=external`` a worker process (``python -m
+simledger.runners.worker``) keeps the views: saves do not fold, and a query waits (up to
+``VIEWS_WAIT_SECONDS``, default 5) for the worker to pass this ledger's last write before
+folding the rest itself. ``VIEWS_BULK_FROM`` (default 100,000; 0 = never): a catch-up at
+least that many events behind, with most of the log unfolded, rebuilds the views instead.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from simledger.adapters.logs import get_logger
+from simledger.domain.errors import InvalidInput
+from simledger.projections.listing import encode_cursor, make_query
+from simledger.projections.models import (
+    Page,
+    PendingActivity,
+    RowDiff,
+    SharedGroupSummary,
+    SimListItem,
+)
+from simledger.runners.projection_runner import BULK_FROM, ViewRunner, store_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
+
+log = get_logger("simledger.views")
+
+EMBEDDED = "embedded"
+EXTERNAL = "external"
+_CREATE_LOCK = threading.Lock()
+
+
+def _setting(ledger: object, key: str) -> str | None:
+    value = cast(Any, ledger).env.get(key)
+    return str(value) if value is not None else None
+
 
 class ViewQueries:
     """Mixin of SimLedger: queries answered from the projections."""
+
+    if TYPE_CHECKING:
+        clock: Callable[[], datetime]
+        recorder: ApplicationRecorder
+        mapper: Mapper[Any]
+
+    # ---- the views ------------------------------------------------------------------------
+    @property
+    def views(self) -> ViewRunner:
+        """The runner that keeps this ledger's read models (created on first use)."""
+        runner: ViewRunner | None = self.__dict__.get("_view_runner")
+        if runner is None:
+            with _CREATE_LOCK:
+                runner = self.__dict__.get("_view_runner")
+                if runner is None:
+                    bulk_from = _setting(self, "VIEWS_BULK_FROM")
+                    runner = ViewRunner(
+                        store_for(self.recorder),
+                        self.recorder,
+                        self.mapper,
+                        bulk_from=int(bulk_from) if bulk_from else BULK_FROM,
+                    )
+                    self.__dict__["_view_runner"] = runner
+        return runner
+
+    @property
+    def views_mode(self) -> str:
+        mode = (_setting(self, "VIEWS_MODE") or EMBEDDED).strip().lower()
+        if mode not in (EMBEDDED, EXTERNAL):
+            raise InvalidInput(
+                f"VIEWS_MODE is {EMBEDDED} or {EXTERNAL}, not {mode!r}", rule="R-ES3"
+            )
+        return mode
+
+    def _notify(self, recordings: list[Recording[Any]]) -> None:
+        super()._notify(recordings)  # type: ignore[misc]
+        if not recordings:
+            return
+        last = max(r.notification.id for r in recordings)
+        self.__dict__["_last_saved_id"] = max(self.__dict__.get("_last_saved_id", 0), last)
+        if self.views_mode != EMBEDDED:
+            return
+        try:
+            self.views.catch_up(until=last)
+        except Exception:
+            log.exception("views.catch_up.failed", position=last)
+
+    def _fresh_views(self) -> ViewRunner:
+        runner = self.views
+        if self.views_mode == EXTERNAL:
+            target: int = self.__dict__.get("_last_saved_id", 0)
+            wait = float(_setting(self, "VIEWS_WAIT_SECONDS") or 5)
+            deadline = time.monotonic() + wait
+            while runner.store.position() < target and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if runner.store.position() < target:
+                runner.catch_up(until=target)
+        else:
+            runner.catch_up()
+        return runner
+
+    def catch_up_views(self) -> int:
+        """Fold every event recorded so far into the views; returns how many were new."""
+        return self.views.catch_up()
+
+    # ---- queries --------------------------------------------------------------------------
+    def sims(
+        self,
+        *,
+        status: Any = None,
+        sim_type: Any = None,
+        operator: str | None = None,
+        company: str | None = None,
+        label: str | None = None,
+        group_id: Any = None,
+        search: str | None = None,
+        sort: str = "iccid",
+        descending: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """The SIM list view (R-SIM2): filters combine; every column sorts both ways; pages
+        follow ``next_cursor``; ``total`` counts the whole filtered set. ``status`` and
+        ``sim_type`` also take several values."""
+        now = self.clock()
+        query = make_query(
+            status=status,
+            sim_type=sim_type,
+            operator=operator,
+            company=company,
+            label=label,
+            group_id=group_id,
+            search=search,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+            cursor=cursor,
+            now=now,
+        )
+        rows, total = self._fresh_views().store.sims_page(query)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        return Page(
+            items=[SimListItem.of(row, now) for row in rows],
+            next_cursor=encode_cursor(rows[-1], query) if more and rows else None,
+            total=total,
+        )
+
+    def pending_activity(self) -> list[PendingActivity]:
+        """Every bulk pause or resume, newest first, with its carriers' answers (R-BK3)."""
+        rows = self._fresh_views().store.operations()
+        now = self.clock()
+        return [PendingActivity.of(row, now) for row in rows]
+
+    def shared_groups(
+        self, *, company: str | None = None, locked: bool | None = None
+    ) -> list[SharedGroupSummary]:
+        """Every shared group by name; ``company``: groups with a member of that company."""
+        if company is not None and (not isinstance(company, str) or not company.strip()):
+            raise InvalidInput(f"company must be a non-empty string: {company!r}", rule="R-SG1")
+        if locked is not None and not isinstance(locked, bool):
+            raise InvalidInput(f"locked is True, False or None: {locked!r}", rule="R-SG3")
+        rows = self._fresh_views().store.groups(
+            company=company.strip() if company is not None else None, locked=locked
+        )
+        return [SharedGroupSummary.of(row) for row in rows]
+
+    # ---- rebuild and verify (R-ES3) ---------------------------------------------------------
+    def rebuild_view(self, view: str = "sims") -> int:
+        """Replay every event into a fresh ``view`` and swap it in; returns the position."""
+        return self.views.rebuild([view])
+
+    def rebuild_views(self, views: Sequence[str] | None = None) -> int:
+        return self.views.rebuild(views)
+
+    def verify_views(self, views: Sequence[str] | None = None) -> dict[str, list[RowDiff]]:
+        """Rebuild each view into scratch space and list every row that differs from the
+        live view (R-ES3: none expected)."""
+        return self.views.verify(views)
+
+    def close_views(self) -> None:
+        runner: ViewRunner | None = self.__dict__.pop("_view_runner", None)
+        if runner is not None:
+            runner.store.close()
+
+    def close(self) -> None:
+        self.close_views()
+        super().close()  # type: ignore[misc]

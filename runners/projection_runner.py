@@ -1,0 +1,364 @@
+"""Keep the read models current: batched catch-up, rebuild and verify.
+
+:class:`ViewRunner` reads the ledger's notification log from the views' tracking position,
+``batch_size`` events per transaction: decode with the ledger's mapper, load the rows the
+batch touches (:func:`~simledger.projections.batch.keys_of`), fold, write rows and the new
+position together (:meth:`~simledger.runners.view_store.ViewStore.exclusive`). Used by the
+embedded ledger after every save (read your writes) and by the worker process.
+
+``rebuild`` folds every event into a fresh in-memory store, writes it into scratch tables
+and swaps them in; ``verify`` folds into a fresh in-memory store up to the live views'
+position and lists every row that differs. Both log progress every ``progress_every``
+events.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any, cast
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+
+from simledger.adapters.logs import get_logger
+from simledger.projections.batch import fold, keys_of
+from simledger.projections.models import RowDiff
+from simledger.runners.view_store import (
+    PENDING_ACTIVITY,
+    SHARED_GROUPS,
+    SIMS,
+    BatchTx,
+    ViewSnapshot,
+    ViewStore,
+    check_views,
+)
+from simledger.runners.view_store_memory import MemoryViewStore
+
+log = get_logger("simledger.views")
+
+BATCH_SIZE = 2000
+PROGRESS_EVERY = 100_000
+ANALYZE_AFTER = 20_000
+"""A catch-up folding this many events refreshes the planner's statistics: a fresh table
+filled by one long catch-up has none until autovacuum comes by, and plans go wrong."""
+BULK_FROM = 100_000
+"""A catch-up this far behind, with most of the log unfolded, rebuilds instead (SQL stores):
+one bulk load and one index build per index beat maintaining every index row by row."""
+
+
+def store_for(recorder: ApplicationRecorder) -> ViewStore:
+    """The view store that goes with the ledger's event store: same file, same schema."""
+    from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        pool = recorder.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return MemoryViewStore()
+        from simledger.runners.view_store_sqlite import SqliteViewStore
+
+        return SqliteViewStore(pool.db_name)
+    try:
+        from eventsourcing.postgres import PostgresApplicationRecorder
+    except ImportError:  # pragma: no cover - psycopg missing
+        return MemoryViewStore()
+    if isinstance(recorder, PostgresApplicationRecorder):
+        from simledger.runners.view_store_postgres import PostgresViewStore
+
+        datastore = recorder.datastore
+        return PostgresViewStore(cast(dict[str, Any], datastore.pool.kwargs), datastore.schema)
+    return MemoryViewStore()
+
+
+class ViewRunner:
+    def __init__(
+        self,
+        store: ViewStore,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        *,
+        batch_size: int = BATCH_SIZE,
+        progress_every: int = PROGRESS_EVERY,
+        bulk_from: int = BULK_FROM,
+    ) -> None:
+        self.store = store
+        self.bulk_from = bulk_from
+        self.recorder = recorder
+        self.decode = mapper.to_domain_event
+        self.batch_size = batch_size
+        self.progress_every = progress_every
+        self.on_batch_written: Any = None
+        """Test hook: called with (first id, last id) after a batch's writes, before commit."""
+
+    def max_notification_id(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # ---- catch-up -----------------------------------------------------------------------
+    def _read(self, start: int, stop: int | None = None) -> _Batch:
+        notifications = self.store.notifications(self.recorder, start, self.batch_size, stop)
+        return notifications, [self.decode(n) for n in notifications]
+
+    def _fold_decoded(
+        self, tx: BatchTx, notifications: Sequence[Notification], events: Sequence[Any]
+    ) -> None:
+        touched = tx.load(keys_of(events))
+        tx.write(fold(events, touched), notifications[-1].id)
+        if self.on_batch_written is not None:
+            self.on_batch_written(notifications[0].id, notifications[-1].id)
+
+    def _fold_batch(self, tx: BatchTx, notifications: Sequence[Notification]) -> None:
+        self._fold_decoded(tx, notifications, [self.decode(n) for n in notifications])
+
+    def catch_up(self, until: int | None = None) -> int:
+        """Fold the events after the views' position, up to at least ``until`` (default:
+        the last event recorded now), one transaction per batch. Returns how many events
+        were folded."""
+        if until is None:
+            until = self.max_notification_id()
+        position = self.store.position()
+        if position >= until:
+            return 0
+        behind = until - position
+        if (
+            self.bulk_from > 0
+            and behind >= self.bulk_from
+            and 2 * behind >= until
+            and self.store.kind != MemoryViewStore.kind
+        ):
+            log.info("views.catch_up.bulk", position=position, upto=until)
+            return self.rebuild() - position
+        folded = 0
+        with _ReadAhead(self) as reads:
+            while True:
+                with self.store.exclusive() as tx:
+                    start = tx.position
+                    if start >= until:
+                        break
+                    notifications, events = reads.get(start + 1)
+                    if not notifications:
+                        break
+                    if len(notifications) == self.batch_size and notifications[-1].id < until:
+                        reads.ahead(notifications[-1].id + 1)
+                    self._fold_decoded(tx, notifications, events)
+                folded += len(notifications)
+        if folded:
+            log.debug("views.caught_up", events=folded, position=self.store.position())
+        if folded >= ANALYZE_AFTER:
+            self.store.analyze()
+        return folded
+
+    def apply_notifications(self, notifications: Sequence[Notification]) -> int:
+        """Fold notifications delivered by a subscription; those at or before the views'
+        position (already folded by another projector) are skipped."""
+        if not notifications:
+            return 0
+        with self.store.exclusive() as tx:
+            fresh = [n for n in notifications if n.id > tx.position]
+            if fresh and fresh[0].id > tx.position + 1:
+                # Events this subscription did not deliver (it started later): read them.
+                missing = list(
+                    self.store.notifications(
+                        self.recorder,
+                        tx.position + 1,
+                        fresh[0].id - tx.position,
+                        fresh[0].id - 1,
+                    )
+                )
+                fresh = missing + fresh
+            for start in range(0, len(fresh), self.batch_size):
+                self._fold_batch(tx, fresh[start : start + self.batch_size])
+        return len(fresh)
+
+    def _apply_range(
+        self,
+        tx: BatchTx,
+        after: int,
+        upto: int,
+        label: str = "catch_up",
+        *,
+        into_memory: bool = False,
+    ) -> None:
+        """Fold the events with ids in ``(after, upto]`` into the tables behind ``tx``.
+        Folding ``into_memory`` has no database waits to overlap: no reading ahead."""
+        position = after
+        started = time.monotonic()
+        done = reported = 0
+        with _ReadAhead(self, enabled=not into_memory) as reads:
+            while position < upto:
+                notifications, events = reads.get(position + 1, upto)
+                if not notifications:
+                    break
+                position = notifications[-1].id
+                if position < upto:
+                    reads.ahead(position + 1, upto)
+                self._fold_decoded(tx, notifications, events)
+                done += len(notifications)
+                if done - reported >= self.progress_every:
+                    reported = done
+                    elapsed = time.monotonic() - started
+                    log.info(
+                        f"views.{label}.progress",
+                        events=done,
+                        position=position,
+                        upto=upto,
+                        events_per_s=round(done / elapsed) if elapsed else None,
+                    )
+
+    # ---- rebuild and verify -------------------------------------------------------------
+    def rebuild(self, views: Sequence[str] | str | None = None) -> int:
+        """Replay every event into fresh tables and swap ``views`` in; returns the position."""
+        chosen = check_views(views)
+        started = time.monotonic()
+        upto = self.max_notification_id()
+        log.info("views.rebuild.start", views=list(chosen), upto=upto)
+        built = MemoryViewStore()
+        with _gc_paused():
+            self._apply_range(built.tx(), 0, upto, label="rebuild", into_memory=True)
+        folded = time.monotonic()
+        position = self.store.install(
+            built, chosen, lambda tx, a, b: self._apply_range(tx, a, b, label="rebuild")
+        )
+        log.info(
+            "views.rebuild.done",
+            views=list(chosen),
+            position=position,
+            sims=len(built.all_sims),
+            fold_s=round(folded - started, 3),
+            install_s=round(time.monotonic() - folded, 3),
+        )
+        return position
+
+    def verify(self, views: Sequence[str] | str | None = None) -> dict[str, list[RowDiff]]:
+        """Rebuild into a scratch structure at the live position; every row that differs."""
+        chosen = check_views(views)
+        with self.store.snapshot() as snap:
+            log.info("views.verify.start", views=list(chosen), upto=snap.position)
+            built = MemoryViewStore()
+            with _gc_paused():
+                self._apply_range(built.tx(), 0, snap.position, label="verify", into_memory=True)
+            diffs = compare(snap, built, chosen)
+        log.info(
+            "views.verify.done",
+            position=snap.position,
+            differences={view: len(rows) for view, rows in diffs.items()},
+        )
+        return diffs
+
+
+_Batch = tuple[Sequence[Notification], list[Any]]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a rebuild grows its rows (one per SIM, acyclic):
+    with a million live rows, collections would cost as much as the fold itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _ReadAhead:
+    """Reads and decodes the next batch in a thread while the current one is folded and
+    written (when the store allows reads beside its writes): the database works on one
+    batch while Python decodes the next."""
+
+    def __init__(self, runner: ViewRunner, *, enabled: bool = True) -> None:
+        self._runner = runner
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="simledger-views-read")
+            if enabled and runner.store.concurrent_reads
+            else None
+        )
+        self._pending: tuple[int, int | None, Future[_Batch]] | None = None
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def ahead(self, start: int, stop: int | None = None) -> None:
+        if self._pool is not None:
+            self._pending = (start, stop, self._pool.submit(self._runner._read, start, stop))
+
+    def get(self, start: int, stop: int | None = None) -> _Batch:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[:2] == (start, stop):
+            return pending[2].result()
+        return self._runner._read(start, stop)
+
+
+def _row(value: Any) -> dict[str, object] | None:
+    return asdict(value) if value is not None else None
+
+
+def compare(
+    snap: ViewSnapshot, built: MemoryViewStore, views: Sequence[str]
+) -> dict[str, list[RowDiff]]:
+    diffs: dict[str, list[RowDiff]] = {view: [] for view in views}
+    if SIMS in views:
+        expected_sims = built.all_sims
+        seen: set[str] = set()
+        for row in snap.sims():
+            seen.add(row.iccid)
+            other = expected_sims.get(row.iccid)
+            if other != row:
+                diffs[SIMS].append(
+                    RowDiff(view=SIMS, key=row.iccid, live=_row(row), rebuilt=_row(other))
+                )
+        for iccid, other in expected_sims.items():
+            if iccid not in seen:
+                diffs[SIMS].append(RowDiff(view=SIMS, key=iccid, live=None, rebuilt=_row(other)))
+        live_counts = dict(snap.counts())
+        for combination in sorted(set(live_counts) | set(built.all_counts)):
+            have, want = live_counts.get(combination, 0), built.all_counts.get(combination, 0)
+            if have != want:
+                diffs[SIMS].append(
+                    RowDiff(
+                        view=SIMS,
+                        key="count:" + "/".join(combination),
+                        live={"n": have},
+                        rebuilt={"n": want},
+                    )
+                )
+        for view, key, have_value, want_value in snap.extra_checks():
+            diffs.setdefault(view, []).append(
+                RowDiff(
+                    view=view, key=key, live={"value": have_value}, rebuilt={"value": want_value}
+                )
+            )
+    if SHARED_GROUPS in views:
+        diffs[SHARED_GROUPS] = _compare_keyed(
+            SHARED_GROUPS, [(g.group_id, g) for g in snap.groups()], built.all_groups
+        )
+    if PENDING_ACTIVITY in views:
+        diffs[PENDING_ACTIVITY] = _compare_keyed(
+            PENDING_ACTIVITY,
+            [(o.operation_id, o) for o in snap.operations()],
+            built.all_operations,
+        )
+    return diffs
+
+
+def _compare_keyed(
+    view: str, live: Sequence[tuple[str, Any]], expected: Mapping[str, Any]
+) -> list[RowDiff]:
+    diffs: list[RowDiff] = []
+    found: set[str] = set()
+    for key, row in live:
+        found.add(key)
+        other = expected.get(key)
+        if other != row:
+            diffs.append(RowDiff(view=view, key=key, live=_row(row), rebuilt=_row(other)))
+    for key, other in expected.items():
+        if key not in found:
+            diffs.append(RowDiff(view=view, key=key, live=None, rebuilt=_row(other)))
+    return diffs
