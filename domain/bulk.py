@@ -19,6 +19,7 @@ class BulkOperation(LedgerAggregate):
         accepted: list[str]
         rejected: dict[str, str]
         idempotency_key: str | None
+        requested_at: datetime  # the ledger's clock, like the deadline
         deadline: datetime
 
         def apply(self, op: BulkOperation) -> None:
@@ -26,7 +27,7 @@ class BulkOperation(LedgerAggregate):
             op.accepted = list(self.accepted)
             op.rejected = dict(self.rejected)
             op.idempotency_key = self.idempotency_key
-            op.requested_at = self.timestamp
+            op.requested_at = self.requested_at
             op.deadline = self.deadline
 
     def __init__(self) -> None:
@@ -46,6 +47,7 @@ class BulkOperation(LedgerAggregate):
         accepted: list[str],
         rejected: dict[str, str],
         idempotency_key: str | None,
+        requested_at: datetime,
         deadline: datetime,
     ) -> BulkOperation:
         return cls.start(
@@ -55,5 +57,6 @@ class BulkOperation(LedgerAggregate):
             accepted=accepted,
             rejected=rejected,
             idempotency_key=idempotency_key,
+            requested_at=requested_at,
             deadline=deadline,
         )

@@ -19,7 +19,7 @@ def requested(fold: BatchFold, event: BulkOperation.Requested) -> None:
         OperationRow(
             operation_id=event.originator_id,
             kind=event.kind,
-            requested_at=event.timestamp,
+            requested_at=event.requested_at,
             deadline=event.deadline,
             requested=len(event.accepted),
         )

@@ -485,6 +485,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
             accepted=accepted,
             rejected=rejected,
             idempotency_key=idempotency_key,
+            requested_at=now,
             deadline=deadline,
         )
         self.save(operation, *changed)
