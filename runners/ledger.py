@@ -23,7 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import EnvType, get_topic
 
-from simledger.adapters.batch_load import load_many
+from simledger.adapters.batch_load import fast_project, load_many
 from simledger.adapters.logs import get_logger
 from simledger.adapters.persistence import store_env
 from simledger.domain.base import LedgerAggregate, Snapshot
@@ -153,7 +153,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
     # ---- loading ------------------------------------------------------------------------
     def _get(self, aggregate_id: str, kind: type[A]) -> A | None:
         try:
-            aggregate: object = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id, projector_func=fast_project)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None

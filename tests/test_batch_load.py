@@ -217,4 +217,4 @@ def test_compressed_store(persistent_store_env: dict[str, str]) -> None:
 
 def test_projection_refuses_objects_that_are_not_mutating_events() -> None:
     with pytest.raises(TypeError, match="not a mutating domain event"):
-        batch_load._project_aggregate([object()])  # type: ignore[list-item]
+        batch_load.fast_project(None, [object()])  # type: ignore[list-item]
