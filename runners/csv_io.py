@@ -1,6 +1,11 @@
 """CSV import and export of SimLedger (R-IO1, R-BK4).
 
-Filled in by the bulk-operations work; kept apart from the commands in ``ledger.py``.
+Two different formats, kept apart from the commands in ``ledger.py``:
+
+* the **delivery file** read by ``import_sims_csv``: the four columns ``iccid,operator,
+  sim_type,esim`` describing SIMs that arrive (:data:`IMPORT_COLUMNS`);
+* the **SIM list export** written by ``export_sims_csv``: every column of the SIM list view
+  (:data:`EXPORT_COLUMNS`). An export is not a delivery file and cannot be imported back.
 """
 
 from __future__ import annotations
@@ -9,11 +14,14 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, cast
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from simledger.adapters.batch_load import load_many
 from simledger.adapters.logs import get_logger
-from simledger.domain.errors import CsvImportError, InvalidIccid
+from simledger.domain.errors import CsvImportError, InvalidIccid, InvalidInput
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.types import SimType
 
@@ -132,6 +140,76 @@ def _row(line: int, fields: Record, columns: dict[str, int]) -> DeliveryRow | st
     return DeliveryRow(line=line, iccid=iccid, operator=operator, sim_type=sim_type, esim=esim)
 
 
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "iccid",
+    "esim",
+    "status",
+    "in_session",
+    "operator",
+    "plan",
+    "company",
+    "end_user",
+    "data_left_mb",
+    "days_left",
+    "this_month_mb",
+    "note",
+    "rules",
+    "labels",
+    "sim_type",
+    "group_id",
+    "package_id",
+    "copy_id",
+    "expires_at",
+    "suspended_reason",
+    "version",
+    "updated_at",
+)
+"""The header of a SIM list export: the fields of ``SimListItem`` (the R-SIM2 columns of the
+SIM list view, then the ids and times it carries), in their order. Stable: a column is only
+ever added at the end."""
+
+EXPORT_FILTERS = frozenset(
+    {
+        "status",
+        "sim_type",
+        "operator",
+        "company",
+        "label",
+        "group_id",
+        "search",
+        "sort",
+        "descending",
+    }
+)
+"""The keywords of ``sims()`` that ``export_sims_csv`` accepts."""
+
+EXPORT_PAGE = 1000
+"""Rows read from the view per ``sims()`` call (its largest ``limit``)."""
+
+LIST_SEPARATOR = ";"
+"""Joins the items of a list column (labels, rules) in one CSV field."""
+
+
+def csv_value(value: object) -> str:
+    """The text of one export field: "" for None, ``true``/``false``, an enum's value, a
+    decimal in plain notation (never ``1E+3``), a time in ISO 8601 UTC, list items joined
+    with :data:`LIST_SEPARATOR`, anything else (ICCIDs, UUIDs, whole numbers) as ``str``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, datetime):
+        when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return when.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (list, tuple)):
+        return LIST_SEPARATOR.join(csv_value(item) for item in value)
+    return str(value)
+
+
 class CsvTransfer:
     """Mixin of SimLedger: delivery import and SIM list export."""
 
@@ -197,3 +275,75 @@ class CsvTransfer:
             ledger.save(*sims)
         log.info("sims.imported", count=len(sims), groups=len(groups))
         return [row.iccid for row in rows]
+
+    def export_sims_csv(self, stream: IO[str] | IO[bytes], **filters: Any) -> int:
+        """Write the SIM list rows that ``sims(**filters)`` selects as CSV (R-BK4); returns
+        how many rows were written (the header not counted).
+
+        ``filters`` are the keywords of ``sims()`` except the paging ones: ``status``,
+        ``sim_type``, ``operator``, ``company``, ``label``, ``group_id``, ``search``,
+        ``sort`` and ``descending``. ``limit`` and ``cursor`` are refused (an export holds
+        the whole selection; the view is read 1,000 rows at a time through its cursors), as
+        is any other keyword, with :class:`InvalidInput` (R-BK4) before anything is written;
+        a bad filter value is refused as ``sims()`` refuses it, also before anything is
+        written.
+
+        The file: the header :data:`EXPORT_COLUMNS` (every column of the SIM list view, in
+        the order of ``SimListItem``), then one row per SIM in the order ``sort`` /
+        ``descending`` give. Fields are those of ``sims()`` in text form (:func:`csv_value`):
+        empty for None, ``true``/``false``, enum values, plain decimals, ISO 8601 UTC times,
+        labels and rules joined with ``;``; ``days_left`` and ``this_month_mb`` as the view
+        computes them with the ledger's clock when each page is read. Reading the file back
+        with ``csv.DictReader`` gives, row by row, those same strings. An empty selection
+        writes the header alone.
+
+        This is NOT a delivery file: ``import_sims_csv`` reads only ``iccid,operator,
+        sim_type,esim`` (:data:`IMPORT_COLUMNS`) and refuses an export's header.
+
+        ``stream``: a text stream (open files with ``newline=""``; rows end with CRLF as
+        RFC 4180 says), or a binary one, written as UTF-8. Progress is logged every
+        :data:`PROGRESS_EVERY` rows.
+        """
+        paging = sorted({"limit", "cursor"} & set(filters))
+        if paging:
+            raise InvalidInput(
+                f"an export holds every SIM the filters select: {' and '.join(paging)} "
+                "cannot be given (R-BK4)",
+                rule="R-BK4",
+            )
+        unknown = sorted(set(filters) - EXPORT_FILTERS)
+        if unknown:
+            raise InvalidInput(
+                f"unknown export filter(s) {', '.join(unknown)}; "
+                f"the filters are {', '.join(sorted(EXPORT_FILTERS))}",
+                rule="R-BK4",
+            )
+        ledger = cast("SimLedger", self)
+        page = ledger.sims(**filters, limit=EXPORT_PAGE)  # refuses bad filters: nothing written
+        wrapper: io.TextIOWrapper | None = None
+        text = cast(IO[str], stream)
+        if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+            wrapper = io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8", newline="")
+            text = wrapper
+        log.info("csv.export.start", total=page.total, filters=sorted(filters))
+        written = 0
+        try:
+            writer = csv.writer(text, lineterminator="\r\n")
+            writer.writerow(EXPORT_COLUMNS)
+            while True:
+                writer.writerows(
+                    [csv_value(getattr(item, column)) for column in EXPORT_COLUMNS]
+                    for item in page.items
+                )
+                before, written = written, written + len(page.items)
+                if written // PROGRESS_EVERY > before // PROGRESS_EVERY:
+                    log.info("csv.export.progress", rows=written, total=page.total)
+                if page.next_cursor is None:
+                    break
+                page = ledger.sims(**filters, limit=EXPORT_PAGE, cursor=page.next_cursor)
+        finally:
+            if wrapper is not None:
+                wrapper.flush()
+                wrapper.detach()
+        log.info("csv.export.written", rows=written)
+        return written
