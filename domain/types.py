@@ -41,3 +41,6 @@ class OperationKind(StrEnum):
 
 HOLDING_SERVICE = "holding"
 """The service a SIM delivered against an order sits on until migrated (R-PF3)."""
+
+LABEL_SEPARATOR = ";"
+"""Separates a SIM's labels in one CSV field (R-BK4), so no label may contain it."""

@@ -23,7 +23,7 @@ from simledger.adapters.batch_load import load_many
 from simledger.adapters.logs import get_logger
 from simledger.domain.errors import CsvImportError, InvalidIccid, InvalidInput
 from simledger.domain.iccid import normalise_iccid
-from simledger.domain.types import SimType
+from simledger.domain.types import LABEL_SEPARATOR, SimType
 
 if TYPE_CHECKING:
     from simledger.domain.sim import Sim
@@ -186,7 +186,7 @@ EXPORT_FILTERS = frozenset(
 EXPORT_PAGE = 1000
 """Rows read from the view per ``sims()`` call (its largest ``limit``)."""
 
-LIST_SEPARATOR = ";"
+LIST_SEPARATOR = LABEL_SEPARATOR
 """Joins the items of a list column (labels, rules) in one CSV field."""
 
 

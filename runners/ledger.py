@@ -49,7 +49,14 @@ from simledger.domain.package import Package
 from simledger.domain.partner import CustomerService, SimOrder
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
-from simledger.domain.types import HOLDING_SERVICE, OperationKind, SimStatus, SimType, SuspendReason
+from simledger.domain.types import (
+    HOLDING_SERVICE,
+    LABEL_SEPARATOR,
+    OperationKind,
+    SimStatus,
+    SimType,
+    SuspendReason,
+)
 from simledger.runners.csv_io import CsvTransfer
 from simledger.runners.history import sim_history, sim_state_as_of
 from simledger.runners.queries import ViewQueries
@@ -845,6 +852,13 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         if isinstance(labels, str):
             raise InvalidInput("labels are a list of strings", rule="R-SIM2")
         clean = list(dict.fromkeys(_text(label, "label", rule="R-SIM2") for label in labels))
+        for label in clean:
+            if LABEL_SEPARATOR in label:
+                raise InvalidInput(
+                    f"a label cannot hold {LABEL_SEPARATOR!r}, which separates labels in CSV "
+                    f"exports: {label!r}",
+                    rule="R-SIM2",
+                )
         sim = self._sim(iccid)
         sim.set_labels(clean)
         self.save(sim)

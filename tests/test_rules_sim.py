@@ -126,6 +126,16 @@ def test_r_sim1_esim_has_an_activation_code(ledger: SimLedger) -> None:
 # --------------------------------------------------------------------------- R-SIM2
 
 
+def test_r_sim2_a_label_cannot_hold_the_csv_label_separator(ledger: SimLedger) -> None:
+    key = ready_sim(ledger, 2)
+    before = event_count(ledger)
+    with pytest.raises(InvalidInput) as caught:
+        ledger.set_labels(key, ["fleet", "north;south"])
+    assert caught.value.rule == "R-SIM2"
+    assert event_count(ledger) == before
+    assert ledger.sim(key).labels == []
+
+
 def test_r_sim2_sim_list_attributes(ledger: SimLedger) -> None:
     package = make_package(ledger, data_mb=1000, validity_days=30, name="EU 1 GB")
     key = ready_sim(ledger, 1, sim_type=SimType.PAYGO, package_id=package)
