@@ -13,9 +13,9 @@ each run), three figures:
   (N ``PauseRequested`` + one ``BulkOperation.Requested``, one transaction).
   Reference: ``UPDATE sims SET status='suspended' WHERE iccid IN (...)`` (PostgreSQL:
   ``= ANY(%s)``) plus one audit row per SIM, one transaction.
-* ``confirm``: N carrier answers, ``ledger.confirm(op, iccid)`` one by one (N ``Paused``
-  events, one transaction each, as answers arrive one at a time).
-  Reference: per SIM, one UPDATE of its row plus one audit row, one transaction each.
+* ``confirm``: N carrier answers in one ``ledger.confirm_many(op, answers)`` (N ``Paused``
+  events, one transaction).
+  Reference: the same UPDATE of the N rows plus one audit row per SIM, one transaction.
 
 The reference runs in the same run, on the same database (the same SQLite file, the same
 PostgreSQL schema); for the in-memory store it is a plain ``dict``. The ratio printed is
@@ -172,7 +172,8 @@ class Plain:
     def pause(self, iccids: list[str]) -> None:
         raise NotImplementedError
 
-    def confirm(self, iccid: str) -> None:
+    def confirm(self, iccids: list[str]) -> None:
+        """The carriers' answers for ``iccids`` applied in one go (status + audit rows)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -200,9 +201,11 @@ class DictPlain(Plain):
             self.sims[iccid]["status"] = "suspended"
             self.audit.append((iccid, "pause", now))
 
-    def confirm(self, iccid: str) -> None:
-        self.sims[iccid]["status"] = "suspended"
-        self.audit.append((iccid, "paused", datetime.now(UTC)))
+    def confirm(self, iccids: list[str]) -> None:
+        now = datetime.now(UTC)
+        for iccid in iccids:
+            self.sims[iccid]["status"] = "suspended"
+            self.audit.append((iccid, "paused", now))
 
 
 _SQLITE_TABLES = (
@@ -227,7 +230,7 @@ class SqlitePlain(Plain):
         c.executemany("INSERT INTO plain_sims VALUES (?,?,?,?)", [_row(i) for i in iccids])
         c.execute("COMMIT")
 
-    def pause(self, iccids: list[str]) -> None:
+    def pause(self, iccids: list[str], action: str = "pause") -> None:
         c = self.conn
         now = datetime.now(UTC).isoformat()
         c.execute("BEGIN")
@@ -236,20 +239,13 @@ class SqlitePlain(Plain):
             marks = ",".join("?" * len(chunk))
             c.execute(f"UPDATE plain_sims SET status='suspended' WHERE iccid IN ({marks})", chunk)
         c.executemany(
-            "INSERT INTO plain_audit (iccid, action, at) VALUES (?, 'pause', ?)",
-            [(i, now) for i in iccids],
+            "INSERT INTO plain_audit (iccid, action, at) VALUES (?, ?, ?)",
+            [(i, action, now) for i in iccids],
         )
         c.execute("COMMIT")
 
-    def confirm(self, iccid: str) -> None:
-        c = self.conn
-        c.execute("BEGIN")
-        c.execute("UPDATE plain_sims SET status='suspended' WHERE iccid = ?", (iccid,))
-        c.execute(
-            "INSERT INTO plain_audit (iccid, action, at) VALUES (?, 'paused', ?)",
-            (iccid, datetime.now(UTC).isoformat()),
-        )
-        c.execute("COMMIT")
+    def confirm(self, iccids: list[str]) -> None:
+        self.pause(iccids, action="paused")
 
     def close(self) -> None:
         self.conn.close()
@@ -276,22 +272,17 @@ class PostgresPlain(Plain):
                 "INSERT INTO plain_sims VALUES (%s, %s, %s, %s)", [_row(i) for i in iccids]
             )
 
-    def pause(self, iccids: list[str]) -> None:
+    def pause(self, iccids: list[str], action: str = "pause") -> None:
         now = datetime.now(UTC)
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute("UPDATE plain_sims SET status='suspended' WHERE iccid = ANY(%s)", (iccids,))
             cur.executemany(
-                "INSERT INTO plain_audit (iccid, action, at) VALUES (%s, 'pause', %s)",
-                [(i, now) for i in iccids],
+                "INSERT INTO plain_audit (iccid, action, at) VALUES (%s, %s, %s)",
+                [(i, action, now) for i in iccids],
             )
 
-    def confirm(self, iccid: str) -> None:
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute("UPDATE plain_sims SET status='suspended' WHERE iccid = %s", (iccid,))
-            cur.execute(
-                "INSERT INTO plain_audit (iccid, action, at) VALUES (%s, 'paused', %s)",
-                (iccid, datetime.now(UTC)),
-            )
+    def confirm(self, iccids: list[str]) -> None:
+        self.pause(iccids, action="paused")
 
     def close(self) -> None:
         self.conn.close()
@@ -400,8 +391,9 @@ def run_once(store_name: str, n: int, results: dict[str, Figures]) -> None:
             results["pause"].events = n + 1
 
             def confirm_all() -> None:
-                for key in result.accepted:
-                    ledger.confirm(result.operation_id, key)
+                answers = {key: True for key in result.accepted}
+                done = ledger.confirm_many(result.operation_id, answers)
+                assert len(done.applied) == n, done.skipped
 
             results["confirm"].engine.append(timed(confirm_all))
             results["confirm"].events = n
@@ -410,12 +402,7 @@ def run_once(store_name: str, n: int, results: dict[str, Figures]) -> None:
             ref = iccids(n, 4)
             plain.insert(ref)  # untimed setup
             results["pause"].plain.append(timed(lambda: plain.pause(ref)))
-
-            def plain_confirm_all() -> None:
-                for key in ref:
-                    plain.confirm(key)
-
-            results["confirm"].plain.append(timed(plain_confirm_all))
+            results["confirm"].plain.append(timed(lambda: plain.confirm(ref)))
     finally:
         store.close()
 
@@ -428,10 +415,10 @@ REFERENCES = {
     ("memory", "confirm"): "N dict updates + audit list",
     ("sqlite", "receive"): "executemany INSERT, 1 tx",
     ("sqlite", "pause"): "UPDATE .. IN (..) + N audit rows, 1 tx",
-    ("sqlite", "confirm"): "UPDATE + audit row, 1 tx each",
+    ("sqlite", "confirm"): "UPDATE .. IN (..) + N audit rows, 1 tx",
     ("postgres", "receive"): "executemany INSERT, 1 tx",
     ("postgres", "pause"): "UPDATE .. = ANY(%s) + N audit rows, 1 tx",
-    ("postgres", "confirm"): "UPDATE + audit row, 1 tx each",
+    ("postgres", "confirm"): "UPDATE .. = ANY(%s) + N audit rows, 1 tx",
 }
 
 
