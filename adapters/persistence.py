@@ -7,6 +7,9 @@ from collections.abc import Mapping
 FORCED = {"ORIGINATOR_ID_TYPE": "text"}
 """SIM ids are ICCIDs (text); other ids are UUIDs stored as text in the same table."""
 
+POSTGRES_RECORDER_TOPIC = "simledger.adapters.pg_recorder:BulkPostgresApplicationRecorder"
+"""eventsourcing's PostgreSQL recorder with a faster, non-pipelined insert (pg_recorder.py)."""
+
 DEFAULTS = {
     # eventsourcing insists on a password even where the server trusts local connections.
     "POSTGRES_PASSWORD": "unused-with-trust-auth",
@@ -20,6 +23,9 @@ def store_env(env: Mapping[str, str]) -> dict[str, str]:
         settled.pop("POSTGRES_PASSWORD", None)
     # POSTGRES_ENABLE_DB_FUNCTIONS misroutes inserts when two applications share a schema.
     settled.pop("POSTGRES_ENABLE_DB_FUNCTIONS", None)
+    if settled.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+        # Bulk inserts as binary arrays, without the pipeline that hangs on big saves.
+        settled.setdefault("APPLICATION_RECORDER_TOPIC", POSTGRES_RECORDER_TOPIC)
     return settled
 
 

@@ -17,16 +17,18 @@ Exactly once, across restarts (SIGKILL included):
   request ids, which the carrier ignores (it acts on a request id once): no duplicate effect.
   Requests whose operation's deadline (R-BK3) had already passed when they would be sent are
   recorded as ``expired`` and not sent: a carrier must not act on an answer window that is over.
-* **Back.** Answers are pulled, applied with ``ledger.confirm``, recorded in the forwarder's
-  answer table, and only then acknowledged to the carrier. A crash anywhere before the
+* **Back.** Answers are pulled in batches; each batch's answers to one operation are applied
+  with ONE ``ledger.confirm_many`` (one transaction), recorded in the forwarder's answer
+  table, and only then acknowledged to the carrier. A crash anywhere before the
   acknowledgement makes the carrier deliver the answer again; the forwarder skips it when its
   table has it, and otherwise the ledger itself refuses a second application (the SIM no
-  longer has that operation in flight: ``NoOperationInFlight``), which is recorded as a
-  ``duplicate`` (or ``stale`` when the operation was never answered but replaced by a newer
-  one after its deadline). Either way the SIM changes once. An answer the ledger refuses for
-  good (an unknown SIM, say) is recorded as ``rejected`` and acknowledged; one that kept
-  colliding with concurrent writers (``ConcurrencyConflict``) is left unacknowledged and
-  comes again in a later round.
+  longer has that operation in flight: ``NoOperationInFlight``, rule R-BK3, listed in
+  ``skipped``), which is recorded as a ``duplicate`` (or ``stale`` when the operation was
+  never answered but replaced by a newer one after its deadline). Either way the SIM changes
+  once. An answer the ledger refuses for good (an unknown SIM, say) is recorded as
+  ``rejected`` and acknowledged; a batch that kept colliding with concurrent writers
+  (``ConcurrencyConflict``) is left unacknowledged, all of it, and comes again in a later
+  round.
 * **Silence.** Nothing is made up for a SIM whose carrier never answers: it stays with its
   operation in flight; after the deadline the read models flag it overdue.
 
@@ -65,8 +67,9 @@ from simledger.adapters.carrier import (
     SimulatedCarrier,
 )
 from simledger.adapters.logs import get_logger
-from simledger.domain.bulk import BulkOperation
+from simledger.domain.bulk import BULK_LIMIT, BulkOperation
 from simledger.domain.errors import ConcurrencyConflict, NoOperationInFlight, SimledgerError
+from simledger.domain.iccid import normalise_iccid
 from simledger.domain.sim import Sim
 from simledger.runners.ledger import SimLedger
 
@@ -490,12 +493,19 @@ class Forwarder:
             known = self.books.answered([a.request_id for a in answers])
             rows: list[AnswerRow] = []
             handled: list[str] = []
+            fresh: dict[str, CarrierAnswer] = {}
+            again: list[CarrierAnswer] = []  # delivered twice in this very batch
             for answer in answers:
                 if answer.request_id in known:
                     stats.redelivered += 1
                     handled.append(answer.request_id)
-                    continue
-                outcome = self._apply(answer)
+                elif answer.request_id in fresh:
+                    again.append(answer)
+                else:
+                    fresh[answer.request_id] = answer
+            outcomes = self._apply_all(list(fresh.values()))
+            for answer in fresh.values():
+                outcome = outcomes[answer.request_id]
                 if outcome == DEFERRED:
                     stats.deferred += 1
                     continue
@@ -520,10 +530,75 @@ class Forwarder:
                     stats.stale += 1
                 else:
                     stats.rejected += 1
+            for answer in again:  # acknowledged with its first copy, unless that was deferred
+                if answer.request_id in known:
+                    stats.redelivered += 1
+                    handled.append(answer.request_id)
             self.books.record_answers(rows, self.ledger.clock())
             self.gateway.ack(handled)
             if len(handled) < len(answers):
                 return stats  # the deferred ones come again in a later round
+
+    def _apply_all(self, answers: Sequence[CarrierAnswer]) -> dict[str, str]:
+        """Apply ``answers`` (distinct request ids): request id → outcome. The answers to one
+        operation go to the ledger together, one ``confirm_many`` (one transaction) per at
+        most BULK_LIMIT distinct SIMs."""
+        outcomes: dict[str, str] = {}
+        by_operation: dict[str, list[CarrierAnswer]] = {}
+        for answer in answers:
+            by_operation.setdefault(answer.operation_id, []).append(answer)
+        for operation_id, group in by_operation.items():
+            for batch in _distinct_sims(group):
+                outcomes.update(self._apply_batch(operation_id, batch))
+        return outcomes
+
+    def _apply_batch(self, operation_id: str, answers: list[CarrierAnswer]) -> dict[str, str]:
+        try:
+            result = self.ledger.confirm_many(
+                operation_id, [(a.iccid, a.ok, a.reason) for a in answers]
+            )
+        except ConcurrencyConflict as error:
+            # Transient: left unacknowledged, so the carrier delivers them again.
+            log.warning(
+                "forwarder.deferred",
+                operation_id=operation_id,
+                count=len(answers),
+                error=str(error),
+            )
+            return dict.fromkeys((a.request_id for a in answers), DEFERRED)
+        except SimledgerError as error:
+            # The call as a whole was refused: each answer on its own, as confirm takes it.
+            log.warning("forwarder.batch_refused", operation_id=operation_id, error=str(error))
+            return {a.request_id: self._apply(a) for a in answers}
+        applied = set(result.applied)
+        outcomes: dict[str, str] = {}
+        for answer in answers:
+            key = _key(answer.iccid)
+            if key in applied:
+                log.debug("forwarder.applied", operation_id=operation_id, iccid=key, ok=answer.ok)
+                outcomes[answer.request_id] = APPLIED
+                continue
+            reason = result.skipped.get(key, "not applied")
+            if reason.startswith(f"{NoOperationInFlight.rule}:"):  # NoOperationInFlight
+                outcome = DUPLICATE if self._answered_before(answer) else STALE
+                log.info(
+                    f"forwarder.{outcome}",
+                    operation_id=operation_id,
+                    iccid=answer.iccid,
+                    request_id=answer.request_id,
+                )
+            else:
+                outcome = REJECTED
+                log.warning(
+                    "forwarder.rejected",
+                    operation_id=operation_id,
+                    iccid=answer.iccid,
+                    request_id=answer.request_id,
+                    error=reason,
+                    rule=reason.split(":", 1)[0],
+                )
+            outcomes[answer.request_id] = outcome
+        return outcomes
 
     def _apply(self, answer: CarrierAnswer) -> str:
         try:
@@ -578,6 +653,30 @@ class Forwarder:
     def answer_outcomes(self) -> dict[str, str]:
         """Every answer recorded so far: request id → outcome."""
         return self.books.answer_outcomes()
+
+
+def _key(iccid: str) -> str:
+    """The ICCID as ``confirm_many`` reports it: normalised, or as given when invalid."""
+    try:
+        return normalise_iccid(iccid)
+    except SimledgerError:
+        return str(iccid)
+
+
+def _distinct_sims(answers: list[CarrierAnswer]) -> Iterator[list[CarrierAnswer]]:
+    """``answers`` in order, cut into batches of at most BULK_LIMIT, each SIM at most once
+    per batch (``confirm_many`` keys its answers by ICCID)."""
+    batch: list[CarrierAnswer] = []
+    seen: set[str] = set()
+    for answer in answers:
+        key = _key(answer.iccid)
+        if key in seen or len(batch) == BULK_LIMIT:
+            yield batch
+            batch, seen = [], set()
+        batch.append(answer)
+        seen.add(key)
+    if batch:
+        yield batch
 
 
 # ---- command line -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -34,6 +35,7 @@ from simledger.runners.forwarder import (
     Forwarder,
     request_id,
 )
+from simledger.runners.results import ConfirmResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
@@ -382,23 +384,59 @@ def test_an_answer_that_keeps_colliding_is_retried_later(
     result = ledger.pause([first, second])
     carrier = SimulatedCarrier(clock=clock)
     forwarder = Forwarder(ledger, carrier)
-    confirm = ledger.confirm
+    confirm_many = ledger.confirm_many
     collided: list[str] = []
 
-    def busy_once(operation_id: UUID | str, iccid: object, **kwargs: object) -> None:
-        if iccid == first and not collided:
-            collided.append(str(iccid))
+    def busy_once(operation_id: UUID | str, answers: Any) -> ConfirmResult:
+        if not collided:  # the batch's one transaction collides (all retries used up)
+            collided.append(str(operation_id))
             raise ConcurrencyConflict("collided 8 times")
-        confirm(operation_id, iccid, **kwargs)  # type: ignore[arg-type]
+        return confirm_many(operation_id, answers)
 
-    monkeypatch.setattr(ledger, "confirm", busy_once)
+    monkeypatch.setattr(ledger, "confirm_many", busy_once)
     stats = forwarder.run_once()
-    assert (stats.applied, stats.deferred) == (1, 1)
-    assert ledger.sim(first).status is SimStatus.ACTIVE
-    assert [a.iccid for a in carrier.poll_answers(10)] == [first]  # not acknowledged
-    assert forwarder.run_once().applied == 1
+    assert (stats.applied, stats.deferred) == (0, 2)
+    assert {ledger.sim(k).status for k in (first, second)} == {SimStatus.ACTIVE}
+    assert sorted(a.iccid for a in carrier.poll_answers(10)) == sorted([first, second])  # no ack
+    assert forwarder.run_once().applied == 2
     assert all(answers_for(ledger, k, result.operation_id) == ["Paused"] for k in (first, second))
     assert carrier.poll_answers(10) == []
+
+
+def test_answers_go_back_one_transaction_per_operation(
+    monkeypatch: pytest.MonkeyPatch, ledger: SimLedger
+) -> None:
+    keys = active_sims(ledger, 5)
+    first, second = ledger.pause(keys[:3]), ledger.pause(keys[3:])
+    carrier = ScriptedCarrier()
+    forwarder = Forwarder(ledger, carrier)
+    forwarder.run_once()
+    sent = {r.iccid: r for r in carrier.sent}
+    for key in keys:
+        carrier.answer(sent[key], ok=key != keys[1], reason=None if key != keys[1] else "barred")
+    carrier.answer(sent[keys[0]])  # the same answer twice in one delivery
+    calls: list[tuple[str, int]] = []
+    confirm_many = ledger.confirm_many
+
+    def counting(operation_id: UUID | str, answers: Any) -> ConfirmResult:
+        answers = list(answers)
+        calls.append((str(operation_id), len(answers)))
+        return confirm_many(operation_id, answers)
+
+    def no_single_confirm(*args: object, **kwargs: object) -> None:
+        raise AssertionError("answers are applied per operation, not one by one")
+
+    monkeypatch.setattr(ledger, "confirm_many", counting)
+    monkeypatch.setattr(ledger, "confirm", no_single_confirm)
+    stats = forwarder.run_once()
+
+    assert sorted(calls) == sorted([(str(first.operation_id), 3), (str(second.operation_id), 2)])
+    assert (stats.applied, stats.redelivered) == (5, 1)
+    assert carrier.pending == []
+    assert ledger.sim(keys[1]).status is SimStatus.ACTIVE  # refused by the carrier
+    refusal = [e for e in ledger.history(keys[1]) if e.event == "PauseRefused"]
+    assert [e.data.get("reason") for e in refusal] == ["barred"]
+    assert {ledger.sim(k).status for k in keys if k != keys[1]} == {SimStatus.SUSPENDED}
 
 
 # ---- a real process, killed and restarted -------------------------------------------------
