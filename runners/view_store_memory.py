@@ -16,6 +16,7 @@ from simledger.projections.batch import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import SimQuery, matches, sort_key
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
 from simledger.runners.view_store import (
+    ALL_VIEWS,
     PENDING_ACTIVITY,
     SHARED_GROUPS,
     SIMS,
@@ -158,7 +159,9 @@ class MemoryViewStore(ViewStore):
             if live.position > fresh.position:
                 apply(_MemoryTx(fresh), fresh.position, live.position)
             elif live.position < fresh.position:
-                apply(_MemoryTx(live), live.position, fresh.position)
+                # The rebuilt views are ahead of every live one: swap them all in rather than
+                # fold the gap into the live tables row by row (a catch-up from far behind).
+                views = ALL_VIEWS
             if SIMS in views:
                 live.sims, live.by_copy = fresh.sims, fresh.by_copy
                 live.by_group, live.counts = fresh.by_group, fresh.counts

@@ -32,6 +32,7 @@ from simledger.projections.batch import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import Kind, SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
 from simledger.runners.view_store import (
+    ALL_VIEWS,
     PROJECTION_VERSION,
     TRACKING_NAME,
     ApplyRange,
@@ -346,7 +347,9 @@ class PostgresViewStore(SqlViewStore):
         columns = ", ".join(
             f"{name} {kind}{' ' + c if kind == 'text' else ''}"
             f"{' NOT NULL' if name in _SIM_NOT_NULL else ''}"
-            f"{' PRIMARY KEY' if name == 'iccid' else ''}"
+            # A rebuild's scratch table gets its key after the bulk load (a unique index
+            # built beside the other indexes, then attached): the COPY maintains no index.
+            f"{(' PRIMARY KEY' if indexes else ' NOT NULL') if name == 'iccid' else ''}"
             for name, kind in SIM_TYPES.items()
         )
         # fillfactor: room on each page for updates that change no indexed column (HOT).
@@ -404,8 +407,13 @@ class PostgresViewStore(SqlViewStore):
             cursor.execute(statement)
 
     def _create_indexes_in_parallel(self, tables: Tables) -> None:
-        """Each index of a filled scratch table on a connection of its own, a few at once."""
-        statements = self._index_statements(tables)
+        """Each index of a filled scratch table on a connection of its own, a few at once;
+        the SIM table's primary key is a unique index built alongside, then attached."""
+        key = f"{tables.sims}_key_{secrets.token_hex(4)}"
+        statements = [
+            f"CREATE UNIQUE INDEX {key} ON {self.q(tables.sims)} (iccid)",
+            *self._index_statements(tables),
+        ]
 
         def build(share: list[str]) -> None:
             with psycopg.connect(**self._connect_kwargs, autocommit=True) as conn:
@@ -417,6 +425,11 @@ class PostgresViewStore(SqlViewStore):
         with ThreadPoolExecutor(workers, thread_name_prefix="simledger-index") as pool:
             for done in [pool.submit(build, statements[k::workers]) for k in range(workers)]:
                 done.result()
+        with self._conn() as conn:
+            conn.execute(
+                f"ALTER TABLE {self.q(tables.sims)} "
+                f"ADD CONSTRAINT {key} PRIMARY KEY USING INDEX {key}"
+            )
 
     def _drop(self, cursor: psycopg.Cursor[TupleRow], tables: Sequence[str]) -> None:
         for table in tables:
@@ -512,9 +525,16 @@ class PostgresViewStore(SqlViewStore):
     def sims_page(self, query: SimQuery) -> tuple[list[SimRow], int]:
         page, page_params = self.page_statement(query, LIVE)
         total, total_params = self.total_statement(query, LIVE)
-        with self._snapshot_cursor() as (_, cursor):
-            rows = [SimRow(*v) for v in cursor.execute(page, page_params).fetchall()]
-            found = cursor.execute(total, total_params).fetchone()
+        # Pipelined: the transaction's settings, the page and the total travel together,
+        # in fewer round trips to the server (each costs most of a page on a busy host).
+        with self._conn() as conn, conn.pipeline(), conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            page_cursor, total_cursor = conn.cursor(), conn.cursor()
+            page_cursor.execute(page, page_params)
+            total_cursor.execute(total, total_params)
+            rows = [SimRow(*v) for v in page_cursor.fetchall()]
+            found = total_cursor.fetchone()
         return rows, int(found[0]) if found else 0
 
     def operations(self) -> list[OperationRow]:
@@ -558,7 +578,9 @@ class PostgresViewStore(SqlViewStore):
                 if live > fresh:
                     apply(_PgTx(self, cursor, REBUILD, fresh, track=False), fresh, live)
                 elif live < fresh:
-                    apply(_PgTx(self, cursor, LIVE, live, track=True), live, fresh)
+                    # The rebuilt views are ahead of every live one: swap them all in rather than
+                    # fold the gap into the live tables row by row (a catch-up from far behind).
+                    views = ALL_VIEWS
                 swap = [t for t in REBUILD.of_views(views) if not t.startswith("view_sim_labels")]
                 for scratch in swap:
                     table = scratch.removesuffix("_rebuild")

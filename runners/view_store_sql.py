@@ -304,8 +304,15 @@ class SqlViewStore(ViewStore):
             order = f"{key} {direction}, iccid {direction}"
             if query.after is not None:
                 value, iccid = query.after
-                parts.append(f"({key}, iccid) {compare} ({p}, {p})")
-                params += [self.key_param(value, query.kind), iccid]
+                # "(key, iccid) > (v, i)" written as ">= (v, i) and not the cursor's row": the
+                # same rows and index range, but planners estimate a row comparison by its
+                # first column alone, and "key > v" for a common v (NULL-heavy columns) looks
+                # so rare that PostgreSQL skipped the ordered index for a bitmap and a sort.
+                bound = self.key_param(value, query.kind)
+                parts.append(
+                    f"({key}, iccid) {compare}= ({p}, {p}) AND NOT ({key} = {p} AND iccid = {p})"
+                )
+                params += [bound, iccid, bound, iccid]
         where = f" WHERE {' AND '.join(parts)}" if parts else ""
         statement = (
             f"SELECT {', '.join(SIM_COLUMNS)} FROM {self.q(tables.sims)}{where} "

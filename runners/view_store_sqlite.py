@@ -29,6 +29,7 @@ from simledger.projections.batch import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import NO_TIME, Kind, SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
 from simledger.runners.view_store import (
+    ALL_VIEWS,
     PROJECTION_VERSION,
     TRACKING_NAME,
     ApplyRange,
@@ -489,7 +490,9 @@ class SqliteViewStore(SqlViewStore):
                 if live > fresh:
                     apply(_SqliteTx(self, cursor, REBUILD, fresh, track=False), fresh, live)
                 elif live < fresh:
-                    apply(_SqliteTx(self, cursor, LIVE, live, track=True), live, fresh)
+                    # The rebuilt views are ahead of every live one: swap them all in rather than
+                    # fold the gap into the live tables row by row (a catch-up from far behind).
+                    views = ALL_VIEWS
                 swap = REBUILD.of_views(views)
                 for scratch, table in zip(swap, LIVE.of_views(views), strict=True):
                     cursor.execute(f"DROP TABLE {table}")
