@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
 
@@ -15,6 +16,10 @@ class BulkOperation(LedgerAggregate):
         pass
 
     class Requested(CreatedEvent, Event):
+        """Version 2 added ``requested_at``; see :meth:`upcast_v1_v2`."""
+
+        class_version = 2
+
         kind: str
         accepted: list[str]
         rejected: dict[str, str]
@@ -29,6 +34,12 @@ class BulkOperation(LedgerAggregate):
             op.idempotency_key = self.idempotency_key
             op.requested_at = self.requested_at
             op.deadline = self.deadline
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 had no ``requested_at``: the request was made when it was
+            recorded, so its own timestamp stands in for the ledger's clock."""
+            state["requested_at"] = state["timestamp"]
 
     def __init__(self) -> None:
         self.kind: str = ""

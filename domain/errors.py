@@ -159,3 +159,11 @@ class CsvImportError(SimledgerError):
         self.errors = dict(sorted(errors.items()))
         first = "; ".join(f"line {n}: {r}" for n, r in list(self.errors.items())[:3])
         super().__init__(f"{len(self.errors)} bad row(s), nothing imported: {first}")
+
+
+class StoreUnreadable(SimledgerError):
+    """Stored events that cannot be decoded with this ledger's settings: most often a
+    store encrypted at rest opened without its ``CIPHER_KEY`` (or with another key), or a
+    plain store opened with one. The message says which."""
+
+    rule = "R-ES3"

@@ -25,6 +25,7 @@ from typing import Any
 
 from simledger.domain.errors import CsvImportError, InvalidInput, SimledgerError
 from simledger.runners import cli_output as fmt
+from simledger.runners.audit import VerifyReport
 from simledger.runners.cli_audit import audit_records, write_jsonl
 from simledger.runners.csv_io import EXPORT_COLUMNS, EXPORT_PAGE, csv_value
 from simledger.runners.ledger import SimLedger
@@ -265,9 +266,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         runner = ledger.views
         runner.progress_every = runner.batch_size
         with _progress_from_logs("verify", "events", "upto"):
-            diffs = ledger.verify_views(views)
+            # The replay of the store (audit.py) runs alongside the views' verification.
+            report = None if args.views_only else ledger.verify_store(view_names=views)
+            diffs = report.view_diffs if report is not None else ledger.verify_views(views)
         position = runner.store.position()
         behind = runner.max_notification_id() - position
+    store_problems = 0 if report is None else _print_store_report(report, args.show)
     unfolded = f" ({behind} later event(s) not folded yet)" if behind > 0 else ""
     print(f"verified views at position {position}{unfolded}")
     differences = 0
@@ -279,9 +283,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"    {diff.key}: live={fmt.dumps(diff.live)} rebuilt={fmt.dumps(diff.rebuilt)}")
     if differences:
         print(f"FAILED: {differences} row(s) differ from a rebuild; run `simledger rebuild all`")
+    if store_problems:
+        print(f"FAILED: {store_problems} problem(s) in the stored events (see above)")
+    if differences or store_problems:
         return EXIT_FAILED
     print("OK: every view equals its rebuild from the events")
     return 0
+
+
+def _print_store_report(report: VerifyReport, show: int) -> int:
+    """The replay's summary and problems (views aside: printed as before); their count."""
+    problems = [p for p in report.problems if p.kind != "view"]
+    print(f"replayed {report.summary()}")
+    if report.unsealed_events:
+        print(f"  {report.unsealed_events} event(s) recorded before hash chains existed")
+    print(f"  digest of every aggregate's head: {report.digest}")
+    limit = max(show, 1) * 4
+    for problem in problems[:limit]:
+        print(f"  {problem}")
+    if len(problems) > limit:
+        print(f"  ... and {len(problems) - limit} more")
+    if not problems:
+        print("  ok: every aggregate rebuilds, every hash chain holds, every pool balances")
+    return len(problems)
 
 
 def cmd_project(args: argparse.Namespace) -> int:
@@ -380,13 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_format(add("activity", cmd_activity, "bulk pauses and resumes with carrier answers"))
     for name, run, what in (
         ("rebuild", cmd_rebuild, "replay every event into a fresh view and swap it in"),
-        ("verify", cmd_verify, "check every view equals its rebuild; exit 1 on a difference"),
+        ("verify", cmd_verify, "replay the store: hash chains, pools, views; exit 1 on a problem"),
     ):
         sub = add(name, run, what)
         sub.add_argument("view", nargs="?" if name == "verify" else None,
                          default="all", choices=(*VIEWS, "all"))  # fmt: skip
         if name == "verify":
             sub.add_argument("--show", type=int, default=5, help="differing rows shown per view")
+            sub.add_argument(
+                "--views-only", action="store_true", help="only the views: no replay of events"
+            )
     project = add("project", cmd_project, "run the projection worker (keeps the views current)")
     project.add_argument("--batch-size", type=int, default=2000)
     project.add_argument("--poll-interval", type=float, default=0.05)

@@ -32,6 +32,7 @@ def audit_record(notification: Notification, event: Any) -> dict[str, Any]:
         "event": type(event).__name__,
         "at": event.timestamp.isoformat(),
         "data": plain(event_data(event)),
+        "chain": getattr(event, "chain", "") or None,
     }
 
 

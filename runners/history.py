@@ -18,7 +18,7 @@ from simledger.runners.results import HistoryEntry
 if TYPE_CHECKING:
     from simledger.runners.ledger import SimLedger
 
-_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
+_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic", "chain")
 
 
 def event_data(event: DomainEvent) -> dict[str, Any]:

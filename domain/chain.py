@@ -1,0 +1,158 @@
+"""Tamper evidence: every event carries a hash chained to the previous event of its aggregate.
+
+``chain(v) = sha256(chain(v-1) + "\\n" + content(v))`` with ``chain(0) = ""``, where
+``content`` is a canonical JSON text (sorted keys, no whitespace) of the event's topic,
+aggregate id, version, class version and every stored field but ``chain`` itself (the
+timestamp included). Decimals, datetimes, dates, UUIDs and enums are written as strings
+(``str``, ISO 8601, ``str``, ``.value``) and tuples as lists, so the content computed from the
+event object when it is triggered equals the content computed from the stored JSON state when
+it is read back (eventsourcing's transcoder stores Decimals as ``str``, datetimes as ISO 8601
+and UUIDs as hex, and gives lists back). The content is taken from the stored state BEFORE
+any upcasting, so a later class version of an event does not invalidate old chains.
+
+What the chain proves, and its limit: editing, deleting, inserting or reordering any event
+that has a successor breaks a link and is found by :class:`ChainCheck`. Editing the LAST event
+of an aggregate and recomputing its hash, or deleting it, leaves a valid (shorter) chain:
+nothing inside the store can tell. ``simledger verify`` anchors what it can: an aggregate's
+snapshot keeps the chain of the version it was taken at, so an edit or truncation at or
+before the latest snapshot is still found (see :mod:`simledger.runners.audit`). Full
+protection of the tail needs an anchor outside the store (publish ``VerifyReport.digest``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+_NOT_HASHED = ("originator_id", "originator_version", "chain", "class_version")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot hash a {type(value).__name__}: {value!r}")
+
+
+_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+).encode
+
+
+def content(
+    topic: str, originator_id: str, version: int, class_version: int, state: Mapping[str, Any]
+) -> bytes:
+    """The canonical bytes hashed for one event; ``state`` may still hold the keys
+    ``originator_id``, ``originator_version``, ``chain`` and ``class_version`` (ignored)."""
+    fields = {k: v for k, v in state.items() if k not in _NOT_HASHED}
+    return _encode([topic, str(originator_id), version, class_version, fields]).encode("utf8")
+
+
+def link(previous: str, event_content: bytes) -> str:
+    """The chain hash of an event whose predecessor's chain is ``previous``."""
+    digest = hashlib.sha256(previous.encode("ascii"))
+    digest.update(b"\n")
+    digest.update(event_content)
+    return digest.hexdigest()
+
+
+def seal(event: Any, previous: str) -> str:
+    """The chain hash of ``event`` (a new event object, not stored yet)."""
+    cls = type(event)
+    return link(
+        previous,
+        content(
+            get_topic(cls),
+            event.originator_id,
+            event.originator_version,
+            getattr(cls, "class_version", 1),
+            vars(event),
+        ),
+    )
+
+
+@dataclass
+class ChainProblem:
+    """The first thing wrong with one aggregate's chain."""
+
+    kind: str  # "altered", "missing", "out-of-sequence", "unsealed"
+    version: int
+    detail: str
+
+
+class ChainCheck:
+    """Checks one aggregate's stored events, fed in version order as they are read.
+
+    :meth:`add` returns the FIRST problem found (and every later call returns None: once a
+    chain is broken, what follows cannot be judged).
+    """
+
+    __slots__ = ("head", "problem", "unsealed", "version")
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.head = ""
+        self.unsealed = 0
+        """Events recorded before chains existed: accepted only as a prefix of the history
+        (an event without a hash after a sealed one is a problem)."""
+        self.problem: ChainProblem | None = None
+
+    def add(
+        self, version: int, stored_chain: str | None, event_content: bytes
+    ) -> ChainProblem | None:
+        if self.problem is not None:
+            return None
+        expected_version = self.version + 1
+        if version > expected_version:
+            missing = (
+                f"version {expected_version}"
+                if version == expected_version + 1
+                else f"versions {expected_version} to {version - 1}"
+            )
+            return self._fail("missing", expected_version, f"{missing} missing before {version}")
+        if version < expected_version:
+            return self._fail(
+                "out-of-sequence",
+                version,
+                f"version {version} recorded after version {self.version} (inserted or reordered)",
+            )
+        if not stored_chain:
+            if self.head:
+                return self._fail("unsealed", version, "event carries no chain hash")
+            self.unsealed += 1
+            self.version = version
+            return None
+        recomputed = link(self.head, event_content)
+        if recomputed != stored_chain:
+            if version == 1:
+                detail = "content does not match its chain hash (altered)"
+            else:
+                detail = (
+                    "content does not match its chain hash, or it does not follow from "
+                    f"version {version - 1} (this event altered, or version {version - 1} "
+                    "rewritten with a new hash)"
+                )
+            return self._fail("altered", version, detail)
+        self.version = version
+        self.head = stored_chain
+        return None
+
+    def _fail(self, kind: str, version: int, detail: str) -> ChainProblem:
+        self.problem = ChainProblem(kind, version, detail)
+        return self.problem

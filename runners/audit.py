@@ -1,0 +1,494 @@
+"""The replayable audit (``simledger verify``): replay the whole store and prove it.
+
+:func:`verify_store` reads the notification log page by page (one query per page), decodes
+each stored event once, and for every aggregate:
+
+* **tamper evidence** -- recomputes the hash chain (:mod:`simledger.domain.chain`) in version
+  order and names the FIRST altered, missing or out-of-sequence event;
+* **rebuild** -- folds the events into the aggregate exactly as a load would (upcasters
+  included); any error is a problem;
+* **pools** -- for each shared group: every draw's ICCID was a member when it drew, no draw
+  follows the depletion, the draws never exceed ``data_mb``, ``data_left_mb`` equals
+  ``data_mb`` minus the draws while not depleted, and a pool drained to zero is depleted
+  (cause "data" exactly when drained). For each SIM's own package copy, the same within each
+  period (``Assigned``/``Renewed`` start one; top-ups add to it), and each draw is the copy's
+  own SIM's.
+* **snapshots** (the anchor) -- the latest snapshot of an aggregate must lie within its
+  events and hold the chain hash stored at its version; the aggregate loaded through it
+  must equal the full replay. This finds an edit or truncation at or before the snapshot
+  even if every later hash was recomputed.
+
+Then every view is compared with its rebuild (``verify_views``).
+
+Known limit (see :mod:`simledger.domain.chain`): an edit of the LAST events of an aggregate
+after its latest snapshot (for most aggregates: after its creation), with their hashes
+recomputed, or their deletion, cannot be detected from inside the store. The report's
+``digest`` (a hash of every aggregate's id, version and head hash) is the external anchor:
+keep it elsewhere, and a later run over the same events must give the same digest.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import pickle
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.utils import resolve_topic
+
+from simledger.adapters.logs import get_logger
+from simledger.adapters.persistence import persistence_module
+from simledger.domain.chain import ChainCheck, content
+from simledger.domain.package import Package
+from simledger.domain.shared_group import SharedGroup
+
+if TYPE_CHECKING:
+    from simledger.projections.models import RowDiff
+    from simledger.runners.ledger import SimLedger
+
+log = get_logger("simledger")
+
+PAGE = 5000
+"""Notifications read per query."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing found wrong. ``kind``: altered, missing, out-of-sequence, unsealed (chain);
+    rebuild; pool; snapshot; view."""
+
+    kind: str
+    aggregate_id: str | None
+    version: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = ""
+        if self.aggregate_id is not None:
+            where = f"{self.aggregate_id}"
+            if self.version is not None:
+                where += f" v{self.version}"
+            where += ": "
+        return f"{self.kind}: {where}{self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    events: int = 0
+    aggregates: dict[str, int] = field(default_factory=dict)
+    """Aggregates replayed, by class name."""
+    chains_checked: int = 0
+    unsealed_events: int = 0
+    """Events recorded before chains existed (accepted as a prefix of a history)."""
+    pools_checked: int = 0
+    snapshots_checked: int = 0
+    views_checked: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    view_diffs: dict[str, list[RowDiff]] = field(default_factory=dict)
+    digest: str = ""
+    seconds: float = 0.0
+    replay_seconds: float = 0.0
+    """The replay alone (it runs alongside the views' verification on SQL stores)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.aggregates.items()))
+        return (
+            f"{self.events} events, {sum(self.aggregates.values())} aggregates ({kinds}); "
+            f"{self.chains_checked} hash chains, {self.pools_checked} pools, "
+            f"{self.snapshots_checked} snapshots checked in {self.seconds:.1f} s"
+        )
+
+
+class _Tracked:
+    """What the replay keeps per aggregate."""
+
+    __slots__ = ("aggregate", "chain", "credit", "drawn", "failed", "pool_problem")
+
+    def __init__(self) -> None:
+        self.chain = ChainCheck()
+        self.aggregate: Any = None
+        self.failed = False
+        self.drawn = Decimal(0)
+        self.credit = Decimal(0)
+        self.pool_problem: str | None = None
+
+
+def _state_decoder(ledger: SimLedger) -> Callable[[bytes], dict[str, Any]]:
+    """Stored state bytes -> the stored field dict (before upcasting), as the mapper reads."""
+    mapper = ledger.mapper
+    decode = mapper.transcoder.decode
+    cipher, compressor = mapper.cipher, mapper.compressor
+
+    def state_of(state: bytes) -> dict[str, Any]:
+        if cipher is not None:
+            state = cipher.decrypt(state)
+        if compressor is not None:
+            state = compressor.decompress(state)
+        decoded: dict[str, Any] = decode(bytes(state))
+        return decoded
+
+    return state_of
+
+
+_CLASSES: dict[str, tuple[type[Any], int]] = {}
+
+
+def _event(topic: str, originator_id: str, version: int, stored: dict[str, Any]) -> Any:
+    """The domain event, as ``Mapper.to_domain_event`` makes it (upcasters applied)."""
+    known = _CLASSES.get(topic)
+    if known is None:
+        cls = resolve_topic(topic)
+        known = _CLASSES[topic] = (cls, getattr(cls, "class_version", 1))
+    cls, class_version = known
+    state = dict(stored)
+    state["originator_id"] = originator_id
+    state["originator_version"] = version
+    from_version = state.pop("class_version", 1)
+    while from_version < class_version:
+        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+        from_version += 1
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", state)
+    return event
+
+
+_POOL_EVENTS = (
+    SharedGroup.Created,
+    SharedGroup.UsageDrawn,
+    SharedGroup.Depleted,
+    Package.Assigned,
+    Package.Renewed,
+    Package.ToppedUp,
+    Package.UsageDrawn,
+    Package.Depleted,
+)
+_touches: dict[type[Any], bool] = {}
+
+
+def _touches_pool(cls: type[Any]) -> bool:
+    """Whether events of ``cls`` take part in the pool checks (one isinstance per class)."""
+    known = _touches.get(cls)
+    if known is None:
+        known = _touches[cls] = issubclass(cls, _POOL_EVENTS)
+    return known
+
+
+def _check_draw(tracked: _Tracked, event: Any) -> str | None:
+    """Pool checks made before ``event`` is folded into ``tracked.aggregate``."""
+    aggregate = tracked.aggregate
+    if isinstance(event, SharedGroup.UsageDrawn):
+        tracked.drawn += event.mb
+        if aggregate.depleted:
+            return f"usage drawn from pool {aggregate.id} after it was depleted"
+        if event.iccid not in aggregate.members:
+            return f"SIM {event.iccid} drew the pool but was not a member of the group then"
+        if event.mb <= 0:
+            return f"a draw of {event.mb} MB"
+    elif isinstance(event, Package.UsageDrawn):
+        tracked.drawn += event.mb
+        if not aggregate.is_copy:
+            return "usage drawn from a catalogue package"
+        if aggregate.depleted:
+            return "usage drawn from a depleted package copy"
+        if event.iccid != aggregate.iccid:
+            return f"SIM {event.iccid} drew the copy of SIM {aggregate.iccid}"
+        if event.mb <= 0:
+            return f"a draw of {event.mb} MB"
+    elif isinstance(event, (Package.Assigned, Package.Renewed)):
+        tracked.drawn = Decimal(0)
+        tracked.credit = event.data_mb
+    elif isinstance(event, Package.ToppedUp):
+        tracked.credit += event.mb
+    elif isinstance(event, SharedGroup.Created):
+        tracked.credit = event.data_mb
+    return None
+
+
+def _check_pool_after(tracked: _Tracked, event: Any) -> str | None:
+    """Pool checks made after a draw or a depletion is folded."""
+    aggregate = tracked.aggregate
+    if isinstance(event, (SharedGroup.UsageDrawn, Package.UsageDrawn)):
+        if tracked.drawn > tracked.credit:
+            return f"draws total {tracked.drawn} MB, more than the {tracked.credit} MB of the pool"
+    elif (
+        isinstance(event, (SharedGroup.Depleted, Package.Depleted))
+        and event.cause == "data"
+        and tracked.drawn != tracked.credit
+    ):
+        return (
+            f"depleted by data after {tracked.drawn} MB drawn of {tracked.credit} MB "
+            f"(left: {aggregate.data_left_mb} MB)"
+        )
+    return None
+
+
+def _check_pool_end(tracked: _Tracked) -> str | None:
+    """The final balance of a pool or copy against the usage recorded against it."""
+    aggregate = tracked.aggregate
+    if isinstance(aggregate, Package) and not aggregate.is_copy:
+        return None
+    if aggregate.depleted:
+        return None
+    expected = tracked.credit - tracked.drawn
+    if aggregate.data_left_mb != expected:
+        return (
+            f"data_left_mb is {aggregate.data_left_mb} MB but {tracked.credit} MB less the "
+            f"{tracked.drawn} MB drawn is {expected} MB"
+        )
+    if expected <= 0 and tracked.drawn > 0:
+        return f"pool drained ({tracked.drawn} MB drawn of {tracked.credit} MB) but not depleted"
+    return None
+
+
+def verify_store(
+    ledger: SimLedger,
+    *,
+    views: bool = True,
+    view_names: Sequence[str] | None = None,
+    page: int = PAGE,
+    parallel: bool = True,
+) -> VerifyReport:
+    """Replay the whole store and check it (module docstring); never raises for what it finds.
+
+    With ``views`` (``view_names``: all by default) the views are compared with their
+    rebuild too (``report.view_diffs``; each differing row is also a ``view`` problem). On
+    a SQLite or PostgreSQL store, with ``parallel``, the replay runs in a second process
+    while this one verifies the views: the two are independent reads of the same log.
+    Logs ``audit.progress`` (``events``: log position reached, ``upto``: last position)
+    after every page of a replay run in this process.
+    """
+    started = time.monotonic()
+    diffs: dict[str, list[RowDiff]] = {}
+    if views and parallel and persistence_module(ledger.env) != "eventsourcing.popo":
+        child = subprocess.Popen(
+            [sys.executable, "-P", "-m", "simledger.runners.audit"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        request = json.dumps({"env": dict(ledger.env), "page": page}).encode()
+        with ThreadPoolExecutor(1) as talk:
+            answer = talk.submit(child.communicate, request)
+            diffs = ledger.verify_views(view_names)
+            out, err = answer.result()
+        if child.returncode == 0:
+            report: VerifyReport = pickle.loads(out)  # our own child's answer
+        else:
+            log.warning("audit.child_failed", code=child.returncode, stderr=err.decode()[-2000:])
+            report = replay_store(ledger, page=page)
+    else:
+        report = replay_store(ledger, page=page)
+        if views:
+            diffs = ledger.verify_views(view_names)
+    report.view_diffs = diffs
+    report.views_checked = sorted(diffs)
+    for view, rows in diffs.items():
+        for row in rows:
+            report.problems.append(
+                Problem(
+                    "view",
+                    None,
+                    None,
+                    f"{view} {row.key}: live={row.live!r} rebuilt={row.rebuilt!r}",
+                )
+            )
+    report.seconds = time.monotonic() - started
+    log.info("audit.done", problems=len(report.problems), seconds=round(report.seconds, 2))
+    return report
+
+
+def _child_main() -> int:
+    """``python -m simledger.runners.audit``: :func:`replay_store` on a ledger of its own,
+    for :func:`verify_store`; the request (settings, page) as JSON on stdin, the report
+    pickled on stdout."""
+    from simledger.runners.ledger import SimLedger
+
+    request = json.loads(sys.stdin.buffer.read())
+    ledger = SimLedger(env=request["env"])
+    try:
+        report = replay_store(ledger, page=int(request["page"]))
+    finally:
+        ledger.close()
+    sys.stdout.buffer.write(pickle.dumps(report))
+    return 0
+
+
+def replay_store(ledger: SimLedger, *, page: int = PAGE) -> VerifyReport:
+    """Every check of :func:`verify_store` but the views."""
+    started = time.monotonic()
+    report = VerifyReport()
+    problems = report.problems
+    tracked: dict[str, _Tracked] = {}
+    last = ledger.recorder.max_notification_id() or 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # one object per aggregate, acyclic: collections would cost as much as the fold
+    try:
+        _replay(ledger, report, tracked, last, page)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    report.chains_checked = len(tracked)
+    heads = hashlib.sha256()
+    for originator_id in sorted(tracked):
+        one = tracked[originator_id]
+        report.unsealed_events += one.chain.unsealed
+        heads.update(f"{originator_id} {one.chain.version} {one.chain.head}\n".encode())
+        aggregate = one.aggregate
+        if aggregate is None:
+            continue
+        name = type(aggregate).__name__
+        report.aggregates[name] = report.aggregates.get(name, 0) + 1
+        if one.failed:
+            continue
+        if isinstance(aggregate, (SharedGroup, Package)):
+            if isinstance(aggregate, SharedGroup) or aggregate.is_copy:
+                report.pools_checked += 1
+            if one.pool_problem is None:
+                found = _check_pool_end(one)
+                if found is not None:
+                    problems.append(Problem("pool", originator_id, aggregate.version, found))
+        interval = ledger.snapshotting_intervals.get(type(aggregate))
+        if interval is not None and aggregate.version >= interval:
+            report.snapshots_checked += _check_snapshot(ledger, aggregate, problems)
+    report.digest = heads.hexdigest()
+    report.seconds = report.replay_seconds = time.monotonic() - started
+    log.info("audit.replayed", events=report.events, aggregates=report.chains_checked)
+    return report
+
+
+def _replay(
+    ledger: SimLedger, report: VerifyReport, tracked: dict[str, _Tracked], last: int, page: int
+) -> int:
+    """Read the log up to ``last``, one query per page; fold and check every event."""
+    problems = report.problems
+    state_of = _state_decoder(ledger)
+    recorder = ledger.recorder
+    position = 0
+    while position < last:
+        notifications = recorder.select_notifications(
+            start=position, limit=page, stop=last, inclusive_of_start=False
+        )
+        if not notifications:
+            break
+        for n in notifications:
+            report.events += 1
+            originator_id = str(n.originator_id)
+            version = n.originator_version
+            one = tracked.get(originator_id)
+            if one is None:
+                one = tracked[originator_id] = _Tracked()
+            try:
+                stored = state_of(n.state)
+                chain = stored.get("chain")
+                digest = content(
+                    n.topic, originator_id, version, stored.get("class_version", 1), stored
+                )
+            except Exception as error:  # reported, the audit goes on
+                if not one.failed:
+                    one.failed = True
+                    problems.append(
+                        Problem("rebuild", originator_id, version, f"cannot decode: {error}")
+                    )
+                continue
+            chain_problem = one.chain.add(version, chain, digest)
+            if chain_problem is not None:
+                problems.append(
+                    Problem(
+                        chain_problem.kind,
+                        originator_id,
+                        chain_problem.version,
+                        chain_problem.detail,
+                    )
+                )
+                one.failed = True  # a broken sequence cannot be folded further
+            if one.failed:
+                continue
+            try:
+                event = _event(n.topic, originator_id, version, stored)
+                if not _touches_pool(type(event)) or one.pool_problem is not None:
+                    one.aggregate = event.mutate(one.aggregate)
+                    continue
+                found = _check_draw(one, event)
+                one.aggregate = event.mutate(one.aggregate)
+                if found is None:
+                    found = _check_pool_after(one, event)
+                if found is not None:
+                    problems.append(Problem("pool", originator_id, version, found))
+                    one.pool_problem = found  # the first pool problem only
+            except Exception as error:  # reported, the audit goes on
+                one.failed = True
+                problems.append(
+                    Problem("rebuild", originator_id, version, f"{type(error).__name__}: {error}")
+                )
+        position = notifications[-1].id
+        log.info("audit.progress", events=position, upto=last, replayed=report.events)
+
+    return position
+
+
+def _check_snapshot(ledger: SimLedger, aggregate: Any, problems: list[Problem]) -> int:
+    """The anchor: the latest snapshot agrees with the stored events. Returns 1 if checked."""
+    if ledger.snapshots is None:
+        return 0
+    found = list(ledger.snapshots.get(aggregate.id, desc=True, limit=1))
+    if not found:
+        return 0
+    snapshot: Any = found[0]
+    at = snapshot.originator_version
+    if at > aggregate.version:
+        problems.append(
+            Problem(
+                "missing",
+                aggregate.id,
+                aggregate.version + 1,
+                f"events {aggregate.version + 1} to {at} missing: a snapshot was taken at "
+                f"version {at}",
+            )
+        )
+        return 1
+    stored = list(ledger.events.get(aggregate.id, gt=at - 1, lte=at))
+    held = snapshot.state.get("_chain", "")
+    if held and (not stored or getattr(stored[0], "chain", "") != held):
+        problems.append(
+            Problem(
+                "altered",
+                aggregate.id,
+                at,
+                f"the history up to version {at} was rewritten: its hash differs from the "
+                f"one kept by the snapshot at version {at}",
+            )
+        )
+        return 1
+    loaded: Any = ledger.repository.get(aggregate.id)
+    if _state(loaded) != _state(aggregate):
+        problems.append(
+            Problem(
+                "snapshot",
+                aggregate.id,
+                at,
+                "the aggregate loaded through its snapshot differs from a full replay",
+            )
+        )
+    return 1
+
+
+def _state(aggregate: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+if __name__ == "__main__":
+    from simledger.runners import audit  # the module's own classes, not __main__'s, get pickled
+
+    sys.exit(audit._child_main())
