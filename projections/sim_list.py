@@ -190,7 +190,8 @@ def _holder(fold: BatchFold, copy_id: str) -> SimRow | None:
     return row
 
 
-def copy_assigned(fold: BatchFold, event: Package.Assigned) -> None:
+def copy_period_started(fold: BatchFold, event: Package.Assigned | Package.Renewed) -> None:
+    """A copy's first period (``Assigned``) or a new one (``Renewed``): full data again."""
     row = _holder(fold, event.originator_id)
     if row is not None:
         row.copy_left_mb = event.data_mb
@@ -210,15 +211,6 @@ def copy_depleted(fold: BatchFold, event: Package.Depleted) -> None:
     row = _holder(fold, event.originator_id)
     if row is not None:
         row.copy_depleted = event.cause
-        _show_copy(row)
-
-
-def copy_renewed(fold: BatchFold, event: Package.Renewed) -> None:
-    row = _holder(fold, event.originator_id)
-    if row is not None:
-        row.copy_left_mb = event.data_mb
-        row.copy_depleted = None
-        row.expires_at = event.expires_at
         _show_copy(row)
 
 
@@ -247,10 +239,10 @@ HANDLERS: dict[type, Handler] = {
     Sim.LabelsSet: labels_set,
     Sim.NoteSet: note_set,
     Sim.EndUserSet: end_user_set,
-    Package.Assigned: copy_assigned,
+    Package.Assigned: copy_period_started,
     Package.UsageDrawn: copy_drawn,
     Package.Depleted: copy_depleted,
-    Package.Renewed: copy_renewed,
+    Package.Renewed: copy_period_started,
     Package.ToppedUp: copy_topped_up,
 }
 
