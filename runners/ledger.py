@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Mapper, Recording
+from eventsourcing.persistence import IntegrityError, InternalError, Mapper, Recording
 from eventsourcing.utils import EnvType, get_topic
 
 from simledger.adapters.batch_load import fast_project, load_many
@@ -107,6 +107,21 @@ def command(method: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def _create_tables_retrying(create: Callable[[], R]) -> R:
+    """Run ``create`` (which creates the store's tables if missing) again when another
+    process creating the same tables at the same moment made PostgreSQL refuse it
+    ("tuple concurrently updated", a duplicate type): the statements are idempotent."""
+    for attempt in range(1, 6):
+        try:
+            return create()
+        except (InternalError, IntegrityError):
+            if attempt == 5:
+                raise
+            log.info("store.create_tables.retry", attempt=attempt)
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _uuid(value: object, error: Callable[[object], SimledgerError]) -> str:
     try:
         return str(value if isinstance(value, UUID) else UUID(str(value)))
@@ -170,6 +185,12 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
     def construct_env(self, name: str, env: EnvType | None = None) -> Any:
         base = super().construct_env(name, env)
         return type(base)(name, store_env(base))
+
+    def construct_recorder(self) -> Any:
+        return _create_tables_retrying(super().construct_recorder)
+
+    def construct_snapshot_store(self) -> Any:
+        return _create_tables_retrying(super().construct_snapshot_store)
 
     def construct_mapper(self) -> Mapper[str]:
         """eventsourcing's mapper (cipher and compressor settings included), with clear
