@@ -28,7 +28,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import TupleRow
 
 from simledger.adapters.logs import get_logger
-from simledger.projections.batch import Changes, CountKey, Keys, Touched
+from simledger.projections.batch import Changes, CountKey
 from simledger.projections.listing import Kind, SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
 from simledger.runners.view_store import (
@@ -48,6 +48,7 @@ from simledger.runners.view_store_sql import (
     SIM_COLUMNS,
     SIM_TABLE_COLUMNS,
     TRACKING_TABLE,
+    SqlTx,
     SqlViewStore,
     Tables,
     sort_kind,
@@ -103,39 +104,6 @@ COPY_FROM = 200
 _HAS_LABELS = "labels <> '{}'::text[]"
 """The GIN index on labels leaves out SIMs without any (most, and every new one)."""
 Conn = psycopg.Connection[TupleRow]
-
-
-class _PgTx:
-    def __init__(
-        self,
-        store: PostgresViewStore,
-        cursor: psycopg.Cursor[TupleRow],
-        tables: Tables,
-        position: int,
-        *,
-        track: bool,
-    ) -> None:
-        self._store = store
-        self._cursor = cursor
-        self._tables = tables
-        self._position = position
-        self._track = track
-
-    @property
-    def position(self) -> int:
-        return self._position
-
-    def load(self, keys: Keys) -> Touched:
-        return self._store.load_rows(self._cursor, self._tables, keys)
-
-    def write(self, changes: Changes, position: int) -> None:
-        self._store.write_changes(self._cursor, self._tables, changes)
-        if self._track and position > self._position:
-            self._cursor.execute(
-                f"UPDATE {self._store.q(TRACKING_TABLE)} SET position = %s WHERE name = %s",
-                (position, TRACKING_NAME),
-            )
-        self._position = max(self._position, position)
 
 
 class PostgresViewStore(SqlViewStore):
@@ -506,10 +474,10 @@ class PostgresViewStore(SqlViewStore):
         return int(found[0])
 
     @contextmanager
-    def exclusive(self) -> Iterator[_PgTx]:
+    def exclusive(self) -> Iterator[SqlTx]:
         with self._conn() as conn, conn.transaction():
             cursor = conn.cursor()
-            yield _PgTx(self, cursor, LIVE, self._locked_position(cursor), track=True)
+            yield SqlTx(self, cursor, LIVE, self._locked_position(cursor), track=True)
 
     @contextmanager
     def _snapshot_cursor(self) -> Iterator[tuple[Conn, psycopg.Cursor[TupleRow]]]:
@@ -576,7 +544,7 @@ class PostgresViewStore(SqlViewStore):
                 live = self._locked_position(cursor)
                 fresh = built.position()
                 if live > fresh:
-                    apply(_PgTx(self, cursor, REBUILD, fresh, track=False), fresh, live)
+                    apply(SqlTx(self, cursor, REBUILD, fresh, track=False), fresh, live)
                 elif live < fresh:
                     # The rebuilt views are ahead of every live one: swap them all in rather than
                     # fold the gap into the live tables row by row (a catch-up from far behind).

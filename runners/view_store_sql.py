@@ -47,6 +47,7 @@ from simledger.runners.view_store import (
     PENDING_ACTIVITY,
     SHARED_GROUPS,
     SIMS,
+    TRACKING_NAME,
     ViewStore,
 )
 
@@ -421,3 +422,39 @@ def as_utc_text(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+class SqlTx:
+    """One view transaction of a SQL store: rows and tracking position on one cursor."""
+
+    def __init__(
+        self,
+        store: SqlViewStore,
+        cursor: Any,
+        tables: Tables,
+        position: int,
+        *,
+        track: bool,
+    ) -> None:
+        self._store = store
+        self._cursor = cursor
+        self._tables = tables
+        self._position = position
+        self._track = track
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def load(self, keys: Keys) -> Touched:
+        return self._store.load_rows(self._cursor, self._tables, keys)
+
+    def write(self, changes: Changes, position: int) -> None:
+        self._store.write_changes(self._cursor, self._tables, changes)
+        if self._track and position > self._position:
+            mark = self._store.placeholder
+            self._cursor.execute(
+                f"UPDATE {self._store.q(TRACKING_TABLE)} SET position = {mark} WHERE name = {mark}",
+                (position, TRACKING_NAME),
+            )
+        self._position = max(self._position, position)

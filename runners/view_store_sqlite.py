@@ -25,7 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder, Notification
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from simledger.adapters.logs import get_logger
-from simledger.projections.batch import Changes, CountKey, Keys, Touched
+from simledger.projections.batch import Changes, CountKey
 from simledger.projections.listing import NO_TIME, Kind, SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
 from simledger.runners.view_store import (
@@ -43,6 +43,7 @@ from simledger.runners.view_store_sql import (
     SIM_COLUMNS,
     SIM_TABLE_COLUMNS,
     TRACKING_TABLE,
+    SqlTx,
     SqlViewStore,
     Tables,
     as_utc_text,
@@ -77,39 +78,6 @@ def _dec(value: str | None) -> Decimal | None:
 
 def _text(value: Decimal | None) -> str | None:
     return str(value) if value is not None else None
-
-
-class _SqliteTx:
-    def __init__(
-        self,
-        store: SqliteViewStore,
-        cursor: sqlite3.Cursor,
-        tables: Tables,
-        position: int,
-        *,
-        track: bool,
-    ) -> None:
-        self._store = store
-        self._cursor = cursor
-        self._tables = tables
-        self._position = position
-        self._track = track
-
-    @property
-    def position(self) -> int:
-        return self._position
-
-    def load(self, keys: Keys) -> Touched:
-        return self._store.load_rows(self._cursor, self._tables, keys)
-
-    def write(self, changes: Changes, position: int) -> None:
-        self._store.write_changes(self._cursor, self._tables, changes)
-        if self._track and position > self._position:
-            self._cursor.execute(
-                f"UPDATE {TRACKING_TABLE} SET position = ? WHERE name = ?",
-                (position, TRACKING_NAME),
-            )
-        self._position = max(self._position, position)
 
 
 class SqliteViewStore(SqlViewStore):
@@ -448,9 +416,9 @@ class SqliteViewStore(SqlViewStore):
         return int(cursor.fetchone()[0])
 
     @contextmanager
-    def exclusive(self) -> Iterator[_SqliteTx]:
+    def exclusive(self) -> Iterator[SqlTx]:
         with self._transaction() as cursor:
-            yield _SqliteTx(self, cursor, LIVE, self._locked_position(cursor), track=True)
+            yield SqlTx(self, cursor, LIVE, self._locked_position(cursor), track=True)
 
     # ---- queries ------------------------------------------------------------------------
     def sims_page(self, query: SimQuery) -> tuple[list[SimRow], int]:
@@ -488,7 +456,7 @@ class SqliteViewStore(SqlViewStore):
                 live = self._locked_position(cursor)
                 fresh = built.position()
                 if live > fresh:
-                    apply(_SqliteTx(self, cursor, REBUILD, fresh, track=False), fresh, live)
+                    apply(SqlTx(self, cursor, REBUILD, fresh, track=False), fresh, live)
                 elif live < fresh:
                     # The rebuilt views are ahead of every live one: swap them all in rather than
                     # fold the gap into the live tables row by row (a catch-up from far behind).
