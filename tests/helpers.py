@@ -170,3 +170,27 @@ def sim_in_status(ledger: SimLedger, status: SimStatus, number: int = 0) -> str:
         raise AssertionError(status)
     assert ledger.sim(key).status is status
     return key
+
+
+SIM_LIST_SHARED_COLUMNS = (
+    "status",
+    "sim_type",
+    "operator",
+    "esim",
+    "company",
+    "end_user",
+    "note",
+    "labels",
+    "plan",
+    "group_id",
+    "package_id",
+    "copy_id",
+    "data_left_mb",
+    "expires_at",
+    "days_left",
+    "this_month_mb",
+    "suspended_reason",
+    "version",
+    "updated_at",
+)
+"""Columns the SIM list view shares with ``ledger.sim()``: they must be equal."""

@@ -31,30 +31,10 @@ from simledger.runners.view_store_postgres import PostgresViewStore
 from simledger.runners.view_store_sqlite import SqliteViewStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
 from helpers import FakeClock, iccid, new_ledger
 
 NO_DIFFERENCES: dict[str, list[Any]] = {"sims": [], "pending_activity": [], "shared_groups": []}
-SHARED = (
-    "status",
-    "sim_type",
-    "operator",
-    "esim",
-    "company",
-    "end_user",
-    "note",
-    "labels",
-    "plan",
-    "group_id",
-    "package_id",
-    "copy_id",
-    "data_left_mb",
-    "expires_at",
-    "days_left",
-    "this_month_mb",
-    "suspended_reason",
-    "version",
-    "updated_at",
-)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from simledger.projections.listing import SORTS
 from simledger.projections.models import Page, SimListItem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
 from helpers import FakeClock, iccid, new_ledger
 
 OPERATORS = ("3UK", "Orange", "A1")
@@ -29,29 +30,6 @@ COMPANIES = ("Acme", "Globex", None)
 NOTES = ("Truck 7", "spare", None, "100% spare_part", None)
 USERS = ("ALICE@example.com", "bob@example.com", None, None)
 LABELS: tuple[list[str], ...] = (["fleet"], ["fleet", "eu"], [], ["eu"], [])
-
-SHARED = (
-    "status",
-    "sim_type",
-    "operator",
-    "esim",
-    "company",
-    "end_user",
-    "note",
-    "labels",
-    "plan",
-    "group_id",
-    "package_id",
-    "copy_id",
-    "data_left_mb",
-    "expires_at",
-    "days_left",
-    "this_month_mb",
-    "suspended_reason",
-    "version",
-    "updated_at",
-)
-"""Columns the list view shares with ``ledger.sim()``: they must be equal."""
 
 
 def build_fleet(ledger: SimLedger, clock: FakeClock, size: int = 18) -> list[str]:
