@@ -53,6 +53,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from _common import create_schema, drop_schema, pg_connect, pg_env
+from _common import pg_settings as pg_settings  # re-exported: scripts use bench_bulk.pg_settings
+
 from simledger.domain.base import LedgerAggregate
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
@@ -72,37 +75,6 @@ WARM_UP = 100
 OPERATIONS = ("pause", "confirm", "resume")
 VARIANTS = ("executemany", "multirow")
 TARGET = 2.0
-
-
-# ---- PostgreSQL -----------------------------------------------------------------------------
-
-
-def pg_settings() -> dict[str, str]:
-    settings = {
-        "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
-        "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
-        "POSTGRES_DBNAME": os.environ.get("POSTGRES_DBNAME", "test"),
-        "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
-    }
-    if os.environ.get("POSTGRES_PASSWORD"):
-        settings["POSTGRES_PASSWORD"] = os.environ["POSTGRES_PASSWORD"]
-    return settings
-
-
-def pg_connect(schema: str | None = None) -> Any:
-    import psycopg
-
-    s = pg_settings()
-    return psycopg.connect(
-        host=s["POSTGRES_HOST"],
-        port=int(s["POSTGRES_PORT"]),
-        dbname=s["POSTGRES_DBNAME"],
-        user=s["POSTGRES_USER"],
-        password=s.get("POSTGRES_PASSWORD"),
-        options=f"-c search_path={schema}" if schema else "",
-        connect_timeout=5,
-        autocommit=True,
-    )
 
 
 # ---- progress -------------------------------------------------------------------------------
@@ -379,13 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"the fleet needs at least n x runs + {warm} = {needed:,} SIMs")
 
     schema = f"bench_bulk_{uuid.uuid4().hex[:10]}"
-    with pg_connect() as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        **pg_settings(),
-        "POSTGRES_SCHEMA": schema,
-    }
+    create_schema(schema)
+    env = pg_env(schema)
     print(
         f"fleet {args.fleet:,} SIMs, {args.runs} runs of {args.n:,}, schema {schema}, "
         f"VIEWS_MODE={args.views_mode}",
@@ -469,8 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"schema {schema} kept")
         else:
-            with pg_connect() as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            drop_schema(schema)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from decimal import Decimal
 from functools import singledispatchmethod
 from typing import Any
 
-import psycopg
+from _common import create_schema, drop_schema, pg_connect, pg_env
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
@@ -74,35 +74,13 @@ PAGE = 100
 PAGES_PER_SEQUENCE = 10
 
 
-def pg_settings() -> dict[str, str]:
-    settings = {
-        "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
-        "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
-        "POSTGRES_DBNAME": os.environ.get("POSTGRES_DBNAME", "test"),
-        "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
-    }
-    # eventsourcing's factory insists on a password; a trust-auth server ignores it
-    settings["POSTGRES_PASSWORD"] = os.environ.get("POSTGRES_PASSWORD", "x")
-    return settings
-
-
-def connect() -> psycopg.Connection[Any]:
-    s = pg_settings()
-    return psycopg.connect(
-        host=s["POSTGRES_HOST"],
-        port=int(s["POSTGRES_PORT"]),
-        dbname=s["POSTGRES_DBNAME"],
-        user=s["POSTGRES_USER"],
-        password=s.get("POSTGRES_PASSWORD"),
-        autocommit=True,
-    )
+PASSWORD = "x"
+"""eventsourcing's factory insists on a password; a trust-auth server ignores it."""
 
 
 def env_for(schema: str, mode: str = "external") -> dict[str, str]:
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        **pg_settings(),
-        "POSTGRES_SCHEMA": schema,
+        **pg_env(schema, default_password=PASSWORD),
         "VIEWS_MODE": mode,
         "VIEWS_BULK_FROM": "0",
     }
@@ -114,7 +92,7 @@ def say(*parts: object) -> None:
 
 # ---- 1. the store ------------------------------------------------------------------------
 def received_so_far(ledger: SimLedger, schema: str) -> int:
-    with connect() as conn:
+    with pg_connect() as conn:
         found = conn.execute(
             SQL("SELECT count(*) FROM {}.{} WHERE topic = %s").format(
                 Identifier(schema),
@@ -199,7 +177,7 @@ def generate(ledger: SimLedger, schema: str, events: int, sims: int) -> None:
 # ---- 2. catch-up -------------------------------------------------------------------------
 def reset_views(runner: ViewRunner, schema: str) -> None:
     """Empty views at position 0 (the store drops and recreates outdated tables)."""
-    with connect() as conn:
+    with pg_connect() as conn:
         conn.execute(SQL("UPDATE {}.view_tracking SET version = -1").format(Identifier(schema)))
     runner.store._ensure_schema()  # type: ignore[attr-defined]
     assert runner.store.position() == 0
@@ -269,7 +247,7 @@ class EsSimProjection(Projection[EsSimView]):
 
 
 def es_rate(schema: str, upto: int) -> float:
-    with connect() as conn:
+    with pg_connect() as conn:
         for table in ("es_bench_sims", "es_bench_tracking", "notification_tracking"):
             conn.execute(
                 SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(schema), Identifier(table))
@@ -365,8 +343,7 @@ def store(reuse: str | None, keep: bool, events: int, sims: int) -> Iterator[str
         yield reuse
         return
     schema = f"bench_views_{uuid.uuid4().hex[:8]}"
-    with connect() as conn:
-        conn.execute(SQL("CREATE SCHEMA {}").format(Identifier(schema)))
+    create_schema(schema)
     try:
         say(f"generating {events:,}+ events and {sims:,}+ SIMs into schema {schema}")
         writer = SimLedger(env_for(schema))
@@ -377,8 +354,7 @@ def store(reuse: str | None, keep: bool, events: int, sims: int) -> Iterator[str
         if keep:
             say(f"kept schema {schema} (reuse with --reuse {schema})")
         else:
-            with connect() as conn:
-                conn.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(schema)))
+            drop_schema(schema)
 
 
 def main(argv: list[str] | None = None) -> int:

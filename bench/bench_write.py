@@ -50,6 +50,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from _common import create_schema, drop_schema, pg_connect, pg_env
+
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
 from simledger.domain.sim import Sim
@@ -105,55 +107,21 @@ class SqliteStore(Store):
         self.dir.cleanup()
 
 
-def _pg_settings() -> dict[str, str]:
-    settings = {
-        "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
-        "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
-        "POSTGRES_DBNAME": os.environ.get("POSTGRES_DBNAME", "test"),
-        "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
-    }
-    if os.environ.get("POSTGRES_PASSWORD"):
-        settings["POSTGRES_PASSWORD"] = os.environ["POSTGRES_PASSWORD"]
-    return settings
-
-
-def _pg_connect(schema: str | None = None) -> Any:
-    import psycopg
-
-    s = _pg_settings()
-    options = f"-c search_path={schema}" if schema else ""
-    return psycopg.connect(
-        host=s["POSTGRES_HOST"],
-        port=int(s["POSTGRES_PORT"]),
-        dbname=s["POSTGRES_DBNAME"],
-        user=s["POSTGRES_USER"],
-        password=s.get("POSTGRES_PASSWORD"),
-        options=options,
-        connect_timeout=5,
-    )
-
-
 class PostgresStore(Store):
     name = "postgres"
 
     def __init__(self) -> None:
         self.schema = f"bench_{uuid.uuid4().hex[:12]}"
-        with _pg_connect() as conn:
-            conn.execute(f'CREATE SCHEMA "{self.schema}"')
+        create_schema(self.schema)
 
     def env(self) -> dict[str, str]:
-        return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            **_pg_settings(),
-            "POSTGRES_SCHEMA": self.schema,
-        }
+        return pg_env(self.schema)
 
     def plain(self) -> Plain:
         return PostgresPlain(self.schema)
 
     def close(self) -> None:
-        with _pg_connect() as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        drop_schema(self.schema)
 
 
 def make_store(name: str) -> Store:
@@ -255,7 +223,7 @@ class PostgresPlain(Plain):
     """Tables in the run's schema, through psycopg."""
 
     def __init__(self, schema: str) -> None:
-        self.conn = _pg_connect(schema)
+        self.conn = pg_connect(schema)
         with self.conn.transaction():
             self.conn.execute(
                 "CREATE TABLE plain_sims (iccid text PRIMARY KEY, operator text NOT NULL, "

@@ -1,0 +1,73 @@
+"""PostgreSQL helpers shared by the benchmark scripts (``bench_write``, ``bench_bulk``,
+``bench_views``).
+
+The scripts run as ``python bench/bench_X.py``, so this directory is on ``sys.path`` and they
+import this module as ``_common``.
+
+Settings come from the environment: POSTGRES_HOST (default ``127.0.0.1``), POSTGRES_PORT
+(``5432``), POSTGRES_DBNAME (``test``), POSTGRES_USER (``postgres``), POSTGRES_PASSWORD (if set).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+def pg_settings(default_password: str | None = None) -> dict[str, str]:
+    """The server's settings as eventsourcing reads them. ``POSTGRES_PASSWORD`` only when the
+    environment sets it (not empty), else ``default_password`` when given."""
+    settings = {
+        "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
+        "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
+        "POSTGRES_DBNAME": os.environ.get("POSTGRES_DBNAME", "test"),
+        "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
+    }
+    password = os.environ.get("POSTGRES_PASSWORD") or default_password
+    if password:
+        settings["POSTGRES_PASSWORD"] = password
+    return settings
+
+
+def pg_env(schema: str, default_password: str | None = None) -> dict[str, str]:
+    """The environment of a ledger whose event store is ``schema``."""
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        **pg_settings(default_password),
+        "POSTGRES_SCHEMA": schema,
+    }
+
+
+def pg_connect(schema: str | None = None) -> psycopg.Connection[Any]:
+    """An autocommit connection; with ``schema``, that schema first on the search path."""
+    import psycopg
+
+    s = pg_settings()
+    return psycopg.connect(
+        host=s["POSTGRES_HOST"],
+        port=int(s["POSTGRES_PORT"]),
+        dbname=s["POSTGRES_DBNAME"],
+        user=s["POSTGRES_USER"],
+        password=s.get("POSTGRES_PASSWORD"),
+        options=f"-c search_path={schema}" if schema else "",
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def create_schema(schema: str) -> None:
+    from psycopg.sql import SQL, Identifier
+
+    with pg_connect() as conn:
+        conn.execute(SQL("CREATE SCHEMA {}").format(Identifier(schema)))
+
+
+def drop_schema(schema: str) -> None:
+    """Drop ``schema`` and everything in it, if it exists."""
+    from psycopg.sql import SQL, Identifier
+
+    with pg_connect() as conn:
+        conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
