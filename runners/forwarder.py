@@ -580,13 +580,7 @@ class Forwarder:
                 continue
             reason = result.skipped.get(key, "not applied")
             if reason.startswith(f"{NoOperationInFlight.rule}:"):  # NoOperationInFlight
-                outcome = DUPLICATE if self._answered_before(answer) else STALE
-                log.info(
-                    f"forwarder.{outcome}",
-                    operation_id=operation_id,
-                    iccid=answer.iccid,
-                    request_id=answer.request_id,
-                )
+                outcome = self._no_longer_in_flight(answer)
             else:
                 outcome = REJECTED
                 log.warning(
@@ -616,14 +610,7 @@ class Forwarder:
             )
             return DEFERRED
         except NoOperationInFlight:
-            outcome = DUPLICATE if self._answered_before(answer) else STALE
-            log.info(
-                f"forwarder.{outcome}",
-                operation_id=answer.operation_id,
-                iccid=answer.iccid,
-                request_id=answer.request_id,
-            )
-            return outcome
+            return self._no_longer_in_flight(answer)
         except SimledgerError as error:
             log.warning(
                 "forwarder.rejected",
@@ -641,6 +628,19 @@ class Forwarder:
             ok=answer.ok,
         )
         return APPLIED
+
+    def _no_longer_in_flight(self, answer: CarrierAnswer) -> str:
+        """The outcome of an answer the ledger refused because its SIM no longer has the
+        operation in flight (R-BK3): ``duplicate`` when the SIM's log already holds an answer to
+        it, else ``stale`` (replaced by a newer operation). Logged."""
+        outcome = DUPLICATE if self._answered_before(answer) else STALE
+        log.info(
+            f"forwarder.{outcome}",
+            operation_id=answer.operation_id,
+            iccid=answer.iccid,
+            request_id=answer.request_id,
+        )
+        return outcome
 
     def _answered_before(self, answer: CarrierAnswer) -> bool:
         """Whether the SIM's log already holds an answer to this operation (newest first)."""
