@@ -29,7 +29,6 @@ keep it elsewhere, and a later run over the same events must give the same diges
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import pickle
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.utils import resolve_topic
 
+from simledger.adapters.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.logs import get_logger
 from simledger.adapters.persistence import persistence_module
 from simledger.domain.chain import ChainCheck, content
@@ -114,7 +114,18 @@ class VerifyReport:
 class _Tracked:
     """What the replay keeps per aggregate."""
 
-    __slots__ = ("aggregate", "chain", "credit", "drawn", "failed", "pool_problem")
+    __slots__ = (
+        "aggregate",
+        "chain",
+        "credit",
+        "drawn",
+        "failed",
+        "from_snapshot",
+        "pool_problem",
+        "snapshot",
+        "snapshot_at",
+        "snapshot_chain",
+    )
 
     def __init__(self) -> None:
         self.chain = ChainCheck()
@@ -123,6 +134,14 @@ class _Tracked:
         self.drawn = Decimal(0)
         self.credit = Decimal(0)
         self.pool_problem: str | None = None
+        self.snapshot: Any = None
+        """The aggregate's latest stored snapshot, if any."""
+        self.snapshot_at = 0
+        """Its version (0: no snapshot)."""
+        self.snapshot_chain: str | None = None
+        """The stored chain hash of the event at ``snapshot_at``."""
+        self.from_snapshot: Any = None
+        """The aggregate as a load sees it: the snapshot, then the events after it."""
 
 
 def _state_decoder(ledger: SimLedger) -> Callable[[bytes], dict[str, Any]]:
@@ -332,13 +351,11 @@ def replay_store(ledger: SimLedger, *, page: int = PAGE) -> VerifyReport:
     problems = report.problems
     tracked: dict[str, _Tracked] = {}
     last = ledger.recorder.max_notification_id() or 0
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # one object per aggregate, acyclic: collections would cost as much as the fold
-    try:
+    with gc_paused():  # one object per aggregate, acyclic: collections cost as much as the fold
+        for snapshot in latest_snapshots(ledger):
+            one = tracked[snapshot.originator_id] = _Tracked()
+            one.snapshot, one.snapshot_at = snapshot, snapshot.originator_version
         _replay(ledger, report, tracked, last, page)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     report.chains_checked = len(tracked)
     heads = hashlib.sha256()
     for originator_id in sorted(tracked):
@@ -359,9 +376,9 @@ def replay_store(ledger: SimLedger, *, page: int = PAGE) -> VerifyReport:
                 found = _check_pool_end(one)
                 if found is not None:
                     problems.append(Problem("pool", originator_id, aggregate.version, found))
-        interval = ledger.snapshotting_intervals.get(type(aggregate))
-        if interval is not None and aggregate.version >= interval:
-            report.snapshots_checked += _check_snapshot(ledger, aggregate, problems)
+        if one.snapshot is not None:
+            _check_snapshot(one, problems)
+            report.snapshots_checked += 1
     report.digest = heads.hexdigest()
     report.seconds = report.replay_seconds = time.monotonic() - started
     log.info("audit.replayed", events=report.events, aggregates=report.chains_checked)
@@ -419,14 +436,16 @@ def _replay(
                 event = _event(n.topic, originator_id, version, stored)
                 if not _touches_pool(type(event)) or one.pool_problem is not None:
                     one.aggregate = event.mutate(one.aggregate)
-                    continue
-                found = _check_draw(one, event)
-                one.aggregate = event.mutate(one.aggregate)
-                if found is None:
-                    found = _check_pool_after(one, event)
-                if found is not None:
-                    problems.append(Problem("pool", originator_id, version, found))
-                    one.pool_problem = found  # the first pool problem only
+                else:
+                    found = _check_draw(one, event)
+                    one.aggregate = event.mutate(one.aggregate)
+                    if found is None:
+                        found = _check_pool_after(one, event)
+                    if found is not None:
+                        problems.append(Problem("pool", originator_id, version, found))
+                        one.pool_problem = found  # the first pool problem only
+                if version >= one.snapshot_at > 0:
+                    _follow_snapshot(one, event, version, chain)
             except Exception as error:  # reported, the audit goes on
                 one.failed = True
                 problems.append(
@@ -438,15 +457,19 @@ def _replay(
     return position
 
 
-def _check_snapshot(ledger: SimLedger, aggregate: Any, problems: list[Problem]) -> int:
-    """The anchor: the latest snapshot agrees with the stored events. Returns 1 if checked."""
-    if ledger.snapshots is None:
-        return 0
-    found = list(ledger.snapshots.get(aggregate.id, desc=True, limit=1))
-    if not found:
-        return 0
-    snapshot: Any = found[0]
-    at = snapshot.originator_version
+def _follow_snapshot(one: _Tracked, event: Any, version: int, chain: str | None) -> None:
+    """Fold ``event`` into the aggregate as loaded through its latest snapshot."""
+    if version == one.snapshot_at:
+        one.snapshot_chain = chain
+        one.from_snapshot = one.snapshot.mutate(None)
+    else:
+        one.from_snapshot = event.mutate(one.from_snapshot)
+
+
+def _check_snapshot(one: _Tracked, problems: list[Problem]) -> None:
+    """The anchor: the latest snapshot agrees with the stored events (followed during the
+    replay: the stored chain hash at its version, the aggregate loaded through it)."""
+    aggregate, snapshot, at = one.aggregate, one.snapshot, one.snapshot_at
     if at > aggregate.version:
         problems.append(
             Problem(
@@ -457,10 +480,9 @@ def _check_snapshot(ledger: SimLedger, aggregate: Any, problems: list[Problem]) 
                 f"version {at}",
             )
         )
-        return 1
-    stored = list(ledger.events.get(aggregate.id, gt=at - 1, lte=at))
+        return
     held = snapshot.state.get("_chain", "")
-    if held and (not stored or getattr(stored[0], "chain", "") != held):
+    if held and one.snapshot_chain != held:
         problems.append(
             Problem(
                 "altered",
@@ -470,9 +492,8 @@ def _check_snapshot(ledger: SimLedger, aggregate: Any, problems: list[Problem]) 
                 f"one kept by the snapshot at version {at}",
             )
         )
-        return 1
-    loaded: Any = ledger.repository.get(aggregate.id)
-    if _state(loaded) != _state(aggregate):
+        return
+    if one.from_snapshot is None or _state(one.from_snapshot) != _state(aggregate):
         problems.append(
             Problem(
                 "snapshot",
@@ -481,7 +502,6 @@ def _check_snapshot(ledger: SimLedger, aggregate: Any, problems: list[Problem]) 
                 "the aggregate loaded through its snapshot differs from a full replay",
             )
         )
-    return 1
 
 
 def _state(aggregate: Any) -> dict[str, Any]:

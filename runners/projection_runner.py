@@ -14,16 +14,15 @@ events.
 
 from __future__ import annotations
 
-import gc
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, cast
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
+from simledger.adapters.batch_load import gc_paused
 from simledger.adapters.logs import get_logger
 from simledger.projections.batch import fold, keys_of
 from simledger.projections.models import RowDiff
@@ -215,7 +214,7 @@ class ViewRunner:
         upto = self.max_notification_id()
         log.info("views.rebuild.start", views=list(chosen), upto=upto)
         built = MemoryViewStore()
-        with _gc_paused():
+        with gc_paused():
             self._apply_range(built.tx(), 0, upto, label="rebuild", into_memory=True)
         folded = time.monotonic()
         position = self.store.install(
@@ -237,7 +236,7 @@ class ViewRunner:
         with self.store.snapshot() as snap:
             log.info("views.verify.start", views=list(chosen), upto=snap.position)
             built = MemoryViewStore()
-            with _gc_paused():
+            with gc_paused():
                 self._apply_range(built.tx(), 0, snap.position, label="verify", into_memory=True)
             diffs = compare(snap, built, chosen)
         log.info(
@@ -249,19 +248,6 @@ class ViewRunner:
 
 
 _Batch = tuple[Sequence[Notification], list[Any]]
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a rebuild grows its rows (one per SIM, acyclic):
-    with a million live rows, collections would cost as much as the fold itself."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _ReadAhead:

@@ -197,16 +197,19 @@ def test_an_untouched_store_verifies_clean(store_env: dict[str, str]) -> None:
     try:
         made = fleet(ledger)
         busy = made["noted"]
-        for n in range(110):  # past the snapshot interval (100)
+        for n in range(110):  # past the snapshot interval many times
             ledger.set_note(busy, f"n{n}")
-        assert list(ledger.snapshots.get(busy)) if ledger.snapshots is not None else False
+        assert ledger.snapshots is not None
+        sims = [made["own"], *made["members"], busy, made["plain"]]
+        snapshotted = [key for key in sims if list(ledger.snapshots.get(key))]
+        assert busy in snapshotted
         report = ledger.verify_store()
         assert report.ok, [str(p) for p in report.problems]
         assert report.events == event_count(ledger)
         assert report.aggregates["Sim"] == 6
         assert report.aggregates["SharedGroup"] == 1
         assert report.pools_checked == 1 + 2  # the group, and the copies of own and noted
-        assert report.snapshots_checked == 1
+        assert report.snapshots_checked == len(snapshotted)
         assert report.unsealed_events == 0
         assert len(report.digest) == 64
         assert report.views_checked == ["pending_activity", "shared_groups", "sims"]
@@ -356,7 +359,10 @@ def test_a_resealed_history_is_caught_by_the_snapshot_anchor(
         forger.reseal(busy, 50)  # every hash from 50 on recomputed: the chain itself holds
         report = ledger.verify_store(views=False)
         [problem] = chain_problems(report, busy)
-        assert (problem.kind, problem.version) == ("altered", 100)
+        assert ledger.snapshots is not None
+        latest = max(s.originator_version for s in ledger.snapshots.get(busy))
+        assert 50 < latest <= 131
+        assert (problem.kind, problem.version) == ("altered", latest)
         assert "snapshot" in problem.detail
     finally:
         ledger.close()

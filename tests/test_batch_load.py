@@ -20,6 +20,8 @@ from simledger.domain.sim import Sim
 from simledger.runners.ledger import SimLedger
 
 SNAPSHOT_EVERY = SimLedger.snapshotting_intervals[Sim]
+PAST = SNAPSHOT_EVERY // 2 + 1
+"""Events past a snapshot, fewer than the interval (so no newer snapshot)."""
 
 
 def _iccids(n: int, start: int = 0) -> list[str]:
@@ -118,8 +120,8 @@ def test_matches_repository_get_across_histories_and_snapshots(
     app.set_labels(short, ["fleet", "north"])
     app.set_note(short, "spare")
     _grow(app, at_snapshot, SNAPSHOT_EVERY)  # snapshot is the latest state: no events after
-    _grow(app, past_snapshot, SNAPSHOT_EVERY + 37)
-    _grow(app, two_snapshots, 2 * SNAPSHOT_EVERY + 11)
+    _grow(app, past_snapshot, SNAPSHOT_EVERY + PAST)
+    _grow(app, two_snapshots, 2 * SNAPSHOT_EVERY + PAST)
     bulk = app.pause(plain[:2])  # a BulkOperation aggregate (UUID text id) in the same table
 
     assert _latest_snapshot_version(app, short) is None
@@ -140,8 +142,8 @@ def test_matches_repository_get_across_histories_and_snapshots(
         assert counts["gets"] == len(set(requested))
 
     _assert_same(loaded, app, existing)
-    assert loaded[two_snapshots].version == 2 * SNAPSHOT_EVERY + 11
-    assert loaded[two_snapshots].note == f"note {2 * SNAPSHOT_EVERY + 10}"
+    assert loaded[two_snapshots].version == 2 * SNAPSHOT_EVERY + PAST
+    assert loaded[two_snapshots].note == f"note {2 * SNAPSHOT_EVERY + PAST - 1}"
     assert loaded[short].labels == ["fleet", "north"]
     for aggregate_id in (at_snapshot, past_snapshot, two_snapshots):
         assert vars(loaded[aggregate_id]) == vars(_replayed(app, aggregate_id))

@@ -28,6 +28,7 @@ from simledger import (
     SuspendReason,
     UnknownSim,
 )
+from simledger.runners.ledger import SIM_SNAPSHOT_INTERVAL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
@@ -309,8 +310,11 @@ def test_sim_as_of_a_sim_with_a_snapshot(ledger: SimLedger) -> None:
     for n in range(2, 106):
         ledger.set_note(key, f"note at version {n}")
     assert ledger.snapshots is not None
-    assert [s.originator_version for s in ledger.snapshots.get(key)] == [100]
-    for version in (1, 50, 99, 100, 101, 105):
+    every = SIM_SNAPSHOT_INTERVAL
+    assert [s.originator_version for s in ledger.snapshots.get(key)] == list(
+        range(every, 106, every)
+    )
+    for version in (1, every - 1, every, every + 1, 50, 99, 100, 101, 104, 105):
         view = ledger.sim_as_of(key, version=version)
         assert view.version == version
         assert view.note == (None if version == 1 else f"note at version {version}")

@@ -27,7 +27,9 @@ from simledger import (
     SuspendReason,
     SystemPauseNotCleared,
 )
+from simledger.adapters.batch_load import load_many
 from simledger.domain.sim import Sim
+from simledger.runners.ledger import SIM_SNAPSHOT_INTERVAL
 from simledger.runners.results import HistoryEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,7 +46,7 @@ from helpers import (
     sim_in_status,
 )
 
-SNAPSHOT_INTERVAL = 100
+SNAPSHOT_INTERVAL = SIM_SNAPSHOT_INTERVAL
 
 
 @dataclass
@@ -335,14 +337,17 @@ def test_snapshot_is_taken_and_loads_the_same_state_as_a_full_replay(
 ) -> None:
     assert SimLedger.snapshotting_intervals == {Sim: SNAPSHOT_INTERVAL}
     ledger = SimLedger(store_env, clock=FakeClock())
-    key, last_note = long_lived_sim(ledger, 110)
-    short = ready_sim(ledger, 2)
+    last = 22 * SNAPSHOT_INTERVAL + 2
+    key, last_note = long_lived_sim(ledger, last)
+    short = received_sim(ledger, 2)
 
-    assert snapshot_versions(ledger, key) == [SNAPSHOT_INTERVAL]
+    # one note per save: a snapshot at every multiple of the interval
+    versions = snapshot_versions(ledger, key)
+    assert versions[-5:] == [n * SNAPSHOT_INTERVAL for n in range(18, 23)]
     assert snapshot_versions(ledger, short) == []
-    loaded = assert_loads_from_snapshot(ledger, key, monkeypatch, SNAPSHOT_INTERVAL)
+    loaded = assert_loads_from_snapshot(ledger, key, monkeypatch, 22 * SNAPSHOT_INTERVAL)
     replayed = project_aggregate(None, ledger.events.get(key))
-    assert loaded.version == 110
+    assert loaded.version == last
     assert typed_state(loaded) == typed_state(replayed)
     assert loaded.status is SimStatus.ACTIVE
     assert loaded.sim_type is SimType.PREPAID
@@ -370,8 +375,8 @@ def test_a_system_pause_restored_from_a_snapshot_still_needs_its_cause_cleared(
     ledger = SimLedger(store_env, clock=FakeClock())
     key = ready_sim(ledger, 1, sim_type=SimType.PREPAID)
     ledger.suspend_by_system(key, "operator action")
-    add_notes(ledger, key, SNAPSHOT_INTERVAL + 5)
-    assert snapshot_versions(ledger, key) == [SNAPSHOT_INTERVAL]
+    add_notes(ledger, key, 3 * SNAPSHOT_INTERVAL + 1)
+    assert snapshot_versions(ledger, key)[-1] == 3 * SNAPSHOT_INTERVAL
 
     count = event_count(ledger)
     answer = ledger.resume([key])
@@ -385,25 +390,69 @@ def test_a_system_pause_restored_from_a_snapshot_still_needs_its_cause_cleared(
     ledger.close()
 
 
+def test_a_bulk_save_snapshots_the_saved_sims_that_crossed_the_interval_in_one_write(
+    store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot is taken from the saved SIM (no re-read) at its new version, even when
+    one save carries it past a multiple of the interval; all of a save's snapshots go to
+    the store together; SIMs that crossed nothing get none."""
+    ledger = SimLedger(store_env, clock=FakeClock())
+    crossing = [ready_sim(ledger, n) for n in range(1, 4)]
+    short = received_sim(ledger, 9)
+    for key in crossing:  # one event short of the next multiple
+        add_notes(
+            ledger, key, (ledger.sim(key).version // SNAPSHOT_INTERVAL + 1) * SNAPSHOT_INTERVAL - 1
+        )
+    before = {key: snapshot_versions(ledger, key) for key in [*crossing, short]}
+    loaded = load_many(ledger, [*crossing, short])
+    for sim in loaded.values():
+        sim.set_note("a")
+        sim.set_note("b")  # two events: the first one lands on the multiple
+    puts: list[int] = []
+    assert ledger.snapshots is not None
+    put = ledger.snapshots.put
+
+    def counting_put(events: list[Any], **kwargs: Any) -> Any:
+        puts.append(len(events))
+        return put(events, **kwargs)
+
+    monkeypatch.setattr(ledger.snapshots, "put", counting_put)
+    monkeypatch.setattr(ledger.repository, "get", lambda *a, **k: pytest.fail("re-read"))
+    ledger.save(*loaded.values())
+    monkeypatch.undo()
+
+    assert puts == [len(crossing)]
+    for key in crossing:
+        sim = ledger.repository.get(key)
+        assert snapshot_versions(ledger, key) == [*before[key], sim.version]
+        assert sim.version % SNAPSHOT_INTERVAL == 1
+        replayed = project_aggregate(None, ledger.events.get(key))
+        assert typed_state(sim) == typed_state(replayed)
+    assert snapshot_versions(ledger, short) == before[short] == []
+    ledger.close()
+
+
 def test_snapshot_survives_reopening(
     persistent_store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = FakeClock()
     ledger = SimLedger(persistent_store_env, clock=clock)
-    key, _ = long_lived_sim(ledger, 205)
+    key, _ = long_lived_sim(ledger, 41 * SNAPSHOT_INTERVAL + 1)
     view = ledger.sim(key)
     ledger.close()
 
     reopened = SimLedger(persistent_store_env, clock=clock)
-    assert snapshot_versions(reopened, key) == [100, 200]
-    loaded = assert_loads_from_snapshot(reopened, key, monkeypatch, 200)
+    assert snapshot_versions(reopened, key)[-2:] == [40 * SNAPSHOT_INTERVAL, 41 * SNAPSHOT_INTERVAL]
+    loaded = assert_loads_from_snapshot(reopened, key, monkeypatch, 41 * SNAPSHOT_INTERVAL)
     replayed = project_aggregate(None, reopened.events.get(key))
     assert typed_state(loaded) == typed_state(replayed)
     assert reopened.sim(key) == view
     # an earlier version is rebuilt from the older snapshot, not the newest one
-    at_150: Any = reopened.repository.get(key, version=150)
-    assert typed_state(at_150) == typed_state(
-        project_aggregate(None, reopened.events.get(key, lte=150))
+    earlier = 30 * SNAPSHOT_INTERVAL + 2
+    at_earlier: Any = reopened.repository.get(key, version=earlier)
+    assert at_earlier.version == earlier
+    assert typed_state(at_earlier) == typed_state(
+        project_aggregate(None, reopened.events.get(key, lte=earlier))
     )
     reopened.close()
 
@@ -426,14 +475,16 @@ def test_events_are_only_ever_appended(store_env: dict[str, str]) -> None:
     # more commands on the same aggregates, enough for a snapshot, a depletion and a resume
     ledger.confirm(fleet.operation_id, fleet.in_flight)
     ledger.resume([fleet.in_flight])
-    add_notes(ledger, fleet.sims["active"], SNAPSHOT_INTERVAL + 1)
+    add_notes(
+        ledger, fleet.sims["active"], ledger.sim(fleet.sims["active"]).version + SNAPSHOT_INTERVAL
+    )
     ledger.set_labels(fleet.sims["active"], ["relabelled"])
     ledger.record_usage(fleet.sims["member0"], 500)  # drains the pool: members suspended
     assert ledger.shared_group(fleet.groups[0]).depleted
 
     after_all = all_notifications(ledger)
     assert after_all[: len(before_all)] == before_all
-    assert len(after_all) > len(before_all) + SNAPSHOT_INTERVAL // 2
+    assert len(after_all) > len(before_all) + SNAPSHOT_INTERVAL
     for key in watched:
         after = stored_records(ledger, key)
         assert after[: len(before[key])] == before[key]
@@ -441,7 +492,7 @@ def test_events_are_only_ever_appended(store_env: dict[str, str]) -> None:
     group_after = stored_records(ledger, str(fleet.groups[0]))
     assert group_after[: len(group_before)] == group_before
     # a snapshot is kept apart: the SIM's event records are not replaced by it
-    assert snapshot_versions(ledger, fleet.sims["active"]) == [SNAPSHOT_INTERVAL]
+    assert SNAPSHOT_INTERVAL in snapshot_versions(ledger, fleet.sims["active"])
     versions = [r.originator_version for r in stored_records(ledger, fleet.sims["active"])]
     assert versions == list(range(1, len(versions) + 1))
     ledger.close()
