@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.utils import get_topic
 
 _NOT_HASHED = ("originator_id", "originator_version", "chain", "class_version")
@@ -50,9 +51,37 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot hash a {type(value).__name__}: {value!r}")
 
 
-_encode = json.JSONEncoder(
+_standard = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
 ).encode
+_FAST = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _has_float(values: Any) -> bool:
+    for v in values:
+        kind = type(v)
+        if kind is float:
+            return True
+        if (kind is list or kind is tuple) and _has_float(v):
+            return True
+        if kind is dict and _has_float(v.values()):
+            return True
+    return False
+
+
+def _encode(value: list[Any], fields: Mapping[str, Any]) -> bytes:
+    """``value`` as the standard encoder above writes it (the definition of the content),
+    through orjson when that gives the same bytes: no float anywhere in the fields (orjson
+    writes ``1e-05`` as ``0.00001``; no event has a float), datetimes passed to ``_plain``
+    (``isoformat``), subclasses of built-in types too (so a float in a list subclass is not
+    missed). Anything orjson refuses (a non-string key, an int beyond 64 bits)
+    goes to the standard encoder. ``tests/test_chain.py`` compares the two."""
+    if not _has_float(fields.values()):
+        try:
+            return orjson.dumps(value, default=_plain, option=_FAST)
+        except TypeError:
+            pass
+    return _standard(value).encode("utf8")
 
 
 def content(
@@ -61,7 +90,7 @@ def content(
     """The canonical bytes hashed for one event; ``state`` may still hold the keys
     ``originator_id``, ``originator_version``, ``chain`` and ``class_version`` (ignored)."""
     fields = {k: v for k, v in state.items() if k not in _NOT_HASHED}
-    return _encode([topic, str(originator_id), version, class_version, fields]).encode("utf8")
+    return _encode([topic, str(originator_id), version, class_version, fields], fields)
 
 
 def link(previous: str, event_content: bytes) -> str:
