@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -60,6 +61,20 @@ if TYPE_CHECKING:
 log = get_logger("simledger.views")
 
 _MONTH = re.compile(r"^[0-9]{1,4}-[0-9]{2}$")
+
+
+def current_month() -> str:
+    """``YYYY-MM`` now (UTC): the month whose "this month's MB" index a rebuild creates."""
+    return datetime.now(UTC).strftime("%Y-%m")
+
+
+def previous_month(month: str) -> str:
+    """The month before ``month`` (``YYYY-MM``), as an index-name suffix ``YYYY_MM``."""
+    year, number = (int(part) for part in month.split("-"))
+    year, number = (year - 1, 12) if number == 1 else (year, number - 1)
+    return f"{year:04d}_{number:02d}"
+
+
 _NO_TIME_SQL = "'0001-01-01 00:00:00+00'::timestamptz"
 SIM_TYPES: dict[str, str] = {
     "iccid": "text",
@@ -120,6 +135,7 @@ class PostgresViewStore(SqlViewStore):
         self._read_lock = threading.Lock()
         self._reader: Conn | None = None
         self._trigram_ops: str | None = None
+        self._months_indexed: set[str] = set()
         self._ensure_schema()
 
     @contextmanager
@@ -364,6 +380,7 @@ class PostgresViewStore(SqlViewStore):
                     f"CREATE INDEX {tables.sims}_{column}_text_{token} ON {self.q(tables.sims)} "
                     f"USING gin (lower({column}) {self._trigram_ops}) WHERE {column} IS NOT NULL"
                 )
+        statements.append(self._month_index_statement(tables, current_month()))
         statements.append(
             f"CREATE INDEX {tables.operations}_newest_{token} "
             f"ON {self.q(tables.operations)} (requested_at, operation_id)"
@@ -464,6 +481,18 @@ class PostgresViewStore(SqlViewStore):
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def head_and_position(self, recorder: ApplicationRecorder) -> tuple[int, int]:
+        table = getattr(recorder, "events_table_name", None)
+        if not isinstance(recorder, PostgresApplicationRecorder) or table is None:
+            return super().head_and_position(recorder)
+        with self._conn() as conn:
+            row = conn.execute(
+                f"SELECT (SELECT MAX(notification_id) FROM {self.q(table)}), "
+                f"(SELECT position FROM {self.q(TRACKING_TABLE)} WHERE name = %s)",
+                (TRACKING_NAME,),
+            ).fetchone()
+        return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+
     def _locked_position(self, cursor: psycopg.Cursor[TupleRow]) -> int:
         cursor.execute(
             f"SELECT position FROM {self.q(TRACKING_TABLE)} WHERE name = %s FOR UPDATE",
@@ -490,20 +519,63 @@ class PostgresViewStore(SqlViewStore):
             yield conn, cursor
 
     # ---- queries ------------------------------------------------------------------------
+    def _month_index_statement(self, tables: Tables, month: str) -> str:
+        """The B-tree that sorts by "this month's MB" for ``month``: the key changes with the
+        month of the query, so each month gets its own expression index (the same
+        expression the page query sorts by, which is how the planner matches them)."""
+        name = f"{tables.sims}_month_{month.replace('-', '_')}_{secrets.token_hex(4)}"
+        return (
+            f"CREATE INDEX {name} ON {self.q(tables.sims)} "
+            f"({self.key_expr('this_month_mb', month)}, iccid)"
+        )
+
+    def _ensure_month_index(self, month: str) -> None:
+        """Create the live SIM table's index for ``month`` the first time a page is sorted
+        by this month's MB (rebuilds create the current month's; once a month here, a few
+        seconds per million SIMs), and drop those of months before the previous one."""
+        if month in self._months_indexed:
+            return
+        suffix = month.replace("-", "_")
+        with self._conn() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{self.schema}:month",))
+            try:
+                names = [
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT indexname FROM pg_indexes WHERE schemaname = %s "
+                        "AND tablename = %s AND indexname LIKE %s",
+                        (self.schema, LIVE.sims, f"{LIVE.sims}_month_%"),
+                    ).fetchall()
+                ]
+                if not any(f"_month_{suffix}_" in name for name in names):
+                    conn.execute(self._month_index_statement(LIVE, month))
+                    keep = (f"_month_{suffix}_", f"_month_{previous_month(month)}_")
+                    for name in names:
+                        if not any(k in name for k in keep):
+                            conn.execute(f"DROP INDEX IF EXISTS {self.q(name)}")
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{self.schema}:month",))
+        self._months_indexed.add(month)
+
     def sims_page(self, query: SimQuery) -> tuple[list[SimRow], int]:
+        if query.column == "this_month_mb":
+            self._ensure_month_index(query.month)
         page, page_params = self.page_statement(query, LIVE)
         total, total_params = self.total_statement(query, LIVE)
-        # Pipelined: the transaction's settings, the page and the total travel together,
-        # in fewer round trips to the server (each costs most of a page on a busy host).
-        with self._conn() as conn, conn.pipeline(), conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            page_cursor, total_cursor = conn.cursor(), conn.cursor()
-            page_cursor.execute(page, page_params)
-            total_cursor.execute(total, total_params)
-            rows = [SimRow(*v) for v in page_cursor.fetchall()]
-            found = total_cursor.fetchone()
-        return rows, int(found[0]) if found else 0
+        # ONE statement, one round trip: the total rides along as an uncorrelated scalar
+        # subquery (evaluated once) in the page's select list, and both read one snapshot.
+        # Not prepared: a cached generic plan would ignore the values (an ICCID prefix is a
+        # range only when the planner sees it).
+        combined = page.replace(" FROM ", f", ({total}) FROM ", 1)
+        with self._conn() as conn:
+            found = conn.execute(
+                combined, [*total_params, *page_params], prepare=False, binary=True
+            )
+            values = found.fetchall()
+            if not values:  # no page, so no total on it: the filtered set may still have some
+                (count,) = conn.execute(total, total_params, prepare=False).fetchone() or (0,)
+                return [], int(count)
+        return [SimRow(*v[:-1]) for v in values], int(values[0][-1])
 
     def operations(self) -> list[OperationRow]:
         with self._conn() as conn:
@@ -561,6 +633,7 @@ class PostgresViewStore(SqlViewStore):
                     (position, TRACKING_NAME),
                 )
             log.info("views.rebuild.swapped", swap_s=round(time.monotonic() - indexed, 3))
+        self._months_indexed.clear()  # the new tables have the current month's index only
         return position
 
     def _fill(

@@ -295,7 +295,9 @@ class SqlViewStore(ViewStore):
         parts, params = self.where(query, tables)
         direction = "DESC" if query.descending else "ASC"
         compare = "<" if query.descending else ">"
-        if query.column in CONSTANT_COLUMNS or query.column == "iccid":
+        if query.column in CONSTANT_COLUMNS or query.column == "iccid" or _pinned(query):
+            # The key is the same on every row of the page (or has no data): the order is
+            # the ICCID's, which the planner then reads from the filter column's index.
             order = f"iccid {direction}"
             if query.after is not None:
                 parts.append(f"iccid {compare} {p}")
@@ -381,6 +383,18 @@ class SqlViewStore(ViewStore):
             ("group_company", f"group_id, {self.key_expr('company')}", "group_id IS NOT NULL")
         )
         return indexes
+
+
+def _pinned(query: SimQuery) -> bool:
+    """Whether the filters leave the sort key one value (``operator="A1"`` sorted by
+    operator): then (key, iccid) order is the ICCID order."""
+    column = query.column
+    if column == "status":
+        return query.statuses is not None and len(query.statuses) == 1
+    if column == "sim_type":
+        return query.sim_types is not None and len(query.sim_types) == 1
+    filtered = {"operator": query.operator, "company": query.company, "group_id": query.group_id}
+    return filtered.get(column) is not None
 
 
 def sort_kind(column: str) -> Kind:

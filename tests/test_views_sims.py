@@ -223,6 +223,31 @@ def test_every_column_sorts_both_ways_and_pages_by_cursor(
         assert paged == expected, sort
 
 
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+def test_filters_and_sorts_combine_the_sort_on_the_filtered_column_too(
+    fleet: tuple[SimLedger, FakeClock, dict[str, SimView]], descending: bool
+) -> None:
+    """Each filter with a sort on every column, paged: the filtered SIMs in the sort's
+    order. A filter that fixes the sort key (operator filter, operator sort) is read in
+    ICCID order by the SQL stores: the same order, since the key is one value."""
+    ledger, _, sims = fleet
+    operator = max({s.operator for s in sims.values()}, key=lambda o: (o == "3UK", o))
+    companies = sorted({s.company for s in sims.values() if s.company})
+    filters: list[tuple[dict[str, Any], Callable[[SimView], bool]]] = [
+        ({"operator": operator}, lambda s: s.operator == operator),
+        ({"status": "active"}, lambda s: s.status is SimStatus.ACTIVE),
+        ({"sim_type": "prepaid"}, lambda s: s.sim_type is SimType.PREPAID),
+        ({"company": companies[0]}, lambda s: s.company == companies[0]),
+    ]
+    for filtered, predicate in filters:
+        chosen = {k: s for k, s in sims.items() if predicate(s)}
+        assert len(chosen) >= 2, filtered
+        for sort in ("iccid", "status", "operator", "sim_type", "company", "note", "days_left"):
+            expected = _order(chosen, sort, descending)
+            paged = all_items(ledger, sort=sort, descending=descending, limit=2, **filtered)
+            assert [i.iccid for i in paged] == expected, (filtered, sort)
+
+
 def test_sort_follows_values_not_insertion(
     fleet: tuple[SimLedger, FakeClock, dict[str, SimView]],
 ) -> None:
@@ -336,3 +361,73 @@ def test_group_ids_in_rows_are_uuids(
     grouped = ledger.sims(sort="group_id", descending=True).items[0]
     assert isinstance(grouped.group_id, UUID)
     assert ledger.sims(group_id=grouped.group_id).total >= 2
+
+
+def _month_indexes(ledger: SimLedger) -> list[str]:
+    store: Any = ledger.views.store
+    with store._conn() as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+            "AND tablename = 'view_sims' AND indexname LIKE %s",
+            (store.schema, "%_month_%"),
+        ).fetchall()
+    return sorted(f"{name} {definition}" for name, definition in rows)
+
+
+@pytest.mark.postgres
+def test_postgres_sorts_this_months_mb_by_an_index_of_that_month(
+    postgres_env: dict[str, str],
+) -> None:
+    """The key of "this month's MB" changes with the month, so each month has its own
+    expression index: created on the first page sorted by it, kept for the month before,
+    dropped after that; the pages are the same as without it."""
+    ledger, clock = new_ledger(postgres_env)
+    package = ledger.create_package("1 GB", data_mb=1000, validity_days=365)
+    keys = ledger.receive_sims([iccid(n) for n in range(6)], operator="3UK", sim_type="paygo")
+    for n, key in enumerate(keys[:4]):
+        ledger.complete_integration_check(key, ok=True)
+        ledger.assign_line(key, f"+4477009001{n:02d}")
+        ledger.assign_to_company(key, "Acme")
+        ledger.assign_package(key, package)
+        ledger.activate(key)
+        if n % 3:
+            ledger.record_usage(key, 10 * (n % 3))
+    month = clock().strftime("%Y-%m")
+
+    def order(descending: bool) -> list[tuple[Decimal, str]]:
+        page = ledger.sims(sort="this_month_mb", descending=descending, limit=1000)
+        return [(item.this_month_mb, item.iccid) for item in page.items]
+
+    ascending = order(False)
+    assert ascending == sorted(ascending)
+    assert order(True) == sorted(ascending, reverse=True)
+    [index] = _month_indexes(ledger)
+    assert f"_month_{month.replace('-', '_')}_" in index and f"'{month}'" in index
+
+    seen = [month]
+    for _ in range(2):  # two months later: the first month's index is gone
+        clock.advance(timedelta(days=31))
+        seen.append(clock().strftime("%Y-%m"))
+        assert {mb for mb, _ in order(False)} == {Decimal(0)}  # nothing used this month
+    indexes = _month_indexes(ledger)
+    assert [m for m in seen if any(f"'{m}'" in i for i in indexes)] == seen[1:]
+
+
+def test_pages_equal_validated_models(
+    fleet: tuple[SimLedger, FakeClock, dict[str, SimView]],
+) -> None:
+    """Items and pages are built without validation (``_Frozen._trusted``): each must be
+    exactly what validating its own fields gives, types included."""
+    ledger, _, _ = fleet
+    page = ledger.sims(limit=5)
+    assert page.next_cursor is not None and len(page.items) == 5
+    for item in ledger.sims(limit=1000).items:
+        fields = {name: getattr(item, name) for name in SimListItem.model_fields}
+        validated = SimListItem(**fields)
+        assert validated == item
+        assert validated.model_dump() == item.model_dump()
+        assert [type(v) for v in vars(validated).values()] == [type(v) for v in vars(item).values()]
+        assert item.model_fields_set == validated.model_fields_set
+        with pytest.raises(ValueError, match="frozen"):
+            item.note = "changed"
+    assert Page(items=page.items, next_cursor=page.next_cursor, total=page.total) == page
