@@ -116,8 +116,9 @@ class ViewRunner:
         the last event recorded now), one transaction per batch. Returns how many events
         were folded."""
         if until is None:
-            until = self.max_notification_id()
-        position = self.store.position()
+            until, position = self.store.head_and_position(self.recorder)
+        else:
+            position = self.store.position()
         if position >= until:
             return 0
         behind = until - position

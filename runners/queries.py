@@ -155,10 +155,13 @@ class ViewQueries:
         rows, total = self._fresh_views().store.sims_page(query)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        return Page(
-            items=[SimListItem.of(row, now) for row in rows],
-            next_cursor=encode_cursor(rows[-1], query) if more and rows else None,
-            total=total,
+        month = now.strftime("%Y-%m")
+        return Page._trusted(
+            {
+                "items": [SimListItem.of(row, now, month) for row in rows],
+                "next_cursor": encode_cursor(rows[-1], query) if more and rows else None,
+                "total": total,
+            }
         )
 
     def pending_activity(self) -> list[PendingActivity]:

@@ -91,6 +91,11 @@ class ViewStore(ABC):
         """Notifications from id ``start`` on (at most ``limit``, none after ``stop``)."""
         return recorder.select_notifications(start=start, limit=limit, stop=stop)
 
+    def head_and_position(self, recorder: ApplicationRecorder) -> tuple[int, int]:
+        """The store's last notification id and the views' position (a read's freshness
+        check): two questions here, one round trip where a store can ask both at once."""
+        return recorder.max_notification_id() or 0, self.position()
+
     # ---- projecting ---------------------------------------------------------------------
     @abstractmethod
     def position(self) -> int:
