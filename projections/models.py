@@ -49,6 +49,12 @@ def this_month(row: SimRow, now: datetime, month: str = "") -> Decimal:
     return row.usage_month_mb if row.usage_month == (month or now.strftime("%Y-%m")) else ZERO
 
 
+_STATUSES = {s.value: s for s in SimStatus}
+_SIM_TYPES = {t.value: t for t in SimType}
+_REASONS = {r.value: r for r in SuspendReason}
+"""Enum members by stored value: a dict lookup instead of an ``Enum(value)`` call per row."""
+
+
 class SimListItem(_Frozen):
     """One row of the SIM list (R-SIM2 columns, in the order of the portal)."""
 
@@ -84,7 +90,7 @@ class SimListItem(_Frozen):
             dict(
                 iccid=row.iccid,
                 esim=row.esim,
-                status=SimStatus(row.status),
+                status=_STATUSES[row.status],
                 in_session=row.in_session,
                 operator=row.operator,
                 plan=row.plan,
@@ -96,14 +102,12 @@ class SimListItem(_Frozen):
                 note=row.note,
                 rules=list(row.rules),
                 labels=list(row.labels),
-                sim_type=SimType(row.sim_type),
+                sim_type=_SIM_TYPES[row.sim_type],
                 group_id=UUID(row.group_id) if row.group_id else None,
                 package_id=UUID(row.package_id) if row.package_id else None,
                 copy_id=UUID(row.copy_id) if row.copy_id else None,
                 expires_at=row.expires_at,
-                suspended_reason=SuspendReason(row.suspended_reason)
-                if row.suspended_reason
-                else None,
+                suspended_reason=_REASONS[row.suspended_reason] if row.suspended_reason else None,
                 version=row.version,
                 updated_at=row.updated_at,
             )

@@ -14,6 +14,12 @@ events.
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +37,7 @@ from simledger.runners.view_store import (
     SHARED_GROUPS,
     SIMS,
     BatchTx,
+    Partition,
     ViewSnapshot,
     ViewStore,
     check_views,
@@ -44,6 +51,8 @@ PROGRESS_EVERY = 100_000
 ANALYZE_AFTER = 20_000
 """A catch-up folding this many events refreshes the planner's statistics: a fresh table
 filled by one long catch-up has none until autovacuum comes by, and plans go wrong."""
+PARALLEL_FROM = 200_000
+"""A PostgreSQL rebuild over this many events folds in two processes (each half the SIMs)."""
 BULK_FROM = 100_000
 """A catch-up this far behind, with most of the log unfolded, rebuilds instead (SQL stores):
 one bulk load and one index build per index beat maintaining every index row by row."""
@@ -91,13 +100,20 @@ class ViewRunner:
         self.progress_every = progress_every
         self.on_batch_written: Any = None
         """Test hook: called with (first id, last id) after a batch's writes, before commit."""
+        self.partition: Partition | None = None
+        """Read only the SIM events of this part of the SIMs (a parallel rebuild's fold)."""
+        self.child_env: Mapping[str, str] | None = None
+        """The ledger's settings, for a rebuild's second process (set by the ledger)."""
+        self.parallel_from = PARALLEL_FROM
 
     def max_notification_id(self) -> int:
         return self.recorder.max_notification_id() or 0
 
     # ---- catch-up -----------------------------------------------------------------------
     def _read(self, start: int, stop: int | None = None) -> _Batch:
-        notifications = self.store.notifications(self.recorder, start, self.batch_size, stop)
+        notifications = self.store.notifications(
+            self.recorder, start, self.batch_size, stop, self.partition
+        )
         return notifications, [self.decode(n) for n in notifications]
 
     def _fold_decoded(
@@ -178,15 +194,13 @@ class ViewRunner:
         after: int,
         upto: int,
         label: str = "catch_up",
-        *,
-        into_memory: bool = False,
     ) -> None:
-        """Fold the events with ids in ``(after, upto]`` into the tables behind ``tx``.
-        Folding ``into_memory`` has no database waits to overlap: no reading ahead."""
+        """Fold the events with ids in ``(after, upto]`` into the tables behind ``tx``, the
+        next batch read (and decoded) in a thread meanwhile where the store allows it."""
         position = after
         started = time.monotonic()
         done = reported = 0
-        with _ReadAhead(self, enabled=not into_memory) as reads:
+        with _ReadAhead(self) as reads:
             while position < upto:
                 notifications, events = reads.get(position + 1, upto)
                 if not notifications:
@@ -214,12 +228,17 @@ class ViewRunner:
         started = time.monotonic()
         upto = self.max_notification_id()
         log.info("views.rebuild.start", views=list(chosen), upto=upto)
-        built = MemoryViewStore()
-        with gc_paused():
-            self._apply_range(built.tx(), 0, upto, label="rebuild", into_memory=True)
+        built, staged = self._fold_in_two(upto) if self._parallel(upto) else (None, None)
+        if built is None:
+            built = MemoryViewStore()
+            with gc_paused():
+                self._apply_range(built.tx(), 0, upto, label="rebuild")
         folded = time.monotonic()
         position = self.store.install(
-            built, chosen, lambda tx, a, b: self._apply_range(tx, a, b, label="rebuild")
+            built,
+            chosen,
+            lambda tx, a, b: self._apply_range(tx, a, b, label="rebuild"),
+            staged,
         )
         log.info(
             "views.rebuild.done",
@@ -231,6 +250,48 @@ class ViewRunner:
         )
         return position
 
+    def _parallel(self, upto: int) -> bool:
+        return (
+            self.store.kind == "postgres"
+            and self.child_env is not None
+            and upto >= self.parallel_from
+            and (os.cpu_count() or 1) >= 2
+        )
+
+    def _fold_in_two(self, upto: int) -> tuple[MemoryViewStore | None, str | None]:
+        """Fold the log in two processes, each for half of the SIMs (and every event that
+        is not a SIM's): this one keeps its rows in memory, the other stages its SIM rows in
+        a table and sends its counts and operation answers back. Returns this half's views
+        with the other's counts and answers added, and the staged table; (None, None) when
+        the second process failed (logged; the caller folds everything here)."""
+        staged = f"view_sims_staged_{secrets.token_hex(4)}"
+        request = {"env": dict(self.child_env or {}), "upto": upto, "staged": staged}
+        child = subprocess.Popen(
+            [sys.executable, "-P", "-m", "simledger.runners.rebuild_part"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        built = MemoryViewStore()
+        with ThreadPoolExecutor(1) as talk:
+            answer = talk.submit(child.communicate, json.dumps(request).encode())
+            self.partition = (0, 2)
+            try:
+                with gc_paused():
+                    self._apply_range(built.tx(), 0, upto, label="rebuild")
+            finally:
+                self.partition = None
+                out, err = answer.result()
+        if child.returncode != 0:
+            log.warning(
+                "views.rebuild.part_failed", code=child.returncode, stderr=err.decode()[-2000:]
+            )
+            cast(Any, self.store).drop_staged(staged)
+            return None, None
+        theirs = pickle.loads(out)  # our own child's answer
+        built.add_partition(theirs["counts"], theirs["operations"])
+        return built, staged
+
     def verify(self, views: Sequence[str] | str | None = None) -> dict[str, list[RowDiff]]:
         """Rebuild into a scratch structure at the live position; every row that differs."""
         chosen = check_views(views)
@@ -238,7 +299,7 @@ class ViewRunner:
             log.info("views.verify.start", views=list(chosen), upto=snap.position)
             built = MemoryViewStore()
             with gc_paused():
-                self._apply_range(built.tx(), 0, snap.position, label="verify", into_memory=True)
+                self._apply_range(built.tx(), 0, snap.position, label="verify")
             diffs = compare(snap, built, chosen)
         log.info(
             "views.verify.done",

@@ -75,6 +75,7 @@ class ViewQueries:
                         self.mapper,
                         bulk_from=int(bulk_from) if bulk_from else BULK_FROM,
                     )
+                    runner.child_env = dict(cast(Any, self).env)
                     self.__dict__["_view_runner"] = runner
         return runner
 

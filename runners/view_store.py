@@ -31,6 +31,9 @@ PENDING_ACTIVITY = "pending_activity"
 SHARED_GROUPS = "shared_groups"
 ALL_VIEWS: tuple[str, ...] = (SIMS, PENDING_ACTIVITY, SHARED_GROUPS)
 
+Partition = tuple[int, int]
+"""(p, n): part p (0 to n - 1) of the SIMs split n ways by a hash of the ICCID."""
+
 PROJECTION_VERSION = 4
 """Bump when a projection changes what it stores: stores then drop and refold the views."""
 
@@ -86,9 +89,18 @@ class ViewStore(ABC):
     this store writes the current one."""
 
     def notifications(
-        self, recorder: ApplicationRecorder, start: int, limit: int, stop: int | None = None
+        self,
+        recorder: ApplicationRecorder,
+        start: int,
+        limit: int,
+        stop: int | None = None,
+        partition: Partition | None = None,
     ) -> Sequence[Notification]:
-        """Notifications from id ``start`` on (at most ``limit``, none after ``stop``)."""
+        """Notifications from id ``start`` on (at most ``limit``, none after ``stop``); with
+        ``partition`` (p, n), only the SIM events of the SIMs of part p of n, and every other
+        event (stores that can split the log: PostgreSQL)."""
+        if partition is not None:
+            raise NotImplementedError(f"a {self.kind} view store reads the whole log")
         return recorder.select_notifications(start=start, limit=limit, stop=stop)
 
     def head_and_position(self, recorder: ApplicationRecorder) -> tuple[int, int]:
@@ -120,8 +132,15 @@ class ViewStore(ABC):
 
     # ---- rebuild and verify -------------------------------------------------------------
     @abstractmethod
-    def install(self, built: MemoryViewStore, views: Sequence[str], apply: ApplyRange) -> int:
-        """Swap ``views`` for the ones in ``built`` (folded up to ``built.position``).
+    def install(
+        self,
+        built: MemoryViewStore,
+        views: Sequence[str],
+        apply: ApplyRange,
+        staged: str | None = None,
+    ) -> int:
+        """Swap ``views`` for the ones in ``built`` (folded up to ``built.position``), plus the
+        SIM rows another process staged in table ``staged`` (PostgreSQL's parallel rebuild).
 
         Under the tracking lock, whichever side is behind is first brought level with
         ``apply``; returns the tracking position afterwards.

@@ -153,7 +153,15 @@ class MemoryViewStore(ViewStore):
         return sorted(rows, key=lambda r: (r.name, r.group_id))
 
     # ---- rebuild and verify -------------------------------------------------------------
-    def install(self, built: MemoryViewStore, views: Sequence[str], apply: ApplyRange) -> int:
+    def install(
+        self,
+        built: MemoryViewStore,
+        views: Sequence[str],
+        apply: ApplyRange,
+        staged: str | None = None,
+    ) -> int:
+        if staged is not None:
+            raise NotImplementedError("staged SIM rows are PostgreSQL's")
         with self._lock, built._lock:
             live, fresh = self._views, built._views
             if live.position > fresh.position:
@@ -185,6 +193,32 @@ class MemoryViewStore(ViewStore):
             )
 
     # ---- for rebuild and verify ---------------------------------------------------------
+    def add_partition(
+        self, counts: Mapping[CountKey, int], operations: Mapping[str, OperationRow]
+    ) -> None:
+        """Add what another part of a partitioned fold (the other SIMs, the same log)
+        contributes beyond its SIM rows: its SIMs' counts, and its SIMs' answers to each
+        operation (the requests themselves, and the groups, every part folds alike)."""
+        with self._lock:
+            views = self._views
+            for key, n in counts.items():
+                total = views.counts.get(key, 0) + n
+                if total:
+                    views.counts[key] = total
+                else:
+                    views.counts.pop(key, None)
+            for operation_id, theirs in operations.items():
+                mine = views.operations.get(operation_id)
+                views.operations[operation_id] = (
+                    theirs
+                    if mine is None
+                    else replace(
+                        mine,
+                        confirmed=mine.confirmed + theirs.confirmed,
+                        refused=mine.refused + theirs.refused,
+                    )
+                )
+
     @property
     def all_sims(self) -> Mapping[str, SimRow]:
         return self._views.sims

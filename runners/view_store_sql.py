@@ -295,10 +295,17 @@ class SqlViewStore(ViewStore):
         parts, params = self.where(query, tables)
         direction = "DESC" if query.descending else "ASC"
         compare = "<" if query.descending else ">"
-        if query.column in CONSTANT_COLUMNS or query.column == "iccid" or _pinned(query):
-            # The key is the same on every row of the page (or has no data): the order is
-            # the ICCID's, which the planner then reads from the filter column's index.
+        if query.column in CONSTANT_COLUMNS or query.column == "iccid":
             order = f"iccid {direction}"
+            if query.after is not None:
+                parts.append(f"iccid {compare} {p}")
+                params.append(query.after[1])
+        elif _pinned(query):
+            # The filter leaves the key one value: (key, iccid) order is the ICCID's, and the
+            # cursor needs only the ICCID. Ordered by both, the planner reads the range
+            # "key = v AND iccid > i" of the column's own index.
+            key = self.key_expr(query.column, query.month)
+            order = f"{key} {direction}, iccid {direction}"
             if query.after is not None:
                 parts.append(f"iccid {compare} {p}")
                 params.append(query.after[1])

@@ -33,6 +33,7 @@ from simledger.runners.view_store import (
     PROJECTION_VERSION,
     TRACKING_NAME,
     ApplyRange,
+    Partition,
     ViewSnapshot,
 )
 from simledger.runners.view_store_sql import (
@@ -363,11 +364,18 @@ class SqliteViewStore(SqlViewStore):
 
     # ---- projecting ---------------------------------------------------------------------
     def notifications(
-        self, recorder: ApplicationRecorder, start: int, limit: int, stop: int | None = None
+        self,
+        recorder: ApplicationRecorder,
+        start: int,
+        limit: int,
+        stop: int | None = None,
+        partition: Partition | None = None,
     ) -> Sequence[Notification]:
         """The recorder's own query, through this store's connection: a batch reads its
         events inside its transaction, which holds the file's write lock, and a read through
         eventsourcing's pool could then wait for a command that waits for that lock."""
+        if partition is not None:
+            return super().notifications(recorder, start, limit, stop, partition)
         table = getattr(recorder, "events_table_name", None)
         convert = getattr(recorder, "convert_originator_id", None)
         if not isinstance(recorder, SQLiteApplicationRecorder) or table is None or convert is None:
@@ -441,7 +449,15 @@ class SqliteViewStore(SqlViewStore):
         return [self.group_from_db(v) for v in found]
 
     # ---- rebuild and verify -------------------------------------------------------------
-    def install(self, built: MemoryViewStore, views: Sequence[str], apply: ApplyRange) -> int:
+    def install(
+        self,
+        built: MemoryViewStore,
+        views: Sequence[str],
+        apply: ApplyRange,
+        staged: str | None = None,
+    ) -> int:
+        if staged is not None:
+            raise NotImplementedError("staged SIM rows are PostgreSQL's")
         with self._lock:
             with self._transaction() as cursor:
                 self._drop(cursor, REBUILD.all())

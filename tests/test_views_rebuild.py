@@ -235,15 +235,33 @@ def test_rebuild_equals_live_after_random_histories(store_env: dict[str, str]) -
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         derandomize=False,
     )
-    @given(commands=command_lists, batch_size=st.sampled_from([1, 3, 2000]))
-    def run(commands: list[tuple[str, int, int, int]], batch_size: int) -> None:
+    @given(
+        commands=command_lists,
+        batch_size=st.sampled_from([1, 3, 2000]),
+        parallel=st.booleans() if kind == "postgres" else st.just(False),
+    )
+    def run(commands: list[tuple[str, int, int, int]], batch_size: int, parallel: bool) -> None:
         with fresh_env(store_env) as env:
             ledger, clock = new_ledger(env, carrier_deadline=timedelta(hours=6))
             ledger.views.batch_size = batch_size
             history = History(ledger, clock)
             for command in [*warm_up, *commands]:
                 history.run(*command)
+            folds_in_two: list[str | None] = []
+            if parallel:  # PostgreSQL's rebuild in two processes, whatever the log's size
+                runner: Any = ledger.views
+                runner.parallel_from = 0
+                fold_in_two = runner._fold_in_two
+
+                def counted(upto: int) -> Any:
+                    found = fold_in_two(upto)
+                    folds_in_two.append(found[1])
+                    return found
+
+                runner._fold_in_two = counted
             check_views_match(ledger)
+            if parallel:
+                assert folds_in_two and all(folds_in_two), "the second process did its half"
             ledger.close()
 
     run()
@@ -362,3 +380,21 @@ def test_a_cold_catch_up_far_behind_loads_in_bulk(
     assert reader.sims(label="eu").total == 40
     assert reader.verify_views() == NO_DIFFERENCES
     assert reader.catch_up_views() == 0
+
+
+@pytest.mark.postgres
+def test_a_parallel_rebuild_whose_second_process_fails_folds_everything_itself(
+    postgres_env: dict[str, str],
+) -> None:
+    ledger, _ = new_ledger(postgres_env)
+    keys = ledger.receive_sims([iccid(n) for n in range(6)], operator="3UK", sim_type="paygo")
+    ledger.set_note(keys[0], "kept")
+    runner = ledger.views
+    runner.parallel_from = 0
+    runner.child_env = {**postgres_env, "PERSISTENCE_MODULE": "no.such.module"}
+    before = ledger.sims(limit=100).items
+    assert runner._fold_in_two(ledger.views.max_notification_id()) == (None, None)
+    ledger.rebuild_views()
+    assert ledger.sims(limit=100).items == before
+    assert ledger.verify_views() == NO_DIFFERENCES
+    ledger.close()
