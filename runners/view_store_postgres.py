@@ -1,12 +1,15 @@
 """The PostgreSQL view store: the views as tables in the ledger's own database and schema.
 
-One connection of its own (the ledger's settings, ``TimeZone`` UTC), opened on first use
-and shared by the store's threads under a lock; no pool, so nothing outlives the ledger.
+Connections of its own (the ledger's settings, ``TimeZone`` UTC), opened on first use and
+shared by the store's threads under locks: one for writes and most reads, one for reading
+the log ahead, one for ``sims()`` pages (prepared, generic plans); no pool, so nothing
+outlives the ledger.
 A batch is one transaction that starts with ``SELECT … FOR UPDATE`` on the tracking row,
 so projectors in any number of processes serialise on it and each folds only events after
 the position it read. Text columns sort with ``COLLATE "C"`` (code-point order, as Python
-and SQLite sort). Labels are a ``text[]`` with a GIN index; queries read one ``REPEATABLE
-READ`` snapshot so a page and its ``total`` agree.
+and SQLite sort). Labels are a ``text[]`` with a GIN index. A page and its ``total`` are
+one statement (one snapshot). Sorting by "this month's MB" uses an index of that month;
+a rebuild adds status-led partial indexes for the statuses few SIMs have.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from simledger.runners.view_store_sql import (
     REBUILD,
     SIM_COLUMNS,
     SIM_TABLE_COLUMNS,
+    SORT_INDEXED,
     TRACKING_TABLE,
     SqlTx,
     SqlViewStore,
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
 log = get_logger("simledger.views")
 
 _MONTH = re.compile(r"^[0-9]{1,4}-[0-9]{2}$")
+_MONTH_INDEX = re.compile(r"_month_([0-9]{1,4}_[0-9]{2})_[0-9a-f]{8}$")
 
 
 SIM_TOPICS = get_topic(Sim) + ".%"
@@ -89,6 +94,11 @@ def _notification(
         },
     )
     return notification
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (a status value: letters and underscores)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def current_month() -> str:
@@ -164,6 +174,8 @@ class PostgresViewStore(SqlViewStore):
         self._reader: Conn | None = None
         self._trigram_ops: str | None = None
         self._months_indexed: set[str] = set()
+        self._pages_lock = threading.Lock()
+        self._pages: Conn | None = None
         self._ensure_schema()
 
     @contextmanager
@@ -178,6 +190,27 @@ class PostgresViewStore(SqlViewStore):
                 yield conn
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 self._connection = None
+                conn.close()
+                raise
+
+    @contextmanager
+    def _pages_conn(self) -> Iterator[Conn]:
+        """The connection for ``sims()`` pages: its statements are prepared on first use
+        with a generic plan (``force_generic_plan``), so the next pages of a listing are
+        not planned again (a plan weighs up about 35 indexes: 1-2 ms). The values a plan
+        depends on are written into the statement (statuses and SIM types, from the
+        enums) or are cursor bounds; searches are not prepared."""
+        with self._pages_lock:
+            conn = self._pages
+            if conn is None or conn.closed:
+                conn = psycopg.connect(**self._connect_kwargs, autocommit=True)
+                conn.execute("SET TIME ZONE 'UTC'")
+                conn.execute("SET plan_cache_mode = force_generic_plan")
+                self._pages = conn
+            try:
+                yield conn
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self._pages = None
                 conn.close()
                 raise
 
@@ -354,6 +387,13 @@ class PostgresViewStore(SqlViewStore):
         return f"lower({expression})"
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        if column in ("status", "sim_type"):
+            # Enum values (checked by make_query), written into the statement: a prepared
+            # generic plan then still sees which status it is for (partial indexes).
+            literals = [_literal(str(value)) for value in values]
+            if len(literals) == 1:
+                return f"{column} = {literals[0]}", []
+            return f"{column} IN ({', '.join(literals)})", []
         if len(values) == 1:  # "=": an index on (column, iccid) then also gives the order
             return f"{column} = %s", [values[0]]
         return f"{column} = ANY(%s)", [list(values)]
@@ -429,13 +469,42 @@ class PostgresViewStore(SqlViewStore):
         for statement in self._index_statements(tables):
             cursor.execute(statement)
 
-    def _create_indexes_in_parallel(self, tables: Tables) -> None:
+    def _minority_index_statements(self, tables: Tables, counts: Mapping[str, int]) -> list[str]:
+        """Indexes for a filter on a status few SIMs have, sorted by any column.
+
+        A sort index walked for a rare status (2 % of SIMs: blank, suspended, or active in
+        a stock of new SIMs) skips about 50 rows per row it returns. So a rebuild, which
+        knows how the fleet's statuses are spread (``counts``, SIMs per status), adds one
+        partial index per sort led by the status, over the SIMs whose status is not a
+        majority one (held by 20 % of SIMs or more): small, and chosen by the planner for
+        any filter on those statuses. Between rebuilds they stay correct as SIMs move;
+        a status that becomes common only makes them bigger."""
+        total = sum(counts.values())
+        common = sorted(status for status, n in counts.items() if n * 5 >= total)
+        if not total or not common or len(common) == len(counts):
+            return []
+        token = secrets.token_hex(4)
+        where = "status NOT IN (" + ", ".join(_literal(status) for status in common) + ")"
+        keys = [self.key_expr(c) for c in SORT_INDEXED if c != "status"]
+        keys.append(self.key_expr("this_month_mb", current_month()))
+        statements = []
+        for n, key in enumerate(keys):
+            statements.append(
+                f"CREATE INDEX {tables.sims}_few_{n}_{token} ON {self.q(tables.sims)} "
+                f"(status, {key}, iccid) WHERE {where}"
+            )
+        return statements
+
+    def _create_indexes_in_parallel(
+        self, tables: Tables, statuses: Mapping[str, int] | None = None
+    ) -> None:
         """Each index of a filled scratch table on a connection of its own, a few at once;
         the SIM table's primary key is a unique index built alongside, then attached."""
         key = f"{tables.sims}_key_{secrets.token_hex(4)}"
         statements = [
             f"CREATE UNIQUE INDEX {key} ON {self.q(tables.sims)} (iccid)",
             *self._index_statements(tables),
+            *self._minority_index_statements(tables, statuses or {}),
         ]
 
         def build(share: list[str]) -> None:
@@ -577,19 +646,19 @@ class PostgresViewStore(SqlViewStore):
         with self._conn() as conn:
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{self.schema}:month",))
             try:
-                names = [
-                    name
+                months = {
+                    name: found.group(1)
                     for (name,) in conn.execute(
-                        "SELECT indexname FROM pg_indexes WHERE schemaname = %s "
-                        "AND tablename = %s AND indexname LIKE %s",
-                        (self.schema, LIVE.sims, f"{LIVE.sims}_month_%"),
+                        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+                        (self.schema, LIVE.sims),
                     ).fetchall()
-                ]
-                if not any(f"_month_{suffix}_" in name for name in names):
+                    if (found := _MONTH_INDEX.search(name)) is not None
+                }  # a rebuild's index keeps its scratch table's name: view_sims_rebuild_month_…
+                if suffix not in months.values():
                     conn.execute(self._month_index_statement(LIVE, month))
-                    keep = (f"_month_{suffix}_", f"_month_{previous_month(month)}_")
-                    for name in names:
-                        if not any(k in name for k in keep):
+                    keep = (suffix, previous_month(month))
+                    for name, indexed in months.items():
+                        if indexed not in keep:
                             conn.execute(f"DROP INDEX IF EXISTS {self.q(name)}")
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{self.schema}:month",))
@@ -602,18 +671,17 @@ class PostgresViewStore(SqlViewStore):
         total, total_params = self.total_statement(query, LIVE)
         # ONE statement, one round trip: the total rides along as an uncorrelated scalar
         # subquery (evaluated once) in the page's select list, and both read one snapshot.
-        # A statement run again (the next pages of a listing) is prepared by psycopg and
-        # skips planning (about 1 ms with the view's indexes), except a search: its generic
-        # plan would not see that an ICCID prefix is a range.
+        # Prepared with a generic plan, on a connection of its own (``_pages_conn``), except
+        # a search: its generic plan would not see that an ICCID prefix is a range.
         combined = page.replace(" FROM ", f", ({total}) FROM ", 1)
-        prepare = False if query.search is not None else None
-        with self._conn() as conn:
+        searching = query.search is not None
+        with self._conn() if searching else self._pages_conn() as conn:
             found = conn.execute(
-                combined, [*total_params, *page_params], prepare=prepare, binary=True
+                combined, [*total_params, *page_params], prepare=not searching, binary=True
             )
             values = found.fetchall()
             if not values:  # no page, so no total on it: the filtered set may still have some
-                (count,) = conn.execute(total, total_params, prepare=prepare).fetchone() or (0,)
+                (count,) = conn.execute(total, total_params, prepare=False).fetchone() or (0,)
                 return [], int(count)
         return [SimRow(*v[:-1]) for v in values], int(values[0][-1])
 
@@ -670,7 +738,10 @@ class PostgresViewStore(SqlViewStore):
                     )
                     cursor.execute(f"DROP TABLE {self.q(staged)}")
             filled = time.monotonic()
-            self._create_indexes_in_parallel(REBUILD)
+            statuses: dict[str, int] = {}
+            for (status, *_), n in built.all_counts.items():
+                statuses[status] = statuses.get(status, 0) + n
+            self._create_indexes_in_parallel(REBUILD, statuses)
             for table in (REBUILD.sims, REBUILD.counts, REBUILD.groups, REBUILD.operations):
                 conn.execute(f"ANALYZE {self.q(table)}")
             indexed = time.monotonic()
@@ -770,3 +841,7 @@ class PostgresViewStore(SqlViewStore):
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+        with self._pages_lock:
+            if self._pages is not None:
+                self._pages.close()
+                self._pages = None
