@@ -8,21 +8,54 @@ timestamp, a Decimal) are restored by one walk afterwards. The result is the sam
 (``tests/test_transcoder.py`` checks it against the standard decoder on stored events of
 every kind).
 
-Encoding is left to the standard library: the stored bytes stay exactly what
-eventsourcing's own transcoder writes (orjson would write some floats differently and turn
-NaN into null), so a store stays readable by any eventsourcing application.
+Encoding goes through orjson too when the state holds only what orjson writes as the
+standard encoder does, to the same decoded values: strings (enum members of ``StrEnum``
+included), 64-bit integers, booleans, None, finite floats, lists, tuples and string-keyed
+dicts of those, and datetimes and Decimals (handed back to the registered transcodings).
+Anything else (a UUID, which orjson would write as a plain string; NaN, which it would
+write as null; sets, dates, custom types) goes to the standard encoder, which applies the
+transcodings or refuses as eventsourcing's does. Either way the stored JSON is what
+eventsourcing's decoder reads back into the same objects.
 """
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import orjson
 from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
 
+_PLAIN = (str, int, bool, type(None))
+_HANDED_BACK = (datetime, Decimal)
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _orjson_safe(value: Any) -> bool:
+    """Whether orjson writes ``value`` to JSON that decodes to the same objects as the
+    standard encoder's (see the module docstring)."""
+    kind = type(value)
+    if kind in _PLAIN or kind in _HANDED_BACK:
+        return kind is not int or -(2**63) <= value < 2**64
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(type(k) is str and _orjson_safe(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_orjson_safe(item) for item in value)
+    return isinstance(value, StrEnum)
+
 
 class LedgerTranscoder(JSONTranscoder):
-    """``JSONTranscoder`` whose ``decode`` parses with orjson (same results)."""
+    """``JSONTranscoder`` that parses with orjson, and writes with it when that is safe."""
+
+    def encode(self, obj: Any) -> bytes:
+        if _orjson_safe(obj):
+            return orjson.dumps(obj, default=self._encode_obj, option=_OPTIONS)
+        return super().encode(obj)
 
     def decode(self, data: bytes) -> Any:
         try:
