@@ -11,7 +11,15 @@ Settings come from the environment: POSTGRES_HOST (default ``127.0.0.1``), POSTG
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from simledger.domain.base import LedgerAggregate
+from simledger.domain.package import Package
+from simledger.domain.sim import Sim
+from simledger.domain.types import SimType
 
 if TYPE_CHECKING:
     import psycopg
@@ -71,3 +79,28 @@ def drop_schema(schema: str) -> None:
 
     with pg_connect() as conn:
         conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
+
+
+def active_sims(package: Package, keys: Sequence[str], now: datetime) -> list[LedgerAggregate]:
+    """Active SIMs with their package copies, unsaved: the events the public commands
+    ``receive_sims``, ``complete_integration_check``, ``assign_line``, ``assign_to_company``,
+    ``assign_package`` and ``activate`` record, built with the same aggregate methods."""
+    aggregates: list[LedgerAggregate] = []
+    for key in keys:
+        sim = Sim.receive(
+            key,
+            operator="Orange",
+            sim_type=SimType.SUBSCRIPTION,
+            esim=False,
+            activation_code=None,
+            integrated=True,
+            order_id=None,
+        )
+        sim.complete_integration_check(ok=True, reason=None)
+        sim.assign_line(f"+3361{int(key[-10:-1]):09d}")
+        sim.assign_to_company("Bench Logistics")
+        copy = package.copy_for(str(uuid.uuid4()), key, starts_at=now)
+        sim.assign_package(package.id, copy.id, package.name)
+        sim.activate()
+        aggregates.extend((sim, copy))
+    return aggregates

@@ -53,13 +53,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import create_schema, drop_schema, pg_connect, pg_env
+from _common import active_sims, create_schema, drop_schema, pg_connect, pg_env
 from _common import pg_settings as pg_settings  # re-exported: scripts use bench_bulk.pg_settings
 
-from simledger.domain.base import LedgerAggregate
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
-from simledger.domain.sim import Sim
 from simledger.domain.types import SimType
 from simledger.runners.ledger import SimLedger
 
@@ -121,31 +119,6 @@ def step(what: str) -> Iterator[None]:
 def fleet_iccids(count: int) -> list[str]:
     """``count`` distinct valid ICCIDs (R-SIM1), in ascending order."""
     return [make_iccid(f"8944{k:015d}") for k in range(count)]
-
-
-def active_sims(package: Package, keys: Sequence[str], now: datetime) -> list[LedgerAggregate]:
-    """Active SIMs with their package copies, unsaved: the events the public commands
-    ``receive_sims``, ``complete_integration_check``, ``assign_line``, ``assign_to_company``,
-    ``assign_package`` and ``activate`` record, built with the same aggregate methods."""
-    aggregates: list[LedgerAggregate] = []
-    for key in keys:
-        sim = Sim.receive(
-            key,
-            operator="Orange",
-            sim_type=SimType.SUBSCRIPTION,
-            esim=False,
-            activation_code=None,
-            integrated=True,
-            order_id=None,
-        )
-        sim.complete_integration_check(ok=True, reason=None)
-        sim.assign_line(f"+3361{int(key[-10:-1]):09d}")
-        sim.assign_to_company("Bench Logistics")
-        copy = package.copy_for(str(uuid.uuid4()), key, starts_at=now)
-        sim.assign_package(package.id, copy.id, package.name)
-        sim.activate()
-        aggregates.extend((sim, copy))
-    return aggregates
 
 
 def build_fleet(ledger: SimLedger, keys: list[str], active: list[str]) -> None:

@@ -50,11 +50,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _common import create_schema, drop_schema, pg_connect, pg_env
+from _common import active_sims, create_schema, drop_schema, pg_connect, pg_env
 
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
-from simledger.domain.sim import Sim
 from simledger.domain.types import SimType
 from simledger.runners.ledger import SimLedger
 
@@ -298,25 +297,7 @@ def prepare_active(ledger: SimLedger, keys: list[str]) -> None:
     )
     ledger.save(package)
     for start in range(0, len(keys), SETUP_CHUNK):
-        batch: list[Any] = []
-        for n, key in enumerate(keys[start : start + SETUP_CHUNK], start):
-            sim = Sim.receive(
-                key,
-                operator="Orange",
-                sim_type=SimType.SUBSCRIPTION,
-                esim=False,
-                activation_code=None,
-                integrated=True,
-                order_id=None,
-            )
-            sim.complete_integration_check(ok=True, reason=None)
-            sim.assign_line(f"+336{n:08d}")
-            sim.assign_to_company("Bench Ltd")
-            copy = package.copy_for(str(uuid.uuid4()), key, starts_at=now)
-            sim.assign_package(package.id, copy.id, package.name)
-            sim.activate()
-            batch.extend((sim, copy))
-        ledger.save(*batch)
+        ledger.save(*active_sims(package, keys[start : start + SETUP_CHUNK], now))
 
 
 @dataclass
