@@ -439,14 +439,8 @@ class PostgresViewStore(SqlViewStore):
             self._create_indexes(cursor, tables)
 
     def _index_statements(self, tables: Tables) -> list[str]:
-        # Index names are unique per schema: a token keeps a rebuild's indexes from
-        # colliding with those of the table it replaces.
         token = secrets.token_hex(4)
-        statements = [
-            f"CREATE INDEX {tables.sims}_{suffix}_{token} ON {self.q(tables.sims)} ({columns})"
-            + (f" WHERE {where}" if where else "")
-            for suffix, columns, where in self.sim_indexes()
-        ]
+        statements = self.sim_index_statements(tables, token)
         statements.append(
             f"CREATE INDEX {tables.sims}_labels_{token} ON {self.q(tables.sims)} "
             f"USING gin (labels) WHERE {_HAS_LABELS}"

@@ -380,6 +380,16 @@ class SqlViewStore(ViewStore):
         )
 
     # ---- index definitions --------------------------------------------------------------
+    def sim_index_statements(self, tables: Tables, token: str) -> list[str]:
+        """``CREATE INDEX`` of each of :meth:`sim_indexes` on ``tables.sims``. Index names
+        are unique per schema (and survive a table's rename on SQLite): ``token`` keeps a
+        rebuild's indexes from colliding with those of the table it replaces."""
+        return [
+            f"CREATE INDEX {tables.sims}_{suffix}_{token} ON {self.q(tables.sims)} ({columns})"
+            + (f" WHERE {where}" if where else "")
+            for suffix, columns, where in self.sim_indexes()
+        ]
+
     def sim_indexes(self) -> list[tuple[str, str, str]]:
         """(index suffix, columns, partial-index condition) of the SIM list's B-trees: one
         per sorted column; the package copies (batch loads) and the (group, company) pairs

@@ -309,14 +309,8 @@ class SqliteViewStore(SqlViewStore):
             self._create_indexes(cursor, tables)
 
     def _index_statements(self, tables: Tables) -> list[str]:
-        # Index names are unique per database and survive a table's rename: a token keeps
-        # a rebuild's indexes from colliding with the ones of the table it replaces.
         token = secrets.token_hex(4)
-        statements = [
-            f"CREATE INDEX {tables.sims}_{suffix}_{token} ON {tables.sims} ({columns})"
-            + (f" WHERE {where}" if where else "")
-            for suffix, columns, where in self.sim_indexes()
-        ]
+        statements = self.sim_index_statements(tables, token)
         statements.append(
             f"CREATE INDEX {tables.labels}_by_label_{token} ON {tables.labels} (label, iccid)"
         )
