@@ -104,7 +104,8 @@ class ViewRunner:
         """Read only the SIM events of this part of the SIMs (a parallel rebuild's fold)."""
         self.child_env: Mapping[str, str] | None = None
         """The ledger's settings, for a rebuild's second process (set by the ledger)."""
-        self.parallel_from = PARALLEL_FROM
+        self.parallel_from = PARALLEL_FROM if (os.cpu_count() or 1) >= 2 else sys.maxsize
+        """A PostgreSQL rebuild over this many events folds in two processes (one CPU: never)."""
 
     def max_notification_id(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -255,7 +256,6 @@ class ViewRunner:
             self.store.kind == "postgres"
             and self.child_env is not None
             and upto >= self.parallel_from
-            and (os.cpu_count() or 1) >= 2
         )
 
     def _fold_in_two(self, upto: int) -> tuple[MemoryViewStore | None, str | None]:
@@ -264,7 +264,11 @@ class ViewRunner:
         a table and sends its counts and operation answers back. Returns this half's views
         with the other's counts and answers added, and the staged table; (None, None) when
         the second process failed (logged; the caller folds everything here)."""
-        staged = f"view_sims_staged_{secrets.token_hex(4)}"
+        from simledger.runners.view_store_postgres import STAGED_PREFIX
+
+        store: Any = self.store  # a PostgresViewStore (``_parallel``)
+        store.drop_staged()
+        staged = f"{STAGED_PREFIX}{secrets.token_hex(4)}"
         request = {"env": dict(self.child_env or {}), "upto": upto, "staged": staged}
         child = subprocess.Popen(
             [sys.executable, "-P", "-m", "simledger.runners.rebuild_part"],
@@ -286,7 +290,7 @@ class ViewRunner:
             log.warning(
                 "views.rebuild.part_failed", code=child.returncode, stderr=err.decode()[-2000:]
             )
-            cast(Any, self.store).drop_staged(staged)
+            store.drop_staged(staged)
             return None, None
         theirs = pickle.loads(out)  # our own child's answer
         built.add_partition(theirs["counts"], theirs["operations"])

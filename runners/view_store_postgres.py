@@ -71,6 +71,9 @@ _MONTH = re.compile(r"^[0-9]{1,4}-[0-9]{2}$")
 _MONTH_INDEX = re.compile(r"_month_([0-9]{1,4}_[0-9]{2})_[0-9a-f]{8}$")
 
 
+STAGED_PREFIX = "view_sims_staged_"
+"""Name prefix of the tables a parallel rebuild's second process stages its rows in."""
+
 SIM_TOPICS = get_topic(Sim) + ".%"
 """LIKE pattern of the topics of every SIM event class (``…sim:Sim.Received``)."""
 
@@ -703,9 +706,25 @@ class PostgresViewStore(SqlViewStore):
             )
             self._copy_sims(cursor, self.q(table), rows)
 
-    def drop_staged(self, table: str) -> None:
+    def drop_staged(self, table: str | None = None) -> None:
+        """Drop the staged table ``table``, or (None) every one a rebuild left behind: a
+        rebuild owns the scratch tables while it runs (it drops them first, as ``install``
+        does its own), so one found when a rebuild starts belongs to a process that died."""
         with self._conn() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {self.q(table)}")
+            names = (
+                [table]
+                if table is not None
+                else [
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = %s "
+                        "AND tablename LIKE %s",
+                        (self.schema, STAGED_PREFIX.replace("_", "\\_") + "%"),
+                    ).fetchall()
+                ]
+            )
+            for name in names:
+                conn.execute(f"DROP TABLE IF EXISTS {self.q(name)}")
 
     def install(
         self,

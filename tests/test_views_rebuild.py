@@ -398,3 +398,31 @@ def test_a_parallel_rebuild_whose_second_process_fails_folds_everything_itself(
     assert ledger.sims(limit=100).items == before
     assert ledger.verify_views() == NO_DIFFERENCES
     ledger.close()
+
+
+@pytest.mark.postgres
+def test_a_parallel_rebuild_drops_the_staged_rows_of_one_that_died(
+    postgres_env: dict[str, str],
+) -> None:
+    ledger, _ = new_ledger(postgres_env)
+    ledger.receive_sims([iccid(n) for n in range(6)], operator="3UK", sim_type="paygo")
+    store: Any = ledger.views.store
+    ledger.views.parallel_from = 0
+    store.stage_sims("view_sims_staged_deadbeef", [])  # what a killed rebuild leaves behind
+    with store._conn() as conn:
+        conn.execute(f"CREATE TABLE {store.q('view_sims_stagedX')} (x int)")  # not a stage
+
+    def tables() -> set[str]:
+        with store._conn() as conn:
+            rows = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (store.schema,)
+            ).fetchall()
+        return {name for (name,) in rows}
+
+    assert {"view_sims_staged_deadbeef", "view_sims_stagedX"} <= tables()
+    ledger.rebuild_views()
+    assert "view_sims_staged_deadbeef" not in tables()
+    assert "view_sims_stagedX" in tables()
+    assert not any(name.startswith("view_sims_staged_") for name in tables())
+    assert ledger.verify_views() == NO_DIFFERENCES
+    ledger.close()
