@@ -1,0 +1,128 @@
+"""The ledger's cache of the SIMs it saved (adapters/aggregate_cache.py): bulk commands read
+from it only what the store says is still the latest, and it never shares state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import FakeClock, event_count, iccids, ready_sim
+
+from simledger import SimLedger, SimStatus
+from simledger.adapters.aggregate_cache import AggregateCache, latest_versions, private_copy
+from simledger.adapters.batch_load import load_many
+
+
+def state(aggregate: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+def test_a_bulk_command_reads_the_sims_it_just_saved_from_the_cache(
+    store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = SimLedger(store_env, clock=FakeClock())
+    keys = [ready_sim(ledger, n) for n in range(1, 5)]
+    paused = ledger.pause(keys)
+    loaded: list[list[str]] = []
+    real = load_many
+
+    def spy(app: Any, ids: Any) -> Any:
+        loaded.append(list(ids))
+        return real(app, ids)
+
+    monkeypatch.setattr("simledger.runners.ledger.load_many", spy)
+    confirmed = ledger.confirm_many(paused.operation_id, dict.fromkeys(keys, True))
+    assert sorted(confirmed.applied) == sorted(keys)
+    assert loaded == []  # every SIM came from the cache
+    for key in keys:
+        from_store: Any = ledger.repository.get(key)
+        assert from_store.status is SimStatus.SUSPENDED
+        assert state(ledger._sims([key])[key]) == state(from_store)
+    ledger.close()
+
+
+def test_a_sim_changed_by_another_ledger_is_loaded_from_the_store(
+    persistent_store_env: dict[str, str],
+) -> None:
+    """Two writers: the cache of the first never hides the second's events (R-BK6 is
+    decided on the SIM as stored)."""
+    first = SimLedger(persistent_store_env, clock=FakeClock())
+    second = SimLedger(persistent_store_env, clock=FakeClock())
+    key = ready_sim(first, 1)
+    first.set_note(key, "saved by the first ledger")
+    assert first._sim_cache.current(first, [key])  # cached after its own save
+    assert second.pause([key]).accepted == [key]  # the other ledger puts a pause in flight
+    assert first._sim_cache.current(first, [key]) == {}  # stale: dropped
+    count = event_count(first)
+    answer = first.pause([key])
+    assert answer.accepted == [] and "R-BK6" in answer.rejected[key]
+    assert event_count(first) == count + 1  # only the refused request itself
+    first.close()
+    second.close()
+
+
+def test_copies_share_no_state_with_the_cache_or_the_saved_object(
+    store_env: dict[str, str],
+) -> None:
+    ledger = SimLedger(store_env, clock=FakeClock())
+    key = ready_sim(ledger, 1)
+    ledger.set_labels(key, ["north"])
+    [taken] = ledger._sims([key]).values()
+    taken.labels.append("changed in place")
+    taken.set_note("pending, never saved")
+    [again] = ledger._sims([key]).values()
+    assert again.labels == ["north"] and again.note is None
+    assert again._pending_events == []
+    stored: Any = ledger.repository.get(key)
+    assert state(again) == state(stored)
+    ledger.close()
+
+
+def test_a_failed_save_leaves_nothing_in_the_cache(
+    store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = SimLedger(store_env, clock=FakeClock())
+    key = ready_sim(ledger, 1)
+    before = state(ledger._sims([key])[key])
+    [sim] = ledger._sims([key]).values()
+    sim.set_note("lost")
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(ledger, "_record", fail)
+    with pytest.raises(RuntimeError):
+        ledger.save(sim)
+    monkeypatch.undo()
+    assert state(ledger._sims([key])[key]) == before
+    ledger.close()
+
+
+def test_the_cache_keeps_the_latest_saved_and_no_more_than_its_size() -> None:
+    class Thing:
+        def __init__(self, n: int) -> None:
+            self.id, self.version, self.items = f"id{n}", n, [n]
+            self._pending_events: list[Any] = []
+
+    cache = AggregateCache(3)
+    things = [Thing(n) for n in range(5)]
+    cache.put(things)
+    assert len(cache) == 3
+    assert list(cache._items) == ["id2", "id3", "id4"]
+    copy = private_copy(things[4])
+    assert copy is not things[4] and copy.items == [4] and copy.items is not things[4].items
+    nothing = AggregateCache(0)
+    nothing.put(things)
+    assert len(nothing) == 0
+
+
+def test_latest_versions_answers_for_many_ids_at_once(store_env: dict[str, str]) -> None:
+    ledger = SimLedger(store_env, clock=FakeClock())
+    keys = ledger.receive_sims(iccids(1500), operator="3UK", sim_type="paygo")
+    ledger.set_note(keys[7], "one more event")
+    missing = "89440000000000999999"
+    found = latest_versions(ledger, [*keys, missing])
+    assert missing not in found
+    assert found[keys[7]] == 2
+    assert {found[k] for k in keys if k != keys[7]} == {1}
+    ledger.close()
