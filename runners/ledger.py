@@ -30,7 +30,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import EnvType, get_topic
 
 from simledger.adapters.aggregate_cache import AggregateCache
-from simledger.adapters.batch_load import fast_project, load_many
+from simledger.adapters.batch_load import fast_project, gc_paused, load_many
 from simledger.adapters.logs import get_logger
 from simledger.adapters.persistence import store_env
 from simledger.adapters.store_mapper import LedgerMapper, construct_mapper
@@ -111,6 +111,19 @@ def command(method: Callable[P, R]) -> Callable[P, R]:
                     ) from conflict
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
+
+
+def without_gc(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a bulk ``method`` with the cyclic garbage collector paused (``gc_paused``): a
+    command over 10,000 SIMs allocates a few hundred thousand acyclic objects, and every
+    collection during it walks them all (and the SIM cache): 80-150 ms of a 0.6 s command."""
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with gc_paused():
+            return method(*args, **kwargs)
 
     return run
 
@@ -563,6 +576,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         return self._bulk(OperationKind.RESUME, iccids, idempotency_key)
 
     @command
+    @without_gc
     def _bulk(
         self, kind: OperationKind, iccids: Iterable[object], idempotency_key: str | None
     ) -> BulkResult:
@@ -664,6 +678,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         self.save(sim)
 
     @command
+    @without_gc
     def confirm_many(
         self,
         operation_id: UUID | str,
