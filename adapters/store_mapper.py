@@ -11,6 +11,7 @@ which case it is. :func:`construct_mapper` does the same for bad cipher settings
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Hashable
 from typing import Any, cast
@@ -85,7 +86,7 @@ class LedgerMapper(Mapper[str]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._classes: dict[tuple[str, type], tuple[type[Any], Callable[[Any], Any], int]] = {}
+        self._convertors: dict[tuple[str, type], Callable[[Any], Any]] = {}
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.decode_row(
@@ -97,16 +98,12 @@ class LedgerMapper(Mapper[str]):
 
     def decode_row(self, originator_id: Any, version: int, topic: str, state: bytes) -> Any:
         """The domain event stored as (``originator_id``, ``version``, ``topic``, ``state``)."""
-        known = self._classes.get((topic, type(originator_id)))
-        if known is None:
-            cls = resolve_topic(topic)
-            known = (
-                cls,
-                find_id_convertor(cls, cast(Hashable, type(originator_id))),
-                getattr(cls, "class_version", 1),
+        convert = self._convertors.get((topic, type(originator_id)))
+        if convert is None:
+            convert = find_id_convertor(
+                cast(Any, event_class(topic)[0]), cast(Hashable, type(originator_id))
             )
-            self._classes[topic, type(originator_id)] = known
-        cls, convert, class_version = known
+            self._convertors[topic, type(originator_id)] = convert
         try:
             if self.cipher is not None:
                 state = self.cipher.decrypt(bytes(state))
@@ -119,13 +116,7 @@ class LedgerMapper(Mapper[str]):
             raise StoreUnreadable(f"{_where(stored)} {why}") from error
         event_state["originator_id"] = convert(originator_id)
         event_state["originator_version"] = version
-        from_version = event_state.pop("class_version", 1)
-        while from_version < class_version:
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
-            from_version += 1
-        event = object.__new__(cls)
-        object.__setattr__(event, "__dict__", event_state)
-        return event
+        return event_from_state(topic, event_state)
 
     def check_readable(self, stored_event: StoredEvent) -> None:
         """Raise :class:`StoreUnreadable` when this mapper's cipher settings do not fit
@@ -133,6 +124,27 @@ class LedgerMapper(Mapper[str]):
         why = diagnose(self, stored_event)
         if why is not None:
             raise StoreUnreadable(f"{_where(stored_event)} {why}")
+
+
+@functools.cache
+def event_class(topic: str) -> tuple[type[Any], int]:
+    """The event class of ``topic`` and its class version, resolved once per topic."""
+    cls = resolve_topic(topic)
+    return cls, getattr(cls, "class_version", 1)
+
+
+def event_from_state(topic: str, state: dict[str, Any]) -> Any:
+    """The domain event of ``topic`` from its stored fields (``originator_id`` and
+    ``originator_version`` set; ``state`` becomes the event's ``__dict__``), upcast to the
+    class's version, as ``Mapper.to_domain_event`` makes it."""
+    cls, class_version = event_class(topic)
+    from_version = state.pop("class_version", 1)
+    while from_version < class_version:
+        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+        from_version += 1
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", state)
+    return event
 
 
 def construct_mapper(factory: InfrastructureFactory[Any], transcoder: Transcoder) -> Mapper[str]:

@@ -41,11 +41,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.utils import resolve_topic
-
 from simledger.adapters.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.logs import get_logger
 from simledger.adapters.persistence import persistence_module
+from simledger.adapters.store_mapper import event_from_state
 from simledger.domain.chain import ChainCheck, content
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
@@ -161,26 +160,13 @@ def _state_decoder(ledger: SimLedger) -> Callable[[bytes], dict[str, Any]]:
     return state_of
 
 
-_CLASSES: dict[str, tuple[type[Any], int]] = {}
-
-
 def _event(topic: str, originator_id: str, version: int, stored: dict[str, Any]) -> Any:
-    """The domain event, as ``Mapper.to_domain_event`` makes it (upcasters applied)."""
-    known = _CLASSES.get(topic)
-    if known is None:
-        cls = resolve_topic(topic)
-        known = _CLASSES[topic] = (cls, getattr(cls, "class_version", 1))
-    cls, class_version = known
+    """The domain event, as ``Mapper.to_domain_event`` makes it (upcasters applied);
+    ``stored`` is left as read (the chain hashes it)."""
     state = dict(stored)
     state["originator_id"] = originator_id
     state["originator_version"] = version
-    from_version = state.pop("class_version", 1)
-    while from_version < class_version:
-        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-        from_version += 1
-    event = object.__new__(cls)
-    object.__setattr__(event, "__dict__", state)
-    return event
+    return event_from_state(topic, state)
 
 
 _POOL_EVENTS = (
