@@ -15,6 +15,7 @@ and an embedding program may keep using an aggregate it saved.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -40,11 +41,13 @@ def private_copy(aggregate: Any) -> Any:
 
 
 class AggregateCache:
-    """Least recently saved first out, at most ``size`` aggregates."""
+    """Least recently saved first out, at most ``size`` aggregates. Safe to share between
+    the threads of one ledger (a lock around each read and change of the entries)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -52,31 +55,34 @@ class AggregateCache:
     def put(self, aggregates: Iterable[Any]) -> None:
         if self.size <= 0:
             return
-        items = self._items
-        for aggregate in aggregates:
-            items[aggregate.id] = private_copy(aggregate)
-            items.move_to_end(aggregate.id)
-        while len(items) > self.size:
-            items.popitem(last=False)
-
-    def discard(self, ids: Iterable[str]) -> None:
-        for aggregate_id in ids:
-            self._items.pop(aggregate_id, None)
+        copies = [private_copy(aggregate) for aggregate in aggregates]
+        with self._lock:
+            items = self._items
+            for copy in copies:
+                items[copy.id] = copy
+                items.move_to_end(copy.id)
+            while len(items) > self.size:
+                items.popitem(last=False)
 
     def current(self, app: Application[str], ids: Sequence[str]) -> dict[str, Any]:
         """Copies of the cached aggregates among ``ids`` whose version is still the
         store's latest (asked in one query per chunk); stale ones are dropped."""
-        cached = [i for i in ids if i in self._items]
+        with self._lock:
+            cached = {i: self._items[i] for i in ids if i in self._items}
         if not cached:
             return {}
-        latest = latest_versions(app, cached)
+        latest = latest_versions(app, list(cached))
         found: dict[str, Any] = {}
-        for aggregate_id in cached:
-            aggregate = self._items[aggregate_id]
+        stale: list[str] = []
+        for aggregate_id, aggregate in cached.items():
             if latest.get(aggregate_id) == aggregate.version:
                 found[aggregate_id] = private_copy(aggregate)
             else:
-                del self._items[aggregate_id]
+                stale.append(aggregate_id)
+        with self._lock:
+            for aggregate_id in stale:  # unless a newer copy came in meanwhile
+                if self._items.get(aggregate_id) is cached[aggregate_id]:
+                    del self._items[aggregate_id]
         return found
 
 

@@ -126,3 +126,33 @@ def test_latest_versions_answers_for_many_ids_at_once(store_env: dict[str, str])
     assert found[keys[7]] == 2
     assert {found[k] for k in keys if k != keys[7]} == {1}
     ledger.close()
+
+
+def test_threads_of_one_ledger_share_the_cache_safely(store_env: dict[str, str]) -> None:
+    """Saves evict while loads read (a cache of 2 for 6 SIMs): no thread sees an error, and
+    every load still equals the stored SIM."""
+    import threading
+
+    ledger = SimLedger({**store_env, "SIM_CACHE_SIZE": "2"}, clock=FakeClock())
+    keys = [ready_sim(ledger, n) for n in range(1, 7)]
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for n in range(40):
+                key = keys[(n + offset) % len(keys)]
+                if n % 2:
+                    ledger.set_note(key, f"{offset}-{n}")
+                ledger._sims(keys)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for key, sim in ledger._sims(keys).items():
+        assert state(sim) == state(ledger.repository.get(key))
+    ledger.close()
