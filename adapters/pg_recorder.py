@@ -21,6 +21,12 @@ bound in binary format, then ``COMMIT``. No pipeline. Notification ids come back
 events' order, as before; a duplicate (originator id, version) raises ``IntegrityError`` and
 records nothing, as before. With ``POSTGRES_ENABLE_DB_FUNCTIONS`` the original path is used.
 
+A save of at least :data:`COPY_FROM` events (a bulk command) goes faster still: under the same
+lock, its notification ids are drawn from the table's own sequence (``nextval``, as the
+column default would), then the rows, ids included, travel with ``COPY ... FROM STDIN`` in
+binary format: a third of the unnest insert's time for 10,000 events (bench/README.md). The
+ids are increasing in the events' order and, the table being locked, gapless.
+
 :func:`recorder_topic` is what :mod:`simledger.adapters.persistence` puts in
 ``APPLICATION_RECORDER_TOPIC`` for the PostgreSQL store (unless the caller names another).
 """
@@ -39,6 +45,9 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import get_topic, retry
 from psycopg.sql import SQL, Identifier
+
+COPY_FROM = 200
+"""Saves of at least this many events are written with ``COPY`` (ids drawn first)."""
 
 
 class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -61,6 +70,12 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             id_type=SQL(self.datastore.originator_id_type),
         )
+        self._sequence: str | None = None  # the notification ids' sequence, looked up once
+        self.copy_statement = SQL(
+            "COPY {schema}.{table} (notification_id, originator_id, originator_version, topic, "
+            "state) FROM STDIN (FORMAT BINARY)"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self.copy_types = ["int8", self.datastore.originator_id_type, "int8", "text", "bytea"]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -77,6 +92,8 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                 with conn.cursor() as curs:
                     # The original's _lock_table and _notify_channel, in one round trip.
                     curs.execute(self.prelude_statement)
+                    if len(stored_events) >= COPY_FROM:
+                        return self._copy(curs, stored_events)
                     curs.execute(
                         self.bulk_insert_statement,
                         (
@@ -96,6 +113,29 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                     )
                     raise ProgrammingError(msg)
         return notification_ids
+
+    def _copy(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Draw the events' notification ids, then COPY the rows in (table locked)."""
+        if self._sequence is None:
+            quoted = ".".join(
+                '"' + part.replace('"', '""') + '"'
+                for part in (self.datastore.schema, self.events_table_name)
+                if part
+            )
+            curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS name", (quoted,))
+            self._sequence = curs.fetchone()["name"]
+        curs.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+            (self._sequence, len(stored_events)),
+            prepare=True,
+        )
+        ids = sorted(row["nextval"] for row in curs.fetchall())
+        with curs.copy(self.copy_statement) as copy:
+            copy.set_types(self.copy_types)
+            write = copy.write_row
+            for notification_id, e in zip(ids, stored_events, strict=True):
+                write((notification_id, e.originator_id, e.originator_version, e.topic, e.state))
+        return ids
 
 
 def recorder_topic() -> str:
