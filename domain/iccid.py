@@ -7,16 +7,18 @@ from simledger.domain.errors import InvalidIccid
 _SEPARATORS = str.maketrans("", "", " -")
 
 
+_DOUBLED = bytes.maketrans(
+    bytes(range(10)), bytes(2 * d - 9 if d > 4 else 2 * d for d in range(10))
+)
+"""Maps a digit to its double, minus 9 when that is above 9 (Luhn)."""
+_AS_DIGITS = bytes.maketrans(b"0123456789", bytes(range(10)))
+
+
 def luhn_check_digit(digits: str) -> int:
-    """The Luhn check digit to append to ``digits``."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:  # the rightmost payload digit is doubled
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    """The Luhn check digit to append to ``digits`` (ASCII digits): the rightmost digit and
+    every second one leftwards are doubled."""
+    values = digits.encode("ascii").translate(_AS_DIGITS)
+    total = sum(values[-2::-2]) + sum(values[-1::-2].translate(_DOUBLED))
     return (10 - total % 10) % 10
 
 
@@ -40,4 +42,6 @@ def normalise_iccid(raw: object) -> str:
 
 def make_iccid(body: str) -> str:
     """Complete ``body`` (digits, starting with 89) with its Luhn check digit."""
+    if not (body.isascii() and body.isdigit()):
+        raise InvalidIccid(body, "only digits make an ICCID body")
     return body + str(luhn_check_digit(body))

@@ -13,6 +13,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simledger import (
     IllegalTransition,
@@ -25,7 +27,7 @@ from simledger import (
     SuspendReason,
     UnknownSim,
 )
-from simledger.domain.iccid import make_iccid
+from simledger.domain.iccid import luhn_check_digit, make_iccid
 from simledger.domain.lifecycle import TRANSITIONS, Cmd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -95,6 +97,27 @@ def test_r_sim1_rejects_invalid_iccid_naming_it_and_the_reason(
     assert reason in err.reason
     assert repr(raw) in str(err) and reason in str(err)
     assert event_count(ledger) == 0
+
+
+def _textbook_luhn(payload: str) -> int:
+    """The check digit as E.118 / ISO 7812 spell it out, digit by digit."""
+    total = 0
+    for position, digit in enumerate(reversed(payload)):
+        value = int(digit) * (2 if position % 2 == 0 else 1)
+        total += value // 10 + value % 10
+    return (10 - total % 10) % 10
+
+
+@given(st.text(alphabet="0123456789", max_size=24))
+def test_r_sim1_check_digit_is_luhns(payload: str) -> None:
+    assert luhn_check_digit(payload) == _textbook_luhn(payload)
+
+
+def test_r_sim1_check_digit_of_known_numbers() -> None:
+    assert luhn_check_digit("7992739871") == 3  # ISO/IEC 7812's worked example
+    assert make_iccid("8901410321111851072") == "89014103211118510720"  # a published ICCID
+    with pytest.raises(InvalidIccid):
+        make_iccid("8931a")
 
 
 def test_r_sim1_unknown_sim_is_refused(ledger: SimLedger) -> None:
