@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -54,29 +54,38 @@ def _plain(value: Any) -> Any:
 _standard = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
 ).encode
-_FAST = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_FAST = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
-def _has_float(values: Any) -> bool:
+def _orjson_writes_it(values: Any) -> bool:
+    """Whether orjson writes every value in ``values`` (nested ones too) as the standard
+    encoder does: no float (orjson writes ``1e-05`` as ``0.00001``), and datetimes naive or
+    in UTC (orjson writes those as ``isoformat`` does; another zone could differ, an offset
+    with seconds for one)."""
     for v in values:
         kind = type(v)
         if kind is float:
-            return True
-        if (kind is list or kind is tuple) and _has_float(v):
-            return True
-        if kind is dict and _has_float(v.values()):
-            return True
-    return False
+            return False
+        if kind is list or kind is tuple:
+            if not _orjson_writes_it(v):
+                return False
+        elif kind is dict:
+            if not _orjson_writes_it(v.values()):
+                return False
+        elif isinstance(v, datetime) and v.tzinfo is not None and v.tzinfo is not UTC:
+            return False
+    return True
 
 
 def _encode(value: list[Any], fields: Mapping[str, Any]) -> bytes:
     """``value`` as the standard encoder above writes it (the definition of the content),
-    through orjson when that gives the same bytes: no float anywhere in the fields (orjson
-    writes ``1e-05`` as ``0.00001``; no event has a float), datetimes passed to ``_plain``
-    (``isoformat``), subclasses of built-in types too (so a float in a list subclass is not
-    missed). Anything orjson refuses (a non-string key, an int beyond 64 bits)
-    goes to the standard encoder. ``tests/test_chain.py`` compares the two."""
-    if not _has_float(fields.values()):
+    through orjson when that gives the same bytes (:func:`_orjson_writes_it`; subclasses of
+    built-in types, ``StrEnum`` members among them, go to ``_plain`` too, and a float inside
+    a list subclass is written by the standard encoder: orjson refuses it there). UUIDs,
+    dates and enums orjson writes as ``str``, ``isoformat`` and ``.value`` do. Anything
+    orjson refuses (a non-string key, an int beyond 64 bits) goes to the standard encoder.
+    ``tests/test_chain.py`` compares the two."""
+    if _orjson_writes_it(fields.values()):
         try:
             return orjson.dumps(value, default=_plain, option=_FAST)
         except TypeError:

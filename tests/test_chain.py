@@ -7,11 +7,11 @@ big integers and odd keys included (those go to the standard encoder).
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta, timezone
 from enum import Enum
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simledger.domain import chain
@@ -31,6 +31,12 @@ leaves = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False),
     st.datetimes(timezones=st.just(UTC)),
     st.datetimes(),
+    st.datetimes(timezones=st.timezones()),
+    st.datetimes(
+        timezones=st.builds(
+            timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+        )
+    ),
     st.dates(),
     st.uuids(),
     st.sampled_from([*SimStatus, *SuspendReason, Colour.RED]),
@@ -49,6 +55,7 @@ def standard(topic: str, version: int, fields: dict[str, Any]) -> bytes:
     return chain._standard([topic, "89440", version, 1, fields]).encode("utf8")
 
 
+@settings(max_examples=500)
 @given(st.dictionaries(st.text(max_size=12), values, max_size=8))
 def test_content_is_the_standard_canonical_json(fields: dict[str, Any]) -> None:
     fields = {k: v for k, v in fields.items() if k not in chain._NOT_HASHED}
