@@ -8,8 +8,12 @@ asking the store, in one query per chunk, for each SIM's latest version: a SIM a
 process (or another ledger) changed since is loaded from the store as usual. The cache is
 an optimisation only; a version conflict on save is still caught by the store.
 
-Copies, not the objects themselves, go in and come out: a command mutates what it loads,
-and an embedding program may keep using an aggregate it saved.
+Each entry has one owner at a time. :meth:`AggregateCache.take` hands entries out and removes
+them (a command mutates what it loads; two threads never get the same object), and a
+command's save puts its own aggregates back as they are (``owned``: nobody else holds them).
+An aggregate saved by an embedding program, which may keep using it, goes in as a private
+copy. A command that fails after changing what it took leaves nothing behind: the entries
+left with it.
 """
 
 from __future__ import annotations
@@ -52,10 +56,12 @@ class AggregateCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, aggregates: Iterable[Any]) -> None:
+    def put(self, aggregates: Iterable[Any], *, owned: bool = False) -> None:
+        """Keep ``aggregates`` as saved: themselves if ``owned`` (the caller drops them),
+        else private copies."""
         if self.size <= 0:
             return
-        copies = [private_copy(aggregate) for aggregate in aggregates]
+        copies = list(aggregates) if owned else [private_copy(a) for a in aggregates]
         with self._lock:
             items = self._items
             for copy in copies:
@@ -64,26 +70,17 @@ class AggregateCache:
             while len(items) > self.size:
                 items.popitem(last=False)
 
-    def current(self, app: Application[str], ids: Sequence[str]) -> dict[str, Any]:
-        """Copies of the cached aggregates among ``ids`` whose version is still the
-        store's latest (asked in one query per chunk); stale ones are dropped."""
+    def take(self, app: Application[str], ids: Sequence[str]) -> dict[str, Any]:
+        """The cached aggregates among ``ids`` whose version is still the store's latest
+        (asked in one query per chunk), removed from the cache: the caller owns them.
+        Stale ones are dropped."""
         with self._lock:
-            cached = {i: self._items[i] for i in ids if i in self._items}
+            pop = self._items.pop
+            cached = {i: entry for i in ids if (entry := pop(i, None)) is not None}
         if not cached:
             return {}
         latest = latest_versions(app, list(cached))
-        found: dict[str, Any] = {}
-        stale: list[str] = []
-        for aggregate_id, aggregate in cached.items():
-            if latest.get(aggregate_id) == aggregate.version:
-                found[aggregate_id] = private_copy(aggregate)
-            else:
-                stale.append(aggregate_id)
-        with self._lock:
-            for aggregate_id in stale:  # unless a newer copy came in meanwhile
-                if self._items.get(aggregate_id) is cached[aggregate_id]:
-                    del self._items[aggregate_id]
-        return found
+        return {i: a for i, a in cached.items() if latest.get(i) == a.version}
 
 
 def latest_versions(app: Application[str], ids: Sequence[str]) -> Mapping[str, int]:

@@ -246,6 +246,13 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         ``LedgerAggregate`` objects the outcome is known (not an event; collects events),
         so they skip the checks; anything else goes through the original path.
         """
+        return self._save(objs, kwargs, owned=False)
+
+    def _save(
+        self, objs: Sequence[Any], kwargs: dict[str, Any], *, owned: bool
+    ) -> list[Recording[str]]:
+        """``save``; ``owned``: the caller drops ``objs`` afterwards, so the SIM cache keeps
+        them as they are instead of copies (adapters/aggregate_cache.py)."""
         if not all(isinstance(obj, LedgerAggregate) for obj in objs):
             return super().save(*objs, **kwargs)
         processing_event: ProcessingEvent[str] = ProcessingEvent()
@@ -254,7 +261,9 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
             processing_event.aggregates[aggregate.id] = aggregate
         processing_event.saved_kwargs.update(kwargs)
         recordings = self._record(processing_event)
-        self._sim_cache.put(a for a in processing_event.aggregates.values() if isinstance(a, Sim))
+        self._sim_cache.put(
+            (a for a in processing_event.aggregates.values() if isinstance(a, Sim)), owned=owned
+        )
         self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)  # deprecated hook, called as the original does
@@ -304,13 +313,23 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         return sim
 
     def _sims(self, iccids: Sequence[str]) -> dict[str, Sim]:
-        """The SIMs among ``iccids``: copies of those this ledger saved last and nobody
-        changed since (adapters/aggregate_cache.py), the others loaded in batches."""
-        found = self._sim_cache.current(self, iccids)
+        """The SIMs among ``iccids``: those this ledger saved last and nobody changed since
+        taken from its cache (adapters/aggregate_cache.py), the others loaded in batches.
+        The caller owns them: it saves them with ``_save(..., owned=True)`` or drops them."""
+        found = self._sim_cache.take(self, iccids)
         missing = [i for i in iccids if i not in found]
         if missing:
             found.update(load_many(self, missing))
         return {k: v for k, v in found.items() if isinstance(v, Sim)}
+
+    def _give_back(self, taken: Mapping[str, Sim], changed: Sequence[Sim]) -> None:
+        """Return to the cache the SIMs a command took and left unchanged (a refused
+        request): they are still the latest. Only after its save succeeded."""
+        saved = {id(sim) for sim in changed}
+        self._sim_cache.put(
+            (s for s in taken.values() if id(s) not in saved and not s._pending_events),
+            owned=True,
+        )
 
     def _catalogue_package(self, package_id: object) -> Package:
         key = _uuid(package_id, UnknownPackage)
@@ -632,7 +651,8 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
             requested_at=now,
             deadline=deadline,
         )
-        self.save(operation, *changed)
+        self._save((operation, *changed), {}, owned=True)
+        self._give_back(sims, changed)
         log.info(
             "bulk.requested",
             kind=kind.value,
@@ -716,7 +736,8 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
                 skipped[key] = str(error)
                 continue
             changed.append(sim)
-        self.save(*changed)
+        self._save(changed, {}, owned=True)
+        self._give_back(sims, changed)
         return ConfirmResult(applied=[sim.id for sim in changed], skipped=skipped)
 
     @command

@@ -50,9 +50,10 @@ def test_a_sim_changed_by_another_ledger_is_loaded_from_the_store(
     second = SimLedger(persistent_store_env, clock=FakeClock())
     key = ready_sim(first, 1)
     first.set_note(key, "saved by the first ledger")
-    assert first._sim_cache.current(first, [key])  # cached after its own save
+    assert key in first._sim_cache._items  # cached after its own save
     assert second.pause([key]).accepted == [key]  # the other ledger puts a pause in flight
-    assert first._sim_cache.current(first, [key]) == {}  # stale: dropped
+    assert first._sim_cache.take(first, [key]) == {}  # stale: dropped
+    assert key not in first._sim_cache._items
     count = event_count(first)
     answer = first.pause([key])
     assert answer.accepted == [] and "R-BK6" in answer.rejected[key]
@@ -155,4 +156,36 @@ def test_threads_of_one_ledger_share_the_cache_safely(store_env: dict[str, str])
     assert errors == []
     for key, sim in ledger._sims(keys).items():
         assert state(sim) == state(ledger.repository.get(key))
+    ledger.close()
+
+
+def test_an_entry_is_handed_to_one_taker_and_a_refused_sim_comes_back(
+    store_env: dict[str, str],
+) -> None:
+    ledger = SimLedger(store_env, clock=FakeClock())
+    keys = [ready_sim(ledger, n) for n in range(1, 3)]
+    ledger.pause(keys[:1])
+    assert list(ledger._sim_cache.take(ledger, keys[:1])) == keys[:1]
+    assert ledger._sim_cache.take(ledger, keys[:1]) == {}  # taken: gone until saved again
+    first = ledger.pause(keys)  # both loaded from the store
+    assert first.accepted == [keys[1]] and "R-BK6" in first.rejected[keys[0]]
+    # the refused SIM went back unchanged; the accepted one was saved and kept
+    assert set(ledger._sim_cache._items) >= set(keys)
+    for key, sim in ledger._sim_cache.take(ledger, keys).items():
+        assert state(sim) == state(ledger.repository.get(key))
+    ledger.close()
+
+
+def test_an_aggregate_saved_by_the_caller_is_cached_as_a_copy(store_env: dict[str, str]) -> None:
+    ledger = SimLedger(store_env, clock=FakeClock())
+    key = ready_sim(ledger, 1)
+    mine: Any = ledger.repository.get(key)
+    mine.set_labels(["east"])
+    ledger.save(mine)
+    mine.labels.append("changed after the save")
+    mine.set_note("never saved")
+    [cached] = ledger._sim_cache.take(ledger, [key]).values()
+    assert cached is not mine
+    assert cached.labels == ["east"] and cached.note is None
+    assert state(cached) == state(ledger.repository.get(key))
     ledger.close()
