@@ -23,6 +23,7 @@ eventsourcing's decoder reads back into the same objects.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -31,7 +32,9 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import (
     DatetimeAsISO,
+    DecimalAsStr,
     JSONTranscoder,
+    Transcoding,
     TranscodingNotRegisteredError,
 )
 
@@ -98,25 +101,42 @@ class LedgerTranscoder(JSONTranscoder):
             return super().decode(bytes(data))
         return self._restore(parsed)
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Per name, what decodes a transcoded object whose data is a string: the standard
+        # transcodings' own conversion called directly (no method frame, no assert).
+        self._leaf_decoders: dict[str, Callable[[str], Any]] = {}
+
+    def register(self, transcoding: Transcoding) -> None:
+        super().register(transcoding)
+        self._leaf_decoders = {
+            name: (
+                datetime.fromisoformat
+                if type(t) is DatetimeAsISO
+                else Decimal
+                if type(t) is DecimalAsStr
+                else t.decode
+            )
+            for name, t in self.names.items()
+        }
+
     def _restore(self, value: Any) -> Any:
         """``value`` with every transcoded object decoded, innermost first, as the standard
-        decoder's ``object_hook`` does."""
+        decoder's ``object_hook`` does. A transcoded object whose data is a string (a
+        datetime, a Decimal: most of them) is decoded in its parent's loop."""
         kind = type(value)
         if kind is dict:
             for key, item in value.items():
-                if type(item) is dict or type(item) is list:
+                kind = type(item)
+                if kind is dict:
+                    if len(item) == 2 and type(item.get("_data_")) is str and "_type_" in item:
+                        value[key] = self._leaf(item["_type_"], item["_data_"])
+                    else:
+                        value[key] = self._restore(item)
+                elif kind is list:
                     value[key] = self._restore(item)
             if len(value) == 2 and "_type_" in value and "_data_" in value:
-                name = value["_type_"]
-                try:
-                    transcoding = self.names[name]
-                except KeyError:
-                    msg = (
-                        f"Data serialized with name '{name}' is not deserializable. "
-                        "Please register a custom transcoding for this type."
-                    )
-                    raise TranscodingNotRegisteredError(msg) from None
-                return transcoding.decode(value["_data_"])
+                return self._transcoding(value["_type_"]).decode(value["_data_"])
             return value
         if kind is list:
             return [
@@ -124,3 +144,19 @@ class LedgerTranscoder(JSONTranscoder):
                 for item in value
             ]
         return value
+
+    def _leaf(self, name: str, data: str) -> Any:
+        decode = self._leaf_decoders.get(name)
+        if decode is None:
+            return self._transcoding(name).decode(data)  # raises: not registered
+        return decode(data)
+
+    def _transcoding(self, name: str) -> Transcoding:
+        try:
+            return self.names[name]
+        except KeyError:
+            msg = (
+                f"Data serialized with name '{name}' is not deserializable. "
+                "Please register a custom transcoding for this type."
+            )
+            raise TranscodingNotRegisteredError(msg) from None

@@ -20,6 +20,7 @@ from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
     JSONTranscoder,
+    Transcoding,
     TranscodingNotRegisteredError,
     UUIDAsHex,
 )
@@ -82,10 +83,35 @@ def test_nan_and_infinity_written_by_the_standard_encoder_still_decode() -> None
 
 def test_unknown_transcoding_is_refused_as_by_the_standard_decoder() -> None:
     standard, ours = transcoders()
-    state = b'{"x":[{"_type_":"nonesuch","_data_":1}]}'
+    for state in (
+        b'{"x":[{"_type_":"nonesuch","_data_":1}]}',
+        b'{"x":{"_type_":"nonesuch","_data_":"text data"}}',
+    ):
+        for transcoder in (standard, ours):
+            with pytest.raises(TranscodingNotRegisteredError, match="nonesuch"):
+                transcoder.decode(state)
+
+
+def test_a_custom_transcoding_registered_later_decodes_as_the_standard_decoder() -> None:
+    class Upper(str):
+        pass
+
+    class UpperAsText(Transcoding):
+        type = Upper
+        name = "upper"
+
+        def encode(self, obj: Upper) -> str:
+            return str(obj)
+
+        def decode(self, data: str) -> Upper:
+            return Upper(data.upper())
+
+    standard, ours = transcoders()
     for transcoder in (standard, ours):
-        with pytest.raises(TranscodingNotRegisteredError, match="nonesuch"):
-            transcoder.decode(state)
+        transcoder.register(UpperAsText())
+    state = b'{"a":{"_type_":"upper","_data_":"x"},"b":[{"_type_":"upper","_data_":"y"}]}'
+    assert same(ours.decode(state), standard.decode(state))
+    assert ours.decode(state)["a"] == "X"
 
 
 def test_not_json_fails_as_the_standard_decoder_fails() -> None:
