@@ -70,17 +70,26 @@ class AggregateCache:
             while len(items) > self.size:
                 items.popitem(last=False)
 
-    def take(self, app: Application[str], ids: Sequence[str]) -> dict[str, Any]:
-        """The cached aggregates among ``ids`` whose version is still the store's latest
-        (asked in one query per chunk), removed from the cache: the caller owns them.
-        Stale ones are dropped."""
+    def take(
+        self, app: Application[str], ids: Sequence[str], *, checked: bool = True
+    ) -> dict[str, Any]:
+        """The cached aggregates among ``ids``, removed from the cache: the caller owns
+        them. ``checked``: only those whose version is still the store's latest (asked in
+        one query per chunk), stale ones dropped; else all, for a caller that lets the
+        store catch a stale one (``SimLedger._on_sims``)."""
         with self._lock:
             pop = self._items.pop
             cached = {i: entry for i in ids if (entry := pop(i, None)) is not None}
-        if not cached:
-            return {}
+        if not cached or not checked:
+            return cached
         latest = latest_versions(app, list(cached))
         return {i: a for i, a in cached.items() if latest.get(i) == a.version}
+
+    @staticmethod
+    def still_latest(app: Application[str], aggregates: Mapping[str, Any]) -> bool:
+        """Whether each of ``aggregates`` is at the store's latest version."""
+        latest = latest_versions(app, list(aggregates))
+        return all(latest.get(i) == a.version for i, a in aggregates.items())
 
 
 def latest_versions(app: Application[str], ids: Sequence[str]) -> Mapping[str, int]:

@@ -189,3 +189,44 @@ def test_an_aggregate_saved_by_the_caller_is_cached_as_a_copy(store_env: dict[st
     assert cached.labels == ["east"] and cached.note is None
     assert state(cached) == state(ledger.repository.get(key))
     ledger.close()
+
+
+def test_a_refusal_resting_on_a_stale_cached_sim_is_decided_again_from_the_store(
+    persistent_store_env: dict[str, str],
+) -> None:
+    """The first ledger's copy says a pause is in flight; meanwhile the second ledger had
+    it confirmed: a resume must be accepted, not refused for R-BK6."""
+    first = SimLedger(persistent_store_env, clock=FakeClock())
+    second = SimLedger(persistent_store_env, clock=FakeClock())
+    key = ready_sim(first, 1)
+    paused = first.pause([key])
+    assert key in first._sim_cache._items  # the copy with the pause in flight
+    second.confirm(paused.operation_id, key)
+    count = event_count(first)
+    answer = first.resume([key])
+    assert answer.accepted == [key] and answer.rejected == {}
+    assert event_count(first) == count + 2  # ResumeRequested + the operation
+    stored: Any = first.repository.get(key)
+    assert stored.in_flight is not None and stored.in_flight["kind"] == "resume"
+    first.close()
+    second.close()
+
+
+def test_a_stale_cached_sim_that_was_changed_fails_the_save_and_is_read_again(
+    persistent_store_env: dict[str, str],
+) -> None:
+    first = SimLedger(persistent_store_env, clock=FakeClock())
+    second = SimLedger(persistent_store_env, clock=FakeClock())
+    keys = [ready_sim(first, n) for n in range(1, 4)]
+    first.set_labels(keys[0], ["cached"])  # every SIM is in the first ledger's cache now
+    second.set_note(keys[1], "written by the second ledger")
+    count = event_count(first)
+    answer = first.pause(keys)
+    assert sorted(answer.accepted) == sorted(keys)
+    assert event_count(first) == count + 4  # three requests + the operation, nothing twice
+    for key in keys:
+        stored: Any = first.repository.get(key)
+        assert stored.in_flight is not None
+    assert first.repository.get(keys[1]).note == "written by the second ledger"  # type: ignore[attr-defined]
+    first.close()
+    second.close()
