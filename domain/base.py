@@ -7,6 +7,7 @@ that the event store reads as an audit log by ICCID. So every aggregate here der
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,6 +122,54 @@ class Snapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
         return aggregate
 
 
+@dataclass(frozen=True)
+class _InitPlan:
+    names: tuple[str, ...]
+    """Every field, in the dataclass's order (its ``__init__`` sets them in that order)."""
+    required: frozenset[str]
+    """The fields a command must give (no default; the id, version and timestamp are
+    filled in by ``trigger_event``)."""
+    given: frozenset[str]
+    """The fields a command may give."""
+    defaults: dict[str, Any]
+
+
+_INHERENT = frozenset({"originator_id", "originator_version", "timestamp"})
+_init_plans: dict[type[Any], _InitPlan | None] = {}
+
+
+def _init_plan(cls: type[Any]) -> _InitPlan | None:
+    """How to build an event of ``cls`` without its ``__init__``, or None when that could
+    differ: not one of our frozen dataclass events, a ``__post_init__``, a field set by a
+    factory or left out of ``__init__``, slots, an ``__init__`` not taking exactly the
+    fields (one written by hand)."""
+    if cls in _init_plans:
+        return _init_plans[cls]
+    plan = None
+    if (
+        issubclass(cls, DomainEvent)
+        and dataclasses.is_dataclass(cls)
+        and not hasattr(cls, "__post_init__")
+        and "__slots__" not in vars(cls)
+        and cls.__dataclass_params__.init  # type: ignore[attr-defined]
+    ):
+        fields = dataclasses.fields(cls)
+        takes = list(inspect.signature(cls.__init__).parameters)[1:]
+        if sorted(takes) == sorted(f.name for f in fields) and all(
+            f.init and f.default_factory is dataclasses.MISSING for f in fields
+        ):
+            names = tuple(f.name for f in fields)
+            defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+            plan = _InitPlan(
+                names=names,
+                required=frozenset(names) - defaults.keys() - _INHERENT,
+                given=frozenset(names) - _INHERENT,
+                defaults=defaults,
+            )
+    _init_plans[cls] = plan
+    return plan
+
+
 class LedgerAggregate(BaseAggregate[str]):
     """Common base of the aggregates: a string id. Snapshots use :class:`Snapshot`."""
 
@@ -132,9 +181,31 @@ class LedgerAggregate(BaseAggregate[str]):
     copies every attribute but the id, version and pending events)."""
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
-        """``BaseAggregate.trigger_event``, then the new event is sealed into the chain."""
+        """``BaseAggregate.trigger_event``, then the new event is sealed into the chain.
+
+        The event object is built as its dataclass ``__init__`` would build it (the same
+        fields, in the same order, defaults filled in) but written straight into its
+        ``__dict__``: a frozen dataclass's ``__init__`` sets each field through
+        ``object.__setattr__``, a tenth of a bulk command's time. Arguments that do not
+        fit the fields, and classes this cannot copy (see :func:`_init_plan`), take the
+        original path, which raises eventsourcing's own error.
+        """
         previous = self._chain  # before the new event's mutate resets it to its empty chain
-        super().trigger_event(event_class, **kwargs)
+        plan = _init_plan(event_class)
+        if plan is None or not (plan.required <= kwargs.keys() <= plan.given):
+            super().trigger_event(event_class, **kwargs)
+        else:
+            kwargs["originator_id"] = self.id
+            kwargs["originator_version"] = self.version + 1
+            if kwargs.get("timestamp") is None:
+                kwargs["timestamp"] = event_class.create_timestamp()
+            event = object.__new__(event_class)
+            defaults = plan.defaults
+            event.__dict__.update(
+                [(name, kwargs[name] if name in kwargs else defaults[name]) for name in plan.names]
+            )
+            event.mutate(self)
+            self._pending_events.append(event)
         self._seal(self._pending_events[-1], previous)
 
     @classmethod

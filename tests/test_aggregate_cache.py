@@ -227,6 +227,7 @@ def test_a_stale_cached_sim_that_was_changed_fails_the_save_and_is_read_again(
     for key in keys:
         stored: Any = first.repository.get(key)
         assert stored.in_flight is not None
-    assert first.repository.get(keys[1]).note == "written by the second ledger"  # type: ignore[attr-defined]
+    noted: Any = first.repository.get(keys[1])
+    assert noted.note == "written by the second ledger"
     first.close()
     second.close()

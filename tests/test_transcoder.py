@@ -50,7 +50,7 @@ def same(left: Any, right: Any) -> bool:
     if isinstance(left, list):
         return len(left) == len(right) and all(map(same, left, right))
     if isinstance(left, datetime):  # == would let another zone for the same instant pass
-        return left.isoformat() == right.isoformat()
+        return bool(left.isoformat() == right.isoformat())
     if isinstance(left, float) and math.isnan(left):
         return math.isnan(right)
     return bool(left == right)
