@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -53,27 +52,6 @@ on PostgreSQL, a ``sqlite3.Row`` on SQLite)."""
 class _BatchReader:
     chunk_size: int
     fetch: Callable[[list[str]], Sequence[Row]]
-    read_ahead: bool = False
-    """Whether ``fetch`` may run in another thread (its own pooled connection)."""
-
-    def chunks(self, ids: list[str]) -> Iterator[Sequence[Row]]:
-        """The rows of ``ids``, chunk by chunk; with ``read_ahead``, the next chunk is
-        fetched in a thread while the caller decodes this one (the database's work and the
-        wait for it overlap the decoding, which holds the GIL)."""
-        parts = [
-            ids[start : start + self.chunk_size] for start in range(0, len(ids), self.chunk_size)
-        ]
-        if not self.read_ahead or len(parts) < 2:
-            for part in parts:
-                yield self.fetch(part)
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix="simledger-load") as pool:
-            ahead = pool.submit(self.fetch, parts[0])
-            for part in parts[1:]:
-                rows = ahead.result()
-                ahead = pool.submit(self.fetch, part)
-                yield rows
-            yield ahead.result()
 
 
 def load_many(app: Application[str], ids: Iterable[str]) -> dict[str, Any]:
@@ -90,7 +68,8 @@ def load_many(app: Application[str], ids: Iterable[str]) -> dict[str, Any]:
         return _one_by_one(app, wanted)
     found: dict[str, Any] = {}
     with gc_paused():
-        for rows in reader.chunks(wanted):
+        for start in range(0, len(wanted), reader.chunk_size):
+            rows = reader.fetch(wanted[start : start + reader.chunk_size])
             found.update(_project(app, rows))
     return found
 
@@ -282,7 +261,7 @@ def _postgres_reader(
             rows: Sequence[Row] = cursor.fetchall()
         return rows
 
-    return _BatchReader(POSTGRES_CHUNK, fetch, read_ahead=True)
+    return _BatchReader(POSTGRES_CHUNK, fetch)
 
 
 # ---- the query ------------------------------------------------------------------------------
