@@ -328,21 +328,15 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         """The SIMs among ``iccids``: those this ledger saved last and nobody changed since
         taken from its cache (adapters/aggregate_cache.py), the others loaded in batches.
         The caller owns them: it saves them with ``_save(..., owned=True)`` or drops them."""
-        found = self._sim_cache.take(self, iccids)
-        missing = [i for i in iccids if i not in found]
-        if missing:
-            found.update(load_many(self, missing))
-        return {k: v for k, v in found.items() if isinstance(v, Sim)}
+        return self._sims_for(iccids, trust_cache=False)[0]
 
     def _sims_for(
         self, iccids: Sequence[str], *, trust_cache: bool
     ) -> tuple[dict[str, Sim], set[str]]:
-        """The SIMs among ``iccids`` for a bulk command (see ``_on_sims``), and which of
-        them came from the cache unchecked."""
-        if not trust_cache:
-            return self._sims(iccids), set()
-        found = self._sim_cache.take(self, iccids, checked=False)
-        unchecked = set(found)
+        """``_sims``; with ``trust_cache``, cached SIMs are taken without asking the store
+        for their version (see ``_on_sims``), and the second value names them."""
+        found = self._sim_cache.take(self, iccids, checked=not trust_cache)
+        unchecked = set(found) if trust_cache else set()
         missing = [i for i in iccids if i not in found]
         if missing:
             found.update(load_many(self, missing))
