@@ -82,14 +82,18 @@ class AggregateCache:
             cached = {i: entry for i in ids if (entry := pop(i, None)) is not None}
         if not cached or not checked:
             return cached
-        latest = latest_versions(app, list(cached))
-        return {i: a for i, a in cached.items() if latest.get(i) == a.version}
+        return self._at_latest(app, cached)
+
+    @classmethod
+    def still_latest(cls, app: Application[str], aggregates: Mapping[str, Any]) -> bool:
+        """Whether each of ``aggregates`` is at the store's latest version."""
+        return len(cls._at_latest(app, aggregates)) == len(aggregates)
 
     @staticmethod
-    def still_latest(app: Application[str], aggregates: Mapping[str, Any]) -> bool:
-        """Whether each of ``aggregates`` is at the store's latest version."""
+    def _at_latest(app: Application[str], aggregates: Mapping[str, Any]) -> dict[str, Any]:
+        """Those of ``aggregates`` whose version is the store's latest (one query per chunk)."""
         latest = latest_versions(app, list(aggregates))
-        return all(latest.get(i) == a.version for i, a in aggregates.items())
+        return {i: a for i, a in aggregates.items() if latest.get(i) == a.version}
 
 
 def latest_versions(app: Application[str], ids: Sequence[str]) -> Mapping[str, int]:

@@ -117,11 +117,7 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
     def _copy(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
         """Draw the events' notification ids, then COPY the rows in (table locked)."""
         if self._sequence is None:
-            quoted = ".".join(
-                '"' + part.replace('"', '""') + '"'
-                for part in (self.datastore.schema, self.events_table_name)
-                if part
-            )
+            quoted = Identifier(self.datastore.schema, self.events_table_name).as_string(curs)
             curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS name", (quoted,))
             self._sequence = curs.fetchone()["name"]
         curs.execute(
