@@ -11,6 +11,12 @@ Any other store (the in-memory one, a custom recorder, UUID-typed ids) falls bac
 ``repository.get`` per id. The aggregate cache, if the application enables one, is not
 consulted: the batch path always reads the stored events, which is what the cache would
 be fast-forwarded to anyway.
+
+On PostgreSQL the chunks' queries go in one pipeline (psycopg's pipeline mode, one
+connection, one read-only transaction): the query of the next chunk is sent as soon as the
+rows of the current one have arrived, so the server runs it while this process decodes
+the current rows. The server's share of a 10,000-SIM load (index lookups, ~14 µs per SIM)
+then overlaps the decoding instead of adding to it (bench/README.md).
 """
 
 from __future__ import annotations
@@ -48,10 +54,15 @@ Row = Sequence[Any]
 on PostgreSQL, a ``sqlite3.Row`` on SQLite)."""
 
 
+Take = Callable[[Sequence[Row]], None]
+"""What a reader hands each chunk's rows to."""
+
+
 @dataclass(frozen=True)
 class _BatchReader:
-    chunk_size: int
-    fetch: Callable[[list[str]], Sequence[Row]]
+    read: Callable[[list[str], Take], None]
+    """Read the rows of all the ids, chunk by chunk, handing each chunk's rows to ``take``
+    as it arrives. May be retried whole: ``take`` must tolerate rows it has seen."""
 
 
 def load_many(app: Application[str], ids: Iterable[str]) -> dict[str, Any]:
@@ -67,11 +78,17 @@ def load_many(app: Application[str], ids: Iterable[str]) -> dict[str, Any]:
     if reader is None:
         return _one_by_one(app, wanted)
     found: dict[str, Any] = {}
+
+    def take(rows: Sequence[Row]) -> None:
+        found.update(_project(app, rows))  # a retried read overwrites with equal aggregates
+
     with gc_paused():
-        for start in range(0, len(wanted), reader.chunk_size):
-            rows = reader.fetch(wanted[start : start + reader.chunk_size])
-            found.update(_project(app, rows))
+        reader.read(wanted, take)
     return found
+
+
+def _chunks(ids: list[str], size: int) -> list[list[str]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
 
 
 @contextmanager
@@ -197,19 +214,20 @@ def _sqlite_reader(
 
     template = _batch_template(with_snapshots=snapshots_table is not None)
 
-    def fetch(chunk: list[str]) -> Sequence[Row]:
-        values = ",".join("(?)" for _ in chunk)
-        statement = template.format(
-            ids=f"ids(originator_id) AS (VALUES {values})",
-            events=events_table,
-            snapshots=snapshots_table,
-        )
-        with datastore.transaction(commit=False) as cursor:
-            cursor.execute(statement, chunk)
-            rows: Sequence[Row] = cursor.fetchall()
-        return rows
+    def read(ids: list[str], take: Take) -> None:
+        for chunk in _chunks(ids, SQLITE_CHUNK):
+            values = ",".join("(?)" for _ in chunk)
+            statement = template.format(
+                ids=f"ids(originator_id) AS (VALUES {values})",
+                events=events_table,
+                snapshots=snapshots_table,
+            )
+            with datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, chunk)
+                rows: Sequence[Row] = cursor.fetchall()
+            take(rows)
 
-    return _BatchReader(SQLITE_CHUNK, fetch)
+    return _BatchReader(read)
 
 
 # ---- PostgreSQL -----------------------------------------------------------------------------
@@ -250,18 +268,23 @@ def _postgres_reader(
     )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def fetch(chunk: list[str]) -> Sequence[Row]:
-        with (
-            datastore.transaction(commit=False) as dict_cursor,
+    def read(ids: list[str], take: Take) -> None:
+        chunks = _chunks(ids, POSTGRES_CHUNK)
+        with datastore.transaction(commit=False) as dict_cursor:
+            connection = dict_cursor.connection
             # Tuples, not the pool's dict rows: cheaper for tens of thousands of rows.
             # Binary results: the stored state arrives as bytes, not as hex to decode.
-            dict_cursor.connection.cursor(row_factory=tuple_row, binary=True) as cursor,
-        ):
-            cursor.execute(statement, (chunk,), prepare=True)
-            rows: Sequence[Row] = cursor.fetchall()
-        return rows
+            cursors = [connection.cursor(row_factory=tuple_row, binary=True) for _ in chunks]
+            with connection.pipeline():
+                cursors[0].execute(statement, (chunks[0],), prepare=True)
+                for k, cursor in enumerate(cursors):
+                    rows: Sequence[Row] = cursor.fetchall()  # waits for this chunk only
+                    if k + 1 < len(chunks):  # sent now: the server runs it during take()
+                        cursors[k + 1].execute(statement, (chunks[k + 1],), prepare=True)
+                    cursor.close()
+                    take(rows)
 
-    return _BatchReader(POSTGRES_CHUNK, fetch)
+    return _BatchReader(read)
 
 
 # ---- the query ------------------------------------------------------------------------------

@@ -149,6 +149,21 @@ def test_matches_repository_get_across_histories_and_snapshots(
         assert vars(loaded[aggregate_id]) == vars(_replayed(app, aggregate_id))
 
 
+def _count_postgres_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count statements executed by psycopg cursors (a one-item list, updated in place)."""
+    import psycopg
+
+    executed = [0]
+    real_execute = psycopg.Cursor.execute
+
+    def counting_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        executed[0] += 1
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting_execute)
+    return executed
+
+
 def test_many_chunks(app: SimLedger, store_env: dict[str, str]) -> None:
     ids = _iccids(2500, start=10_000)
     app.receive_sims(ids, operator="3UK", sim_type="paygo")
@@ -160,12 +175,18 @@ def test_many_chunks(app: SimLedger, store_env: dict[str, str]) -> None:
     requested = ids + missing
     random.Random(11).shuffle(requested)
 
-    with _count_reads(app, batched=_batched(store_env)) as counts:
+    with (
+        _count_reads(app, batched=_batched(store_env)) as counts,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
+        queries = _count_postgres_queries(monkeypatch)
         loaded = load_many(app, requested)
     if store_env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
         assert counts["transactions"] == math.ceil(len(requested) / batch_load.SQLITE_CHUNK)
     elif store_env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-        assert counts["transactions"] == math.ceil(len(requested) / batch_load.POSTGRES_CHUNK)
+        # One transaction: the chunks' queries go in one pipeline.
+        assert counts["transactions"] == 1
+        assert queries == [math.ceil(len(requested) / batch_load.POSTGRES_CHUNK)]
     else:
         assert counts["gets"] == len(requested)
     assert math.ceil(len(requested) / batch_load.SQLITE_CHUNK) > 1
