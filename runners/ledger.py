@@ -32,6 +32,7 @@ from eventsourcing.utils import EnvType, get_topic
 
 from simledger.adapters.aggregate_cache import AggregateCache
 from simledger.adapters.batch_load import fast_project, gc_paused, load_many
+from simledger.adapters.event_store import LedgerEventStore
 from simledger.adapters.logs import get_logger
 from simledger.adapters.persistence import store_env
 from simledger.adapters.store_mapper import LedgerMapper, construct_mapper
@@ -229,6 +230,9 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
     def construct_env(self, name: str, env: EnvType | None = None) -> Any:
         base = super().construct_env(name, env)
         return type(base)(name, store_env(base))
+
+    def construct_event_store(self) -> LedgerEventStore:
+        return LedgerEventStore(mapper=self.mapper, recorder=self.recorder)
 
     def construct_recorder(self) -> Any:
         return _create_tables_retrying(super().construct_recorder)

@@ -1,0 +1,94 @@
+"""The ledger's event store: eventsourcing's ``EventStore``, encoding a bulk save as it is written.
+
+``EventStore.put`` encodes every event (``mapper.to_stored_event``) and only then hands the
+list to the recorder. For a save of 10,000 events on PostgreSQL that is ~50 ms of encoding
+during which the server idles, then the ``COPY`` during which this process mostly waits.
+When the recorder says it can take the events encoded on demand
+(``encodes_on_demand``, :class:`~simledger.adapters.pg_recorder.BulkPostgresApplicationRecorder`
+for saves it writes with ``COPY``), :class:`LedgerEventStore` hands it a
+:class:`EncodedOnDemand` sequence instead: each event is encoded when the recorder reaches
+it, so the server inserts the rows already sent while the next ones are encoded, on the
+other core. What is stored, the notification ids and the recordings returned are the same;
+an event that cannot be encoded fails the save whole, as before (nothing is recorded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import EventStore, Notification, Recording, StoredEvent
+
+
+class EncodedOnDemand(Sequence[StoredEvent]):
+    """``[encode(e) for e in events]``, each item encoded the first time it is reached (in
+    order: reaching item ``i`` encodes every item before it) and kept."""
+
+    def __init__(
+        self, events: Sequence[DomainEventProtocol[Any]], encode: Callable[[Any], StoredEvent]
+    ) -> None:
+        self._events = events
+        self._encode = encode
+        self._encoded: list[StoredEvent] = []
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def _reach(self, stop: int) -> None:
+        encoded, events, encode = self._encoded, self._events, self._encode
+        for index in range(len(encoded), min(stop, len(events))):
+            encoded.append(encode(events[index]))
+
+    @overload
+    def __getitem__(self, index: int) -> StoredEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[StoredEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> StoredEvent | Sequence[StoredEvent]:
+        if isinstance(index, slice):
+            self._reach(len(self))
+            return self._encoded[index]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        self._reach(position + 1)
+        return self._encoded[position]
+
+    def __iter__(self) -> Iterator[StoredEvent]:
+        yield from self._encoded[:]  # a copy: encoding below appends to the list
+        for index in range(len(self._encoded), len(self._events)):
+            self._reach(index + 1)
+            yield self._encoded[index]
+
+
+class LedgerEventStore(EventStore[str]):
+    """``EventStore`` handing big saves to a recorder that asks for it encoded on demand."""
+
+    def put(
+        self, domain_events: Sequence[DomainEventProtocol[str]], **kwargs: Any
+    ) -> list[Recording[str]]:
+        wants = getattr(self.recorder, "encodes_on_demand", None)
+        if wants is None or not wants(len(domain_events)):
+            return super().put(domain_events, **kwargs)
+        stored_events = EncodedOnDemand(domain_events, self.mapper.to_stored_event)
+        notification_ids = self.recorder.insert_events(stored_events, **kwargs)
+        if not notification_ids:
+            return []
+        # As ``EventStore.put`` builds them.
+        return [
+            Recording(
+                domain_event,
+                Notification(
+                    originator_id=stored.originator_id,
+                    originator_version=stored.originator_version,
+                    topic=stored.topic,
+                    state=stored.state,
+                    id=notification_id,
+                ),
+            )
+            for domain_event, stored, notification_id in zip(
+                domain_events, stored_events, notification_ids, strict=True
+            )
+        ]
