@@ -8,6 +8,7 @@ that the event store reads as an audit log by ICCID. So every aggregate here der
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from eventsourcing.domain import (
     CanSnapshotAggregate,
     MetaDomainEvent,
 )
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
 from simledger.domain.chain import seal
 
@@ -113,13 +114,51 @@ class Snapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
 
     def mutate(self, _: None) -> Any:
         """Rebuild the aggregate; enum attributes, stored as plain JSON strings, get their
-        enum type back (code compares them with ``is``)."""
-        aggregate = super().mutate(None)
-        for name, enum in getattr(type(aggregate), "snapshot_enums", {}).items():
-            value = aggregate.__dict__.get(name)
+        enum type back (code compares them with ``is``).
+
+        The steps of eventsourcing's ``CanSnapshotAggregate.mutate`` (a copy of the state,
+        upcast from the class version that wrote it, id, version, no pending events, an
+        object made without ``__init__``), with the class and its enum attributes looked
+        up once per topic: a bulk command rebuilds 10,000 SIMs from snapshots.
+        """
+        restore = _restorer(self.topic)
+        state = dict(self.state)
+        from_version = state.pop("class_version", 1)
+        while from_version < restore.class_version:
+            getattr(restore.cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        for name, members, enum in restore.enums:
+            value = state.get(name)
             if value is not None:
-                aggregate.__dict__[name] = enum(value)
+                member = members.get(value)
+                state[name] = enum(value) if member is None else member
+        state["_id"] = self.originator_id
+        state["_version"] = self.originator_version
+        state["_pending_events"] = []
+        aggregate = object.__new__(restore.cls)
+        object.__setattr__(aggregate, "__dict__", state)
         return aggregate
+
+
+@dataclass(frozen=True)
+class _Restorer:
+    cls: type[Any]
+    class_version: int
+    enums: tuple[tuple[str, dict[Any, Enum], type[Enum]], ...]
+    """(attribute, value -> member, enum) for each of ``cls.snapshot_enums``."""
+
+
+@functools.cache
+def _restorer(topic: str) -> _Restorer:
+    cls = resolve_topic(topic)
+    return _Restorer(
+        cls=cls,
+        class_version=getattr(cls, "class_version", 1),
+        enums=tuple(
+            (name, dict(enum._value2member_map_), enum)
+            for name, enum in getattr(cls, "snapshot_enums", {}).items()
+        ),
+    )
 
 
 @dataclass(frozen=True)
