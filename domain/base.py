@@ -21,6 +21,8 @@ from eventsourcing.domain import (
     CanMutateAggregate,
     CanSnapshotAggregate,
     MetaDomainEvent,
+    OriginatorIDError,
+    OriginatorVersionError,
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
@@ -42,7 +44,18 @@ class DomainEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
         """Evolve ``aggregate``; subclasses set the attributes they change."""
 
     def mutate(self, aggregate: Any) -> Any:
-        aggregate = super().mutate(aggregate)
+        """``CanMutateAggregate.mutate`` (the same checks and errors, ``apply``, then the
+        version and modification time), on the attributes behind ``BaseAggregate``'s
+        properties, which our aggregates do not override; then the chain hash."""
+        assert aggregate is not None
+        if self.originator_id != aggregate._id:
+            raise OriginatorIDError(self.originator_id, aggregate._id)
+        next_version = aggregate._version + 1
+        if self.originator_version != next_version:
+            raise OriginatorVersionError(self.originator_version, next_version)
+        self.apply(aggregate)
+        aggregate._version = self.originator_version
+        aggregate._modified_on = self.timestamp
         aggregate._chain = self.chain
         return aggregate
 
@@ -175,6 +188,7 @@ class _InitPlan:
 
 _INHERENT = frozenset({"originator_id", "originator_version", "timestamp"})
 _init_plans: dict[type[Any], _InitPlan | None] = {}
+_UNPLANNED: Any = object()
 
 
 def _init_plan(cls: type[Any]) -> _InitPlan | None:
@@ -230,18 +244,22 @@ class LedgerAggregate(BaseAggregate[str]):
         original path, which raises eventsourcing's own error.
         """
         previous = self._chain  # before the new event's mutate resets it to its empty chain
-        plan = _init_plan(event_class)
+        plan = _init_plans.get(event_class, _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = _init_plan(event_class)
         if plan is None or not (plan.required <= kwargs.keys() <= plan.given):
             super().trigger_event(event_class, **kwargs)
         else:
-            kwargs["originator_id"] = self.id
-            kwargs["originator_version"] = self.version + 1
+            kwargs["originator_id"] = self._id
+            kwargs["originator_version"] = self._version + 1
             if kwargs.get("timestamp") is None:
                 kwargs["timestamp"] = event_class.create_timestamp()
             event = object.__new__(event_class)
             defaults = plan.defaults
-            event.__dict__.update(
-                [(name, kwargs[name] if name in kwargs else defaults[name]) for name in plan.names]
+            object.__setattr__(
+                event,
+                "__dict__",
+                {name: kwargs[name] if name in kwargs else defaults[name] for name in plan.names},
             )
             event.mutate(self)
             self._pending_events.append(event)

@@ -34,7 +34,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.utils import get_topic
 
-_NOT_HASHED = ("originator_id", "originator_version", "chain", "class_version")
+_NOT_HASHED = frozenset(("originator_id", "originator_version", "chain", "class_version"))
 
 
 def _plain(value: Any) -> Any:
@@ -110,18 +110,23 @@ def link(previous: str, event_content: bytes) -> str:
     return digest.hexdigest()
 
 
+_identities: dict[type[Any], tuple[str, int]] = {}
+
+
+def _identity(cls: type[Any]) -> tuple[str, int]:
+    """An event class's topic and class version, as the content names them (looked up once)."""
+    identity = _identities.get(cls)
+    if identity is None:
+        identity = _identities[cls] = (get_topic(cls), getattr(cls, "class_version", 1))
+    return identity
+
+
 def seal(event: Any, previous: str) -> str:
     """The chain hash of ``event`` (a new event object, not stored yet)."""
-    cls = type(event)
+    topic, class_version = _identity(type(event))
     return link(
         previous,
-        content(
-            get_topic(cls),
-            event.originator_id,
-            event.originator_version,
-            getattr(cls, "class_version", 1),
-            vars(event),
-        ),
+        content(topic, event.originator_id, event.originator_version, class_version, vars(event)),
     )
 
 
