@@ -48,3 +48,31 @@ def test_arguments_that_do_not_fit_get_eventsourcing_s_error() -> None:
             Sim.PauseRequested, operation_id="x", kind="pause", deadline=None, colour="red"
         )
     assert sim._pending_events == []
+
+
+def test_an_event_out_of_sequence_or_of_another_aggregate_is_refused_unapplied() -> None:
+    from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
+
+    ledger = new_ledger()[0]
+    sim: Sim = ledger._sim(ready_sim(ledger, 1))
+    other: Sim = ledger._sim(ready_sim(ledger, 2))
+    before = dict(vars(sim))
+    now = datetime.now(UTC)
+    other.request_operation(OperationKind.PAUSE, "op", now, now + timedelta(hours=1))
+    foreign: Any = other._pending_events[-1]
+    with pytest.raises(OriginatorIDError):
+        foreign.mutate(sim)
+    skipped = type(foreign)(**{**vars(foreign), "originator_id": sim.id})
+    object.__setattr__(skipped, "originator_version", sim.version + 2)
+    with pytest.raises(OriginatorVersionError):
+        skipped.mutate(sim)
+    assert vars(sim) == before
+    fitting = type(foreign)(**{**vars(foreign), "originator_id": sim.id})
+    object.__setattr__(fitting, "originator_version", sim.version + 1)
+    assert fitting.mutate(sim) is sim
+    assert (sim.version, sim.modified_on, sim._chain) == (
+        fitting.originator_version,
+        fitting.timestamp,
+        fitting.chain,
+    )
+    assert sim.in_flight is not None
