@@ -188,7 +188,6 @@ class _InitPlan:
 
 _INHERENT = frozenset({"originator_id", "originator_version", "timestamp"})
 _init_plans: dict[type[Any], _InitPlan | None] = {}
-_UNPLANNED: Any = object()
 
 
 def _init_plan(cls: type[Any]) -> _InitPlan | None:
@@ -244,9 +243,7 @@ class LedgerAggregate(BaseAggregate[str]):
         original path, which raises eventsourcing's own error.
         """
         previous = self._chain  # before the new event's mutate resets it to its empty chain
-        plan = _init_plans.get(event_class, _UNPLANNED)
-        if plan is _UNPLANNED:
-            plan = _init_plan(event_class)
+        plan = _init_plan(event_class)
         if plan is None or not (plan.required <= kwargs.keys() <= plan.given):
             super().trigger_event(event_class, **kwargs)
         else:
