@@ -25,7 +25,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import CanMutateProtocol, DomainEventProtocol
@@ -53,6 +53,8 @@ Row = Sequence[Any]
 """A result row: kind, originator_id, originator_version, topic, state, by position (a tuple
 on PostgreSQL, a ``sqlite3.Row`` on SQLite)."""
 
+
+T = TypeVar("T")
 
 Take = Callable[[Sequence[Row]], None]
 """What a reader hands each chunk's rows to."""
@@ -87,8 +89,10 @@ def load_many(app: Application[str], ids: Iterable[str]) -> dict[str, Any]:
     return found
 
 
-def _chunks(ids: list[str], size: int) -> list[list[str]]:
-    return [ids[start : start + size] for start in range(0, len(ids), size)]
+def chunked(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``values`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 @contextmanager
@@ -215,7 +219,7 @@ def _sqlite_reader(
     template = _batch_template(with_snapshots=snapshots_table is not None)
 
     def read(ids: list[str], take: Take) -> None:
-        for chunk in _chunks(ids, SQLITE_CHUNK):
+        for chunk in chunked(ids, SQLITE_CHUNK):
             values = ",".join("(?)" for _ in chunk)
             statement = template.format(
                 ids=f"ids(originator_id) AS (VALUES {values})",
@@ -269,20 +273,22 @@ def _postgres_reader(
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def read(ids: list[str], take: Take) -> None:
-        chunks = _chunks(ids, POSTGRES_CHUNK)
-        with datastore.transaction(commit=False) as dict_cursor:
-            connection = dict_cursor.connection
+        if not ids:
+            return
+        first, *rest = chunked(ids, POSTGRES_CHUNK)
+        with (
+            datastore.transaction(commit=False) as dict_cursor,
             # Tuples, not the pool's dict rows: cheaper for tens of thousands of rows.
             # Binary results: the stored state arrives as bytes, not as hex to decode.
-            cursors = [connection.cursor(row_factory=tuple_row, binary=True) for _ in chunks]
-            with connection.pipeline():
-                cursors[0].execute(statement, (chunks[0],), prepare=True)
-                for k, cursor in enumerate(cursors):
-                    rows: Sequence[Row] = cursor.fetchall()  # waits for this chunk only
-                    if k + 1 < len(chunks):  # sent now: the server runs it during take()
-                        cursors[k + 1].execute(statement, (chunks[k + 1],), prepare=True)
-                    cursor.close()
-                    take(rows)
+            dict_cursor.connection.cursor(row_factory=tuple_row, binary=True) as cursor,
+            dict_cursor.connection.pipeline(),
+        ):
+            cursor.execute(statement, (first,), prepare=True)
+            for following in [*rest, None]:
+                rows: Sequence[Row] = cursor.fetchall()  # waits for this chunk only
+                if following is not None:  # sent at once: the server runs it during take()
+                    cursor.execute(statement, (following,), prepare=True)
+                take(rows)
 
     return _BatchReader(read)
 

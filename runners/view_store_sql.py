@@ -27,6 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from simledger.adapters.batch_load import chunked
 from simledger.projections.batch import Changes, Keys, Touched
 from simledger.projections.listing import (
     CONSTANT_COLUMNS,
@@ -220,7 +221,7 @@ class SqlViewStore(ViewStore):
         sims: dict[str, SimRow] = {}
         columns = ", ".join(SIM_COLUMNS)
         for column, wanted in (("iccid", keys.iccids), ("copy_id", keys.copy_ids)):
-            for chunk in _chunks(sorted(wanted), self.chunk_size):
+            for chunk in chunked(sorted(wanted), self.chunk_size):
                 condition, params = self.in_list(column, chunk)
                 cursor.execute(
                     f"SELECT {columns} FROM {self.q(tables.sims)} WHERE {condition}", params
@@ -229,7 +230,7 @@ class SqlViewStore(ViewStore):
                     row = self.sim_from_db(values)
                     sims[row.iccid] = row
         groups: dict[str, GroupRow] = {}
-        for chunk in _chunks(sorted(keys.group_ids), self.chunk_size):
+        for chunk in chunked(sorted(keys.group_ids), self.chunk_size):
             condition, params = self.in_list("group_id", chunk)
             cursor.execute(
                 f"SELECT {', '.join(GROUP_COLUMNS)} FROM {self.q(tables.groups)} WHERE {condition}",
@@ -239,7 +240,7 @@ class SqlViewStore(ViewStore):
                 group = self.group_from_db(values)
                 groups[group.group_id] = group
         operations: dict[str, OperationRow] = {}
-        for chunk in _chunks(sorted(keys.operation_ids), self.chunk_size):
+        for chunk in chunked(sorted(keys.operation_ids), self.chunk_size):
             condition, params = self.in_list("operation_id", chunk)
             cursor.execute(
                 f"SELECT {', '.join(OPERATION_COLUMNS)} FROM {self.q(tables.operations)} "
@@ -427,11 +428,6 @@ def labels_json(values: list[str]) -> str:
 
 def list_keys(row: SimRow) -> tuple[str, str]:
     return list_key(row.labels), list_key(row.rules)
-
-
-def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _escape_like(text: str) -> str:
