@@ -60,15 +60,14 @@ import statistics
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import bench_views
-from _common import create_schema, drop_schema, pg_connect, pg_env
-from bench_views import PASSWORD, env_for, generate
+from _common import pg_connect, pg_env
+from bench_views import PASSWORD, fresh_store
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
@@ -176,22 +175,8 @@ def store(reuse: str | None, keep: bool, events: int, sims: int) -> Iterator[str
             raise SystemExit(f"schema {reuse!r} holds no simledger store")
         yield reuse
         return
-    schema = f"bench_verify_{uuid.uuid4().hex[:8]}"
-    create_schema(schema)
-    try:
-        say(f"generating {events:,}+ events into schema {schema} (bench_views.generate)")
-        writer = SimLedger(env_for(schema))
-        try:
-            generate(writer, schema, events, sims)
-        finally:
-            writer.close()
+    with fresh_store("bench_verify", keep, events, sims) as schema:
         yield schema
-    finally:
-        if keep:
-            say(f"kept schema {schema} (reuse with --reuse {schema})")
-        else:
-            drop_schema(schema)
-            say(f"dropped schema {schema}")
 
 
 def views_up_to_date(ledger: SimLedger, upto: int) -> int:

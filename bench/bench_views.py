@@ -342,19 +342,30 @@ def store(reuse: str | None, keep: bool, events: int, sims: int) -> Iterator[str
         writer.close()
         yield reuse
         return
-    schema = f"bench_views_{uuid.uuid4().hex[:8]}"
+    with fresh_store("bench_views", keep, events, sims) as schema:
+        yield schema
+
+
+@contextmanager
+def fresh_store(prefix: str, keep: bool, events: int, sims: int) -> Iterator[str]:
+    """A new schema ``<prefix>_<random>`` generated with ``events``+ events and ``sims``+
+    SIMs; dropped afterwards unless ``keep``."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     create_schema(schema)
     try:
         say(f"generating {events:,}+ events and {sims:,}+ SIMs into schema {schema}")
         writer = SimLedger(env_for(schema))
-        generate(writer, schema, events, sims)
-        writer.close()
+        try:
+            generate(writer, schema, events, sims)
+        finally:
+            writer.close()
         yield schema
     finally:
         if keep:
             say(f"kept schema {schema} (reuse with --reuse {schema})")
         else:
             drop_schema(schema)
+            say(f"dropped schema {schema}")
 
 
 def main(argv: list[str] | None = None) -> int:
