@@ -261,7 +261,10 @@ def _postgres_reader(
         return None
 
     # Qualified as the recorders' own statements qualify them: "<schema>"."<table>".
-    statement = sql.SQL(_batch_template(with_snapshots=snapshots is not None)).format(
+    template = (
+        _postgres_template() if snapshots is not None else _batch_template(with_snapshots=False)
+    )
+    statement = sql.SQL(template).format(
         ids=sql.SQL("ids AS (SELECT unnest(%s::text[]) AS originator_id)"),
         events=sql.Identifier(datastore.schema, events.events_table_name),
         snapshots=(
@@ -327,6 +330,28 @@ def _batch_template(*, with_snapshots: bool) -> str:
         "FROM latest JOIN {events} e ON e.originator_id = latest.originator_id "
         "AND e.originator_version > COALESCE(latest.version, -1) "
         f"{order}"
+    )
+
+
+def _postgres_template() -> str:
+    """:func:`_batch_template` with snapshots, as PostgreSQL runs it best: each id's latest
+    snapshot row is found by ONE backward scan of the snapshots' primary key (a lateral
+    ``ORDER BY version DESC LIMIT 1``), not by a ``MAX`` lookup and then a second lookup
+    of the row it names: a quarter less server time per id (bench/README.md)."""
+    return (
+        "WITH {ids}, "
+        "latest AS ("
+        "SELECT ids.originator_id, s.originator_version, s.topic, s.state FROM ids "
+        "LEFT JOIN LATERAL (SELECT s.originator_version, s.topic, s.state FROM {snapshots} s "
+        "WHERE s.originator_id = ids.originator_id "
+        "ORDER BY s.originator_version DESC LIMIT 1) s ON true) "
+        f"SELECT {_SNAPSHOT} AS kind, originator_id, originator_version, topic, state "
+        "FROM latest WHERE originator_version IS NOT NULL "
+        "UNION ALL "
+        f"SELECT {_EVENT}, e.originator_id, e.originator_version, e.topic, e.state "
+        "FROM latest JOIN {events} e ON e.originator_id = latest.originator_id "
+        "AND e.originator_version > COALESCE(latest.originator_version, -1) "
+        "ORDER BY originator_id, kind, originator_version"
     )
 
 

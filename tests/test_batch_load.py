@@ -149,6 +149,30 @@ def test_matches_repository_get_across_histories_and_snapshots(
         assert vars(loaded[aggregate_id]) == vars(_replayed(app, aggregate_id))
 
 
+def test_reads_only_the_latest_snapshot_and_the_events_after_it(
+    persistent_store_env: dict[str, str],
+) -> None:
+    """Any snapshot would give the same aggregate (the events after it are read too), so
+    the query's choice of the LATEST one shows only in the rows it reads."""
+    app = SimLedger(env=persistent_store_env)
+    try:
+        none, two = _iccids(2, start=400)
+        app.receive_sims([none, two], operator="3UK", sim_type="prepaid")
+        _grow(app, two, 2 * SNAPSHOT_EVERY + PAST)
+        assert _latest_snapshot_version(app, two) == 2 * SNAPSHOT_EVERY
+        reader = batch_load._batch_reader(app)
+        assert reader is not None
+        rows: list[tuple[int, str, int]] = []
+        reader.read([two, none], lambda got: rows.extend((r[0], r[1], r[2]) for r in got))
+    finally:
+        app.close()
+    snapshot, event = batch_load._SNAPSHOT, batch_load._EVENT
+    after = range(2 * SNAPSHOT_EVERY + 1, 2 * SNAPSHOT_EVERY + PAST + 1)
+    assert sorted(rows) == sorted(
+        [(event, none, 1), (snapshot, two, 2 * SNAPSHOT_EVERY), *((event, two, v) for v in after)]
+    )
+
+
 def _count_postgres_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count statements executed by psycopg cursors (a one-item list, updated in place)."""
     import psycopg
