@@ -32,6 +32,14 @@ the faster (by median) is the reference of that operation; the report says which
 Printed per operation: median, min and max over the runs (ms), and the ratio engine median
 / reference median. The target (issue 4): at most 2x.
 
+Also printed, against the plain pause: the event store's own share of a pause, measured on
+the same SIMs after the plain round (the same warm buffers): reading their stored rows with
+the batch load's query, fetched but not decoded, plus writing 10,000 event rows of the
+engine's own size through the recorder's statements (lock, notification ids, ``COPY``), in a
+transaction rolled back (so without the commit's flush). No decoding, rules or encoding:
+and this process's CPU time during each engine pause (``time.process_time``: decoding, the
+rules, encoding, psycopg's share), the Python work that no overlap with the server hides.
+
 PostgreSQL: POSTGRES_HOST (127.0.0.1), POSTGRES_PORT (5432), POSTGRES_DBNAME (test),
 POSTGRES_USER (postgres), POSTGRES_PASSWORD (if set). The schema is dropped at the end
 unless ``--keep``.
@@ -55,7 +63,10 @@ from typing import Any
 
 from _common import active_sims, create_schema, drop_schema, pg_connect, pg_env
 from _common import pg_settings as pg_settings  # re-exported: scripts use bench_bulk.pg_settings
+from eventsourcing.persistence import StoredEvent
 
+from simledger.adapters.batch_load import _batch_reader
+from simledger.adapters.pg_recorder import BulkPostgresApplicationRecorder
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
 from simledger.domain.types import SimType
@@ -236,12 +247,56 @@ class Figures:
     plain: dict[tuple[str, str], list[float]] = field(
         default_factory=lambda: {(o, v): [] for o in OPERATIONS for v in VARIANTS}
     )
+    floor: dict[str, list[float]] = field(default_factory=lambda: {"read": [], "write": []})
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+    """Per mode: this process's CPU time during each engine pause."""
+
+
+def store_floor(ledger: SimLedger, ids: list[str]) -> dict[str, float]:
+    """The event store's own share of a pause of ``ids`` (see the module docstring): the
+    batch load's read of their rows, not decoded, and a rolled-back write of as many event
+    rows as the engine's last ones for them."""
+    reader = _batch_reader(ledger)
+    recorder = ledger.recorder
+    if reader is None or not isinstance(recorder, BulkPostgresApplicationRecorder):
+        raise SystemExit("the store floor needs the PostgreSQL store")
+    took: dict[str, float] = {}
+    fetched = 0
+
+    def count(rows: Sequence[Any]) -> None:
+        nonlocal fetched
+        fetched += len(rows)
+
+    took["read"], _ = timed(lambda: reader.read(ids, count))
+    if fetched < len(ids):
+        raise SystemExit(f"the floor read {fetched} rows for {len(ids)} SIMs")
+    table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+    with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT e.originator_id, e.originator_version + 1000000, e.topic, e.state "
+            f"FROM unnest(%s::text[]) i(id) CROSS JOIN LATERAL (SELECT * FROM {table} e "
+            "WHERE e.originator_id = i.id ORDER BY originator_version DESC LIMIT 1) e",
+            (ids,),
+            binary=True,
+        )
+        rows = [tuple(r.values()) for r in cur.fetchall()]
+        conn.rollback()
+
+        def write() -> None:
+            with conn.transaction(force_rollback=True), conn.cursor() as curs:
+                curs.execute(recorder.prelude_statement)
+                recorder._copy(curs, [StoredEvent(*row) for row in rows])
+
+        took["write"], _ = timed(write)
+    return took
 
 
 def engine_round(ledger: SimLedger, ids: list[str]) -> dict[str, float]:
     """Pause, confirm and resume ``ids``; each checked to have done all of its work."""
     took: dict[str, float] = {}
+    cpu = time.process_time()
     took["pause"], paused = timed(lambda: ledger.pause(ids))
+    took["pause_cpu"] = time.process_time() - cpu
     if len(paused.accepted) != len(ids):
         raise SystemExit(f"pause accepted {len(paused.accepted)} of {len(ids)}: {paused.rejected}")
     answers = dict.fromkeys(ids, True)
@@ -295,6 +350,28 @@ def report(figures: Figures, n: int, mode: str) -> bool:
             f"| {ratio:5.2f}x | {'met' if ok else 'MISSED':<6} |"
         )
     return met
+
+
+def report_shares(figures: Figures) -> None:
+    """Where an engine pause goes, against the plain pause: the store's I/O alone, and
+    this process's CPU (the Python work: decoding, rules, encoding)."""
+    read, write = figures.floor["read"], figures.floor["write"]
+    both = [r + w for r, w in zip(read, write, strict=True)]
+    plain = min(statistics.median(figures.plain["pause", v]) for v in VARIANTS)
+
+    def line(what: str, values: list[float]) -> None:
+        ratio = statistics.median(values) / plain
+        print(f"| {what:<47} | {_ms(values)} | {ratio:5.2f}x |")
+
+    print()
+    print("shares of a pause, ms (median min max) and as a multiple of the plain pause:")
+    print(f"| {'':<47} | {'median      min      max':^26} | {'plain':>6} |")
+    print(f"|{'-' * 49}|{'-' * 28}|{'-' * 8}|")
+    line("store: read the SIMs' rows, not decoded", read)
+    line("store: write the events (rolled back)", write)
+    line("store: both", both)
+    for mode, cpu in figures.cpu.items():
+        line(f"engine process CPU during the pause ({mode})", cpu)
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -369,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
             engine_round(ledgers[mode], warm_ids)
             plain_round(plain, warm_ids, VARIANTS)
 
-        figures = Figures(engine={m: {o: [] for o in OPERATIONS} for m in modes})
+        figures = Figures(
+            engine={m: {o: [] for o in OPERATIONS} for m in modes}, cpu={m: [] for m in modes}
+        )
         for run in range(args.runs):
             line = []
             for mode in modes:
@@ -377,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
                 if mode == "embedded":
                     ledgers[mode].catch_up_views()  # what other ledgers wrote: not its cost
                 gc.collect()
-                for operation, took in engine_round(ledgers[mode], ids).items():
-                    figures.engine[mode][operation].append(took)
+                round_took = engine_round(ledgers[mode], ids)
+                figures.cpu[mode].append(round_took.pop("pause_cpu"))
+                for operation, seconds in round_took.items():
+                    figures.engine[mode][operation].append(seconds)
                 line.append(
                     f"{mode}: "
                     + ", ".join(
@@ -386,8 +467,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
             order = VARIANTS if run % 2 == 0 else VARIANTS[::-1]
-            for key, took in plain_round(plain, ids, order).items():
-                figures.plain[key].append(took)
+            for key, plain_took in plain_round(plain, ids, order).items():
+                figures.plain[key].append(plain_took)
+            for part, floor_took in store_floor(ledgers[modes[0]], ids).items():
+                figures.floor[part].append(floor_took)
             plain_line = ", ".join(
                 f"{o} {min(figures.plain[o, v][-1] for v in VARIANTS) * 1000:,.0f}"
                 for o in OPERATIONS
@@ -396,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  run {run + 1}/{args.runs} ms: {'; '.join(line)}; plain: {plain_line}\n"
             )
         met = all([report(figures, args.n, mode) for mode in modes])
+        report_shares(figures)
         print(
             "reference: the faster plain variant by median; ratio = engine median / "
             f"reference median; target at most {TARGET:g}x: {'met' if met else 'MISSED'}"
