@@ -32,13 +32,15 @@ the faster (by median) is the reference of that operation; the report says which
 Printed per operation: median, min and max over the runs (ms), and the ratio engine median
 / reference median. The target (issue 4): at most 2x.
 
-Also printed, against the plain pause: the event store's own share of a pause, measured on
-the same SIMs after the plain round (the same warm buffers): reading their stored rows with
-the batch load's query, fetched but not decoded, plus writing 10,000 event rows of the
-engine's own size through the recorder's statements (lock, notification ids, ``COPY``), in a
-transaction rolled back (so without the commit's flush). No decoding, rules or encoding:
-and this process's CPU time during each engine pause (``time.process_time``: decoding, the
-rules, encoding, psycopg's share), the Python work that no overlap with the server hides.
+Also printed, against the plain pause: the event store's own share of a pause, measured
+after each run's plain round: reading the stored rows of a further ``--n`` active SIMs that
+nothing has loaded (as a pause finds them; one set per run, set aside for this) with the
+batch load's query, fetched but not decoded, plus writing as many event rows as the run's
+last events (their size) through the recorder's statements (lock, notification ids,
+``COPY``), in a transaction rolled back (so without the commit's flush). No decoding, rules
+or encoding: that is the Python work, shown as this process's CPU time during each engine
+pause (``time.process_time``: decoding, the rules, encoding, psycopg's share), which no
+overlap with the server can hide.
 
 PostgreSQL: POSTGRES_HOST (127.0.0.1), POSTGRES_PORT (5432), POSTGRES_DBNAME (test),
 POSTGRES_USER (postgres), POSTGRES_PASSWORD (if set). The schema is dropped at the end
@@ -252,10 +254,11 @@ class Figures:
     """Per mode: this process's CPU time during each engine pause."""
 
 
-def store_floor(ledger: SimLedger, ids: list[str]) -> dict[str, float]:
-    """The event store's own share of a pause of ``ids`` (see the module docstring): the
-    batch load's read of their rows, not decoded, and a rolled-back write of as many event
-    rows as the engine's last ones for them."""
+def store_floor(ledger: SimLedger, cold: list[str], written: list[str]) -> dict[str, float]:
+    """The event store's own share of a pause (see the module docstring): the batch load's
+    read of the rows of ``cold`` (active SIMs nobody has loaded, as a pause finds them),
+    not decoded, and a rolled-back write of as many event rows as the engine's last ones
+    for ``written``."""
     reader = _batch_reader(ledger)
     recorder = ledger.recorder
     if reader is None or not isinstance(recorder, BulkPostgresApplicationRecorder):
@@ -267,16 +270,16 @@ def store_floor(ledger: SimLedger, ids: list[str]) -> dict[str, float]:
         nonlocal fetched
         fetched += len(rows)
 
-    took["read"], _ = timed(lambda: reader.read(ids, count))
-    if fetched < len(ids):
-        raise SystemExit(f"the floor read {fetched} rows for {len(ids)} SIMs")
+    took["read"], _ = timed(lambda: reader.read(cold, count))
+    if fetched < len(cold):
+        raise SystemExit(f"the floor read {fetched} rows for {len(cold)} SIMs")
     table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
     with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
         cur.execute(
             f"SELECT e.originator_id, e.originator_version + 1000000, e.topic, e.state "
             f"FROM unnest(%s::text[]) i(id) CROSS JOIN LATERAL (SELECT * FROM {table} e "
             "WHERE e.originator_id = i.id ORDER BY originator_version DESC LIMIT 1) e",
-            (ids,),
+            (written,),
             binary=True,
         )
         rows = [tuple(r.values()) for r in cur.fetchall()]
@@ -396,9 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("n is 1 to 10,000 (R-BK1); runs at least 1")
     modes = ("external", "embedded") if args.views_mode == "both" else (args.views_mode,)
     warm = min(WARM_UP, args.n)
-    needed = (args.n * args.runs + warm) * len(modes)
+    # Each mode's warm-up and runs, then one fresh set per run for the store's read share.
+    needed = (args.n * args.runs + warm) * len(modes) + args.n * args.runs
     if args.fleet < needed:
-        parser.error(f"the fleet needs at least n x runs + {warm} = {needed:,} SIMs")
+        parser.error(f"the fleet needs at least {needed:,} SIMs for these runs and modes")
 
     schema = f"bench_bulk_{uuid.uuid4().hex[:10]}"
     create_schema(schema)
@@ -469,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             order = VARIANTS if run % 2 == 0 else VARIANTS[::-1]
             for key, plain_took in plain_round(plain, ids, order).items():
                 figures.plain[key].append(plain_took)
-            for part, floor_took in store_floor(ledgers[modes[0]], ids).items():
+            cold = active[len(active) - (run + 1) * args.n :][: args.n]
+            for part, floor_took in store_floor(ledgers[modes[0]], cold, ids).items():
                 figures.floor[part].append(floor_took)
             plain_line = ", ".join(
                 f"{o} {min(figures.plain[o, v][-1] for v in VARIANTS) * 1000:,.0f}"
