@@ -4,6 +4,8 @@ from simledger import SimLedger, SimStatus, SimType, SimledgerError
 ledger = SimLedger()  # in memory; env= takes eventsourcing's persistence settings
 """
 
+from simledger.application.ledger import SimLedger
+from simledger.application.results import BulkResult, HistoryEntry, SharedGroupView, SimView
 from simledger.domain.errors import (
     AlreadyInSharedGroup,
     AutoRenewNotAllowed,
@@ -32,8 +34,6 @@ from simledger.domain.errors import (
     UnknownSim,
 )
 from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendReason
-from simledger.runners.ledger import SimLedger
-from simledger.runners.results import BulkResult, HistoryEntry, SharedGroupView, SimView
 
 __all__ = [
     "AlreadyInSharedGroup",

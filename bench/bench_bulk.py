@@ -67,12 +67,12 @@ from _common import active_sims, create_schema, drop_schema, pg_connect, pg_env
 from _common import pg_settings as pg_settings  # re-exported: scripts use bench_bulk.pg_settings
 from eventsourcing.persistence import StoredEvent
 
-from simledger.adapters.batch_load import _batch_reader
-from simledger.adapters.pg_recorder import BulkPostgresApplicationRecorder
+from simledger.adapters.store.batch_load import _batch_reader
+from simledger.adapters.store.pg_recorder import BulkPostgresApplicationRecorder
+from simledger.application.ledger import SimLedger
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
 from simledger.domain.types import SimType
-from simledger.runners.ledger import SimLedger
 
 RECEIVE_CHUNK = 10_000
 """SIMs per ``receive_sims`` call during setup."""

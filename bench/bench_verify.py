@@ -77,8 +77,8 @@ from eventsourcing.persistence import (
 )
 from psycopg.sql import SQL, Identifier
 
-from simledger.adapters.batch_load import gc_paused
-from simledger.runners.ledger import SimLedger
+from simledger.adapters.store.batch_load import gc_paused
+from simledger.application.ledger import SimLedger
 
 TARGET_SECONDS = 60.0
 TARGET_EVENTS = 1_000_000

@@ -58,13 +58,13 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
 from psycopg.sql import SQL, Identifier
 
-from simledger.adapters.batch_load import load_many
+from simledger.adapters.store.batch_load import load_many
+from simledger.application.ledger import SimLedger
+from simledger.application.projection_runner import BULK_FROM, ViewRunner
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
 from simledger.domain.sim import Sim
 from simledger.domain.types import SimStatus, SimType
-from simledger.runners.ledger import SimLedger
-from simledger.runners.projection_runner import BULK_FROM, ViewRunner
 
 CHUNK = 10_000
 OPERATORS = ("3UK", "Orange", "A1", "3Ireland")

@@ -52,10 +52,10 @@ from typing import Any
 
 from _common import active_sims, create_schema, drop_schema, pg_connect, pg_env
 
+from simledger.application.ledger import SimLedger
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
 from simledger.domain.types import SimType
-from simledger.runners.ledger import SimLedger
 
 STORES = ("memory", "sqlite", "postgres")
 SETUP_CHUNK = 1000

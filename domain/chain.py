@@ -15,7 +15,7 @@ that has a successor breaks a link and is found by :class:`ChainCheck`. Editing 
 of an aggregate and recomputing its hash, or deleting it, leaves a valid (shorter) chain:
 nothing inside the store can tell. ``simledger verify`` anchors what it can: an aggregate's
 snapshot keeps the chain of the version it was taken at, so an edit or truncation at or
-before the latest snapshot is still found (see :mod:`simledger.runners.audit`). Full
+before the latest snapshot is still found (see :mod:`simledger.application.audit`). Full
 protection of the tail needs an anchor outside the store (publish ``VerifyReport.digest``).
 """
 

@@ -23,13 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
+from simledger.application.audit import VerifyReport
+from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, csv_value
+from simledger.application.ledger import SimLedger
 from simledger.domain.errors import CsvImportError, InvalidInput, SimledgerError
 from simledger.runners import cli_output as fmt
-from simledger.runners.audit import VerifyReport
 from simledger.runners.cli_audit import audit_records, write_jsonl
-from simledger.runners.csv_io import EXPORT_COLUMNS, EXPORT_PAGE, csv_value
-from simledger.runners.ledger import SimLedger
-from simledger.runners.view_store import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
 
 DEFAULT_DB = "simledger.db"
 VIEWS = {"sims": [SIMS], "activity": [PENDING_ACTIVITY], "groups": [SHARED_GROUPS]}

@@ -9,9 +9,9 @@ from typing import IO, Any
 
 from eventsourcing.persistence import Notification
 
+from simledger.application.history import event_data
+from simledger.application.ledger import SimLedger
 from simledger.runners.cli_output import plain
-from simledger.runners.history import event_data
-from simledger.runners.ledger import SimLedger
 
 PAGE = 2000
 """Notifications read per ``select_notifications`` call."""

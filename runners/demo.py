@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from simledger.application.ledger import SimLedger
 from simledger.domain.errors import SimledgerError
 from simledger.domain.iccid import make_iccid
 from simledger.domain.types import SimStatus, SimType
-from simledger.runners.ledger import SimLedger
 
 DEFAULT_DB = "simledger-demo.db"
 

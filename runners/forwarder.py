@@ -58,7 +58,7 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
-from simledger.adapters.carrier import (
+from simledger.adapters.carrier.gateway import (
     CarrierAnswer,
     CarrierConfig,
     CarrierGateway,
@@ -67,11 +67,11 @@ from simledger.adapters.carrier import (
     SimulatedCarrier,
 )
 from simledger.adapters.logs import get_logger
+from simledger.application.ledger import SimLedger
 from simledger.domain.bulk import BULK_LIMIT, BulkOperation
 from simledger.domain.errors import ConcurrencyConflict, NoOperationInFlight, SimledgerError
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.sim import Sim
-from simledger.runners.ledger import SimLedger
 
 log = get_logger("simledger.forwarder")
 

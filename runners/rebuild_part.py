@@ -12,13 +12,13 @@ import json
 import pickle
 import sys
 
-from simledger.adapters.batch_load import gc_paused
-from simledger.runners.view_store_memory import MemoryViewStore
-from simledger.runners.view_store_postgres import PostgresViewStore
+from simledger.adapters.store.batch_load import gc_paused
+from simledger.adapters.views.memory import MemoryViewStore
+from simledger.adapters.views.postgres import PostgresViewStore
 
 
 def main() -> int:
-    from simledger.runners.ledger import SimLedger
+    from simledger.application.ledger import SimLedger
 
     request = json.loads(sys.stdin.buffer.read())
     ledger = SimLedger(env={**request["env"], "VIEWS_MODE": "external"})

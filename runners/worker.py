@@ -36,8 +36,8 @@ from types import FrameType
 from eventsourcing.persistence import Notification
 
 from simledger.adapters.logs import get_logger
-from simledger.runners.ledger import SimLedger
-from simledger.runners.projection_runner import BATCH_SIZE, ViewRunner
+from simledger.application.ledger import SimLedger
+from simledger.application.projection_runner import BATCH_SIZE, ViewRunner
 
 log = get_logger("simledger.worker")
 

@@ -1,4 +1,4 @@
-"""The ledger's cache of the SIMs it saved (adapters/aggregate_cache.py): bulk commands read
+"""The ledger's cache of the SIMs it saved (adapters/store/aggregate_cache.py): bulk commands read
 from it only what the store says is still the latest, and it never shares state."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from helpers import FakeClock, event_count, iccids, ready_sim
 
 from simledger import SimLedger, SimStatus
-from simledger.adapters.aggregate_cache import AggregateCache, latest_versions, private_copy
-from simledger.adapters.batch_load import load_many
+from simledger.adapters.store.aggregate_cache import AggregateCache, latest_versions, private_copy
+from simledger.adapters.store.batch_load import load_many
 
 
 def state(aggregate: Any) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def test_a_bulk_command_reads_the_sims_it_just_saved_from_the_cache(
         loaded.append(list(ids))
         return real(app, ids)
 
-    monkeypatch.setattr("simledger.runners.ledger.load_many", spy)
+    monkeypatch.setattr("simledger.application.ledger.load_many", spy)
     confirmed = ledger.confirm_many(paused.operation_id, dict.fromkeys(keys, True))
     assert sorted(confirmed.applied) == sorted(keys)
     assert loaded == []  # every SIM came from the cache

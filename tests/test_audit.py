@@ -21,10 +21,10 @@ import psycopg
 from psycopg import sql
 
 from simledger import SimLedger
+from simledger.application.audit import Problem, VerifyReport
 from simledger.domain.chain import content, link
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
-from simledger.runners.audit import Problem, VerifyReport
 from simledger.runners.cli_audit import audit_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from eventsourcing.application import project_aggregate
 
-from simledger.adapters import batch_load
-from simledger.adapters.batch_load import load_many
+from simledger.adapters.store import batch_load
+from simledger.adapters.store.batch_load import load_many
+from simledger.application.ledger import SimLedger
 from simledger.domain.errors import SimAlreadyExists
 from simledger.domain.iccid import make_iccid
 from simledger.domain.sim import Sim
-from simledger.runners.ledger import SimLedger
 
 SNAPSHOT_EVERY = SimLedger.snapshotting_intervals[Sim]
 PAST = SNAPSHOT_EVERY // 2 + 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simledger.adapters.carrier import (
+from simledger.adapters.carrier.gateway import (
     REFUSAL_REASONS,
     CarrierConfig,
     CarrierGateway,

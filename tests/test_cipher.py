@@ -17,9 +17,9 @@ import pytest
 from eventsourcing.cipher import AESCipher
 
 from simledger import SimLedger, SimType
+from simledger.application.audit import verify_store
 from simledger.domain.errors import InvalidInput, StoreUnreadable
 from simledger.domain.sim import Sim
-from simledger.runners.audit import verify_store
 from simledger.runners.cli_audit import audit_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

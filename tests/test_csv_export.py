@@ -20,10 +20,10 @@ from uuid import UUID
 import pytest
 
 from simledger import CsvImportError, InvalidInput, SimLedger, SimStatus, SimType
+from simledger.application import csv_transfer as csv_io
+from simledger.application.csv_transfer import EXPORT_COLUMNS
 from simledger.domain.types import SuspendReason
 from simledger.projections.models import SimListItem
-from simledger.runners import csv_io
-from simledger.runners.csv_io import EXPORT_COLUMNS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import MSISDN, FakeClock, event_count, iccids, new_ledger, sim_in_status

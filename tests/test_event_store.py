@@ -1,4 +1,4 @@
-"""The ledger's event store (adapters/event_store.py): bulk saves encoded as they are written."""
+"""The ledger's event store (adapters/store/event_store.py): bulk saves encoded as written."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simledger import SimLedger
-from simledger.adapters.event_store import EncodedOnDemand, LedgerEventStore
-from simledger.adapters.pg_recorder import COPY_FROM
+from simledger.adapters.store.event_store import EncodedOnDemand, LedgerEventStore
+from simledger.adapters.store.pg_recorder import COPY_FROM
 from simledger.domain.sim import Sim
 from simledger.domain.types import SimType
 

@@ -18,7 +18,7 @@ from uuid import UUID
 import pytest
 
 from simledger import ConcurrencyConflict, SimLedger, SimStatus
-from simledger.adapters.carrier import (
+from simledger.adapters.carrier.gateway import (
     CarrierAnswer,
     CarrierConfig,
     CarrierOperation,
@@ -26,6 +26,7 @@ from simledger.adapters.carrier import (
     Outcome,
     SimulatedCarrier,
 )
+from simledger.application.results import ConfirmResult
 from simledger.runners.forwarder import (
     APPLIED,
     DUPLICATE,
@@ -35,7 +36,6 @@ from simledger.runners.forwarder import (
     Forwarder,
     request_id,
 )
-from simledger.runners.results import ConfirmResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (

@@ -28,7 +28,7 @@ from simledger import (
     SuspendReason,
     UnknownSim,
 )
-from simledger.runners.ledger import SIM_SNAPSHOT_INTERVAL
+from simledger.application.ledger import SIM_SNAPSHOT_INTERVAL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (

@@ -27,10 +27,10 @@ from simledger import (
     SuspendReason,
     SystemPauseNotCleared,
 )
-from simledger.adapters.batch_load import load_many
+from simledger.adapters.store.batch_load import load_many
+from simledger.application.ledger import SIM_SNAPSHOT_INTERVAL
+from simledger.application.results import HistoryEntry
 from simledger.domain.sim import Sim
-from simledger.runners.ledger import SIM_SNAPSHOT_INTERVAL
-from simledger.runners.results import HistoryEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (

@@ -1,4 +1,4 @@
-"""The PostgreSQL recorder simledger runs with (adapters/pg_recorder.py)."""
+"""The PostgreSQL recorder simledger runs with (adapters/store/pg_recorder.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from simledger import SimLedger
-from simledger.adapters.persistence import POSTGRES_RECORDER_TOPIC
-from simledger.adapters.pg_recorder import BulkPostgresApplicationRecorder, recorder_topic
+from simledger.adapters.store.persistence import POSTGRES_RECORDER_TOPIC
+from simledger.adapters.store.pg_recorder import BulkPostgresApplicationRecorder, recorder_topic
 
 
 def test_the_postgres_store_uses_the_bulk_recorder(postgres_env: dict[str, str]) -> None:

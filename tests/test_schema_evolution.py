@@ -28,14 +28,14 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
 from simledger import SimLedger
-from simledger.adapters.batch_load import load_many
+from simledger.adapters.store.batch_load import load_many
+from simledger.application.audit import verify_store
 from simledger.domain.base import Snapshot
 from simledger.domain.bulk import BulkOperation
 from simledger.domain.iccid import make_iccid
 from simledger.domain.package import Package
 from simledger.domain.sim import Sim
 from simledger.domain.types import SimStatus
-from simledger.runners.audit import verify_store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REQUESTED = get_topic(BulkOperation.Requested)

@@ -27,7 +27,7 @@ from eventsourcing.persistence import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simledger.adapters.transcoder import LedgerTranscoder
+from simledger.adapters.store.transcoder import LedgerTranscoder
 from simledger.domain.types import SimStatus, SimType
 
 FIXTURES = Path(__file__).parent / "fixtures" / "first_release_events.json"

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simledger import SimLedger, SimledgerError, SimType
-from simledger.runners.view_store_memory import MemoryViewStore
-from simledger.runners.view_store_postgres import PostgresViewStore
-from simledger.runners.view_store_sqlite import SqliteViewStore
+from simledger.adapters.views.memory import MemoryViewStore
+from simledger.adapters.views.postgres import PostgresViewStore
+from simledger.adapters.views.sqlite import SqliteViewStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import SIM_LIST_SHARED_COLUMNS as SHARED

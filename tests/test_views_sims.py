@@ -461,7 +461,7 @@ def test_postgres_rebuild_indexes_the_rare_statuses_for_every_sort(
         ]
         assert len(names) >= 10
         conn.execute("SET enable_sort = off")  # a tiny table: an ordered read, as for a big one
-        from simledger.runners.view_store_sql import LIVE
+        from simledger.adapters.views.sql import LIVE
 
         query = make_query_for(ledger, status="active", sort="days_left")
         statement, params = store.page_statement(query, LIVE)

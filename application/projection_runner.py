@@ -3,7 +3,7 @@
 :class:`ViewRunner` reads the ledger's notification log from the views' tracking position,
 ``batch_size`` events per transaction: decode with the ledger's mapper, load the rows the
 batch touches (:func:`~simledger.projections.batch.keys_of`), fold, write rows and the new
-position together (:meth:`~simledger.runners.view_store.ViewStore.exclusive`). Used by the
+position together (:meth:`~simledger.adapters.views.base.ViewStore.exclusive`). Used by the
 embedded ledger after every save (read your writes) and by the worker process.
 
 ``rebuild`` folds every event into a fresh in-memory store, writes it into scratch tables
@@ -28,11 +28,9 @@ from typing import Any, cast
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
-from simledger.adapters.batch_load import gc_paused
 from simledger.adapters.logs import get_logger
-from simledger.projections.batch import fold, keys_of
-from simledger.projections.models import RowDiff
-from simledger.runners.view_store import (
+from simledger.adapters.store.batch_load import gc_paused
+from simledger.adapters.views.base import (
     PENDING_ACTIVITY,
     SHARED_GROUPS,
     SIMS,
@@ -42,7 +40,9 @@ from simledger.runners.view_store import (
     ViewStore,
     check_views,
 )
-from simledger.runners.view_store_memory import MemoryViewStore
+from simledger.adapters.views.memory import MemoryViewStore
+from simledger.projections.batch import fold, keys_of
+from simledger.projections.models import RowDiff
 
 log = get_logger("simledger.views")
 
@@ -66,7 +66,7 @@ def store_for(recorder: ApplicationRecorder) -> ViewStore:
         pool = recorder.datastore.pool
         if pool.is_sqlite_memory_mode:
             return MemoryViewStore()
-        from simledger.runners.view_store_sqlite import SqliteViewStore
+        from simledger.adapters.views.sqlite import SqliteViewStore
 
         return SqliteViewStore(pool.db_name)
     try:
@@ -74,7 +74,7 @@ def store_for(recorder: ApplicationRecorder) -> ViewStore:
     except ImportError:  # pragma: no cover - psycopg missing
         return MemoryViewStore()
     if isinstance(recorder, PostgresApplicationRecorder):
-        from simledger.runners.view_store_postgres import PostgresViewStore
+        from simledger.adapters.views.postgres import PostgresViewStore
 
         datastore = recorder.datastore
         return PostgresViewStore(cast(dict[str, Any], datastore.pool.kwargs), datastore.schema)
@@ -264,7 +264,7 @@ class ViewRunner:
         a table and sends its counts and operation answers back. Returns this half's views
         with the other's counts and answers added, and the staged table; (None, None) when
         the second process failed (logged; the caller folds everything here)."""
-        from simledger.runners.view_store_postgres import STAGED_PREFIX
+        from simledger.adapters.views.postgres import STAGED_PREFIX
 
         store: Any = self.store  # a PostgresViewStore (``_parallel``)
         store.drop_staged()

@@ -25,10 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder, Notification
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from simledger.adapters.logs import get_logger
-from simledger.projections.batch import Changes, CountKey
-from simledger.projections.listing import NO_TIME, Kind, SimQuery
-from simledger.projections.rows import GroupRow, OperationRow, SimRow
-from simledger.runners.view_store import (
+from simledger.adapters.views.base import (
     ALL_VIEWS,
     PROJECTION_VERSION,
     TRACKING_NAME,
@@ -36,7 +33,7 @@ from simledger.runners.view_store import (
     Partition,
     ViewSnapshot,
 )
-from simledger.runners.view_store_sql import (
+from simledger.adapters.views.sql import (
     COUNT_COLUMNS,
     LIVE,
     NULLABLE_TEXT,
@@ -53,9 +50,12 @@ from simledger.runners.view_store_sql import (
     sort_kind,
     stream,
 )
+from simledger.projections.batch import Changes, CountKey
+from simledger.projections.listing import NO_TIME, Kind, SimQuery
+from simledger.projections.rows import GroupRow, OperationRow, SimRow
 
 if TYPE_CHECKING:
-    from simledger.runners.view_store_memory import MemoryViewStore
+    from simledger.adapters.views.memory import MemoryViewStore
 
 log = get_logger("simledger.views")
 

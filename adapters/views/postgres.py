@@ -33,11 +33,7 @@ from eventsourcing.utils import get_topic
 from psycopg.rows import TupleRow
 
 from simledger.adapters.logs import get_logger
-from simledger.domain.sim import Sim
-from simledger.projections.batch import Changes, CountKey
-from simledger.projections.listing import Kind, SimQuery
-from simledger.projections.rows import GroupRow, OperationRow, SimRow
-from simledger.runners.view_store import (
+from simledger.adapters.views.base import (
     ALL_VIEWS,
     PROJECTION_VERSION,
     TRACKING_NAME,
@@ -45,7 +41,7 @@ from simledger.runners.view_store import (
     Partition,
     ViewSnapshot,
 )
-from simledger.runners.view_store_sql import (
+from simledger.adapters.views.sql import (
     COUNT_COLUMNS,
     GROUP_COLUMNS,
     LIVE,
@@ -61,9 +57,13 @@ from simledger.runners.view_store_sql import (
     Tables,
     sort_kind,
 )
+from simledger.domain.sim import Sim
+from simledger.projections.batch import Changes, CountKey
+from simledger.projections.listing import Kind, SimQuery
+from simledger.projections.rows import GroupRow, OperationRow, SimRow
 
 if TYPE_CHECKING:
-    from simledger.runners.view_store_memory import MemoryViewStore
+    from simledger.adapters.views.memory import MemoryViewStore
 
 log = get_logger("simledger.views")
 

@@ -26,12 +26,12 @@ lock, its notification ids are drawn from the table's own sequence (``nextval``,
 column default would), then the rows, ids included, travel with ``COPY ... FROM STDIN`` in
 binary format: a third of the unnest insert's time for 10,000 events (bench/README.md). The
 ids are increasing in the events' order and, the table being locked, gapless. Such a save
-is encoded while it is written (``encodes_on_demand``; adapters/event_store.py): the
+is encoded while it is written (``encodes_on_demand``; adapters/store/event_store.py): the
 events reach :meth:`insert_events` unencoded and each is encoded as its row is sent, so the
 server inserts the rows already sent meanwhile. The table lock is held for that encoding
 too (a few µs per event), which the overlap more than pays for.
 
-:func:`recorder_topic` is what :mod:`simledger.adapters.persistence` puts in
+:func:`recorder_topic` is what :mod:`simledger.adapters.store.persistence` puts in
 ``APPLICATION_RECORDER_TOPIC`` for the PostgreSQL store (unless the caller names another).
 """
 

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.application import project_aggregate
 
+from simledger.application.results import HistoryEntry
 from simledger.domain.base import DomainEvent
 from simledger.domain.errors import InvalidInput, UnknownSim
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
-from simledger.runners.results import HistoryEntry
 
 if TYPE_CHECKING:
-    from simledger.runners.ledger import SimLedger
+    from simledger.application.ledger import SimLedger
 
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic", "chain")
 

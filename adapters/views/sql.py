@@ -27,7 +27,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from simledger.adapters.batch_load import chunked
+from simledger.adapters.store.batch_load import chunked
+from simledger.adapters.views.base import (
+    PENDING_ACTIVITY,
+    SHARED_GROUPS,
+    SIMS,
+    TRACKING_NAME,
+    ViewStore,
+)
 from simledger.projections.batch import Changes, Keys, Touched
 from simledger.projections.listing import (
     CONSTANT_COLUMNS,
@@ -43,13 +50,6 @@ from simledger.projections.rows import (
     GroupRow,
     OperationRow,
     SimRow,
-)
-from simledger.runners.view_store import (
-    PENDING_ACTIVITY,
-    SHARED_GROUPS,
-    SIMS,
-    TRACKING_NAME,
-    ViewStore,
 )
 
 TRACKING_TABLE = "view_tracking"

@@ -12,10 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
-from simledger.projections.batch import Changes, CountKey, Keys, Touched
-from simledger.projections.listing import SimQuery, matches, sort_key
-from simledger.projections.rows import GroupRow, OperationRow, SimRow
-from simledger.runners.view_store import (
+from simledger.adapters.views.base import (
     ALL_VIEWS,
     PENDING_ACTIVITY,
     SHARED_GROUPS,
@@ -24,6 +21,9 @@ from simledger.runners.view_store import (
     ViewSnapshot,
     ViewStore,
 )
+from simledger.projections.batch import Changes, CountKey, Keys, Touched
+from simledger.projections.listing import SimQuery, matches, sort_key
+from simledger.projections.rows import GroupRow, OperationRow, SimRow
 
 
 class _Views:

@@ -1,7 +1,7 @@
 """The read-model queries of SimLedger (``sims``, ``pending_activity``, ``shared_groups``).
 
 The views live in a store that follows the ledger's event store (in memory, the same
-SQLite file, the same PostgreSQL schema); see :mod:`simledger.runners.projection_runner`.
+SQLite file, the same PostgreSQL schema); see :mod:`simledger.application.projection_runner`.
 
 Read your writes (API.md): by default (``VIEWS_MODE=embedded``) the ledger folds new events
 into the views after every save, in batches, before the command returns; a failure there
@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from simledger.adapters.logs import get_logger
+from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
 from simledger.domain.errors import InvalidInput
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
@@ -32,7 +33,6 @@ from simledger.projections.models import (
     SharedGroupSummary,
     SimListItem,
 )
-from simledger.runners.projection_runner import BULK_FROM, ViewRunner, store_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable

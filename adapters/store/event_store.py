@@ -4,8 +4,9 @@
 list to the recorder. For a save of 10,000 events on PostgreSQL that is ~50 ms of encoding
 during which the server idles, then the ``COPY`` during which this process mostly waits.
 When the recorder says it can take the events encoded on demand
-(``encodes_on_demand``, :class:`~simledger.adapters.pg_recorder.BulkPostgresApplicationRecorder`
-for saves it writes with ``COPY``), :class:`LedgerEventStore` hands it a
+(``encodes_on_demand``,
+:class:`~simledger.adapters.store.pg_recorder.BulkPostgresApplicationRecorder` for saves
+it writes with ``COPY``), :class:`LedgerEventStore` hands it a
 :class:`EncodedOnDemand` sequence instead: each event is encoded when the recorder reaches
 it, so the server inserts the rows already sent while the next ones are encoded, on the
 other core. What is stored, the notification ids and the recordings returned are the same;

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 FORCED = {"ORIGINATOR_ID_TYPE": "text"}
 """SIM ids are ICCIDs (text); other ids are UUIDs stored as text in the same table."""
 
-POSTGRES_RECORDER_TOPIC = "simledger.adapters.pg_recorder:BulkPostgresApplicationRecorder"
+POSTGRES_RECORDER_TOPIC = "simledger.adapters.store.pg_recorder:BulkPostgresApplicationRecorder"
 """eventsourcing's PostgreSQL recorder with a faster, non-pipelined insert (pg_recorder.py)."""
 
 DEFAULTS = {

@@ -38,7 +38,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import retry
 
-from simledger.adapters.store_mapper import LedgerMapper
+from simledger.adapters.store.mapper import LedgerMapper
 
 SQLITE_CHUNK = 500
 """Ids per SQLite query: one bound parameter each, under SQLite's historic limit of 999."""

@@ -24,7 +24,7 @@ from simledger.projections.listing import SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
 
 if TYPE_CHECKING:
-    from simledger.runners.view_store_memory import MemoryViewStore
+    from simledger.adapters.views.memory import MemoryViewStore
 
 SIMS = "sims"
 PENDING_ACTIVITY = "pending_activity"

@@ -30,13 +30,24 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import EnvType, get_topic
 
-from simledger.adapters.aggregate_cache import AggregateCache
-from simledger.adapters.batch_load import fast_project, gc_paused, load_many
-from simledger.adapters.event_store import LedgerEventStore
 from simledger.adapters.logs import get_logger
-from simledger.adapters.persistence import store_env
-from simledger.adapters.store_mapper import LedgerMapper, construct_mapper
-from simledger.adapters.transcoder import LedgerTranscoder
+from simledger.adapters.store.aggregate_cache import AggregateCache
+from simledger.adapters.store.batch_load import fast_project, gc_paused, load_many
+from simledger.adapters.store.event_store import LedgerEventStore
+from simledger.adapters.store.mapper import LedgerMapper, construct_mapper
+from simledger.adapters.store.persistence import store_env
+from simledger.adapters.store.transcoder import LedgerTranscoder
+from simledger.application.csv_transfer import CsvTransfer
+from simledger.application.history import sim_history, sim_state_as_of
+from simledger.application.queries import ViewQueries
+from simledger.application.results import (
+    BulkResult,
+    ConfirmResult,
+    ExpiryResult,
+    HistoryEntry,
+    SharedGroupView,
+    SimView,
+)
 from simledger.domain.base import LedgerAggregate, Snapshot
 from simledger.domain.bulk import BULK_LIMIT, BulkOperation
 from simledger.domain.errors import (
@@ -69,20 +80,9 @@ from simledger.domain.types import (
     SimType,
     SuspendReason,
 )
-from simledger.runners.csv_io import CsvTransfer
-from simledger.runners.history import sim_history, sim_state_as_of
-from simledger.runners.queries import ViewQueries
-from simledger.runners.results import (
-    BulkResult,
-    ConfirmResult,
-    ExpiryResult,
-    HistoryEntry,
-    SharedGroupView,
-    SimView,
-)
 
 if TYPE_CHECKING:
-    from simledger.runners.audit import VerifyReport
+    from simledger.application.audit import VerifyReport
 
 log = get_logger("simledger")
 
@@ -241,7 +241,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         return _create_tables_retrying(super().construct_snapshot_store)
 
     def construct_transcoder(self) -> Transcoder:
-        """eventsourcing's JSON transcoder decoding with orjson (adapters/transcoder.py),
+        """eventsourcing's JSON transcoder decoding with orjson (adapters/store/transcoder.py),
         unless ``TRANSCODER_TOPIC`` names another."""
         if self.factory.env.get(self.factory.TRANSCODER_TOPIC):
             return super().construct_transcoder()
@@ -251,7 +251,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
 
     def construct_mapper(self) -> Mapper[str]:
         """eventsourcing's mapper (cipher and compressor settings included), with clear
-        errors for a store that cannot be read with them (adapters/store_mapper.py)."""
+        errors for a store that cannot be read with them (adapters/store/mapper.py)."""
         return construct_mapper(self.factory, self.construct_transcoder())
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[str]]:
@@ -268,7 +268,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
         self, objs: Sequence[Any], kwargs: dict[str, Any], *, owned: bool
     ) -> list[Recording[str]]:
         """``save``; ``owned``: the caller drops ``objs`` afterwards, so the SIM cache keeps
-        them as they are instead of copies (adapters/aggregate_cache.py)."""
+        them as they are instead of copies (adapters/store/aggregate_cache.py)."""
         if not all(isinstance(obj, LedgerAggregate) for obj in objs):
             return super().save(*objs, **kwargs)
         processing_event: ProcessingEvent[str] = ProcessingEvent()
@@ -330,7 +330,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
 
     def _sims(self, iccids: Sequence[str]) -> dict[str, Sim]:
         """The SIMs among ``iccids``: those this ledger saved last and nobody changed since
-        taken from its cache (adapters/aggregate_cache.py), the others loaded in batches.
+        taken from its cache (adapters/store/aggregate_cache.py), the others loaded in batches.
         The caller owns them: it saves them with ``_save(..., owned=True)`` or drops them."""
         return self._sims_for(iccids, trust_cache=False)[0]
 
@@ -1122,7 +1122,7 @@ class SimLedger(ViewQueries, CsvTransfer, Application[str]):
     ) -> VerifyReport:
         """Replay the whole store: every aggregate rebuilds, every hash chain holds, every
         pool equals the usage drawn from it, every view equals its rebuild (audit.py)."""
-        from simledger.runners.audit import verify_store
+        from simledger.application.audit import verify_store
 
         return verify_store(self, views=views, view_names=view_names)
 

@@ -19,15 +19,15 @@ from decimal import Decimal
 from enum import Enum
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from simledger.adapters.batch_load import load_many
 from simledger.adapters.logs import get_logger
+from simledger.adapters.store.batch_load import load_many
 from simledger.domain.errors import CsvImportError, InvalidIccid, InvalidInput
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.types import LABEL_SEPARATOR, SimType
 
 if TYPE_CHECKING:
+    from simledger.application.ledger import SimLedger
     from simledger.domain.sim import Sim
-    from simledger.runners.ledger import SimLedger
 
 log = get_logger("simledger")
 
@@ -250,7 +250,7 @@ class CsvTransfer:
             if count % PROGRESS_EVERY == 0:
                 log.info("csv.import.progress", rows=count, bad=len(errors))
         log.info("csv.import.read", rows=count, bad=len(errors))
-        from simledger.runners.ledger import command
+        from simledger.application.ledger import command
 
         return command(self._receive_delivery)(rows, errors)
 

@@ -41,17 +41,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from simledger.adapters.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.logs import get_logger
-from simledger.adapters.persistence import persistence_module
-from simledger.adapters.store_mapper import event_from_state
+from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
+from simledger.adapters.store.mapper import event_from_state
+from simledger.adapters.store.persistence import persistence_module
 from simledger.domain.chain import ChainCheck, content
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 
 if TYPE_CHECKING:
+    from simledger.application.ledger import SimLedger
     from simledger.projections.models import RowDiff
-    from simledger.runners.ledger import SimLedger
 
 log = get_logger("simledger")
 
@@ -278,7 +278,7 @@ def verify_store(
     diffs: dict[str, list[RowDiff]] = {}
     if views and parallel and persistence_module(ledger.env) != "eventsourcing.popo":
         child = subprocess.Popen(
-            [sys.executable, "-P", "-m", "simledger.runners.audit"],
+            [sys.executable, "-P", "-m", "simledger.application.audit"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -315,10 +315,10 @@ def verify_store(
 
 
 def _child_main() -> int:
-    """``python -m simledger.runners.audit``: :func:`replay_store` on a ledger of its own,
+    """``python -m simledger.application.audit``: :func:`replay_store` on a ledger of its own,
     for :func:`verify_store`; the request (settings, page) as JSON on stdin, the report
     pickled on stdout."""
-    from simledger.runners.ledger import SimLedger
+    from simledger.application.ledger import SimLedger
 
     request = json.loads(sys.stdin.buffer.read())
     ledger = SimLedger(env=request["env"])
@@ -495,6 +495,6 @@ def _state(aggregate: Any) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from simledger.runners import audit  # the module's own classes, not __main__'s, get pickled
+    from simledger.application import audit  # the module's own classes, not __main__'s, get pickled
 
     sys.exit(audit._child_main())
