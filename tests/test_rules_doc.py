@@ -1,4 +1,5 @@
-"""docs/rules.md documents every rule the code cites, and names what enforces each one.
+"""docs/rules.md documents every rule the code cites, and names what enforces each one;
+docs/api.md describes every public name, and plans only what is not built.
 
 The package's code cites rules by id (``R-SG3``): in the ``rule`` of its errors, in
 docstrings and comments, as ranges (``R-PF1..4``). Every such id must have an entry in
@@ -7,6 +8,10 @@ naming, in backticks, the error classes, commands and other code that enforce it
 which must exist in the package. An id no code cites may stay documented only if its entry
 says it is enforced by ``nothing`` (a rule not built yet), and every error class is listed
 under the rule it carries.
+
+docs/api.md must name, in backticks, every name of ``simledger.__all__`` and every public
+name SimLedger's own classes define; a call in its "Planned, not present" section must not
+exist yet.
 
 The package is read where it is installed (``simledger.__file__``), module by module, so
 a new module or sub-package is scanned without changing this test.
@@ -33,6 +38,7 @@ HEADING = re.compile(r"^###\s+(R-[A-Z]+\d+)\b[ \t]*(.*)$", re.MULTILINE)
 ENFORCED_BY = "- **Enforced by:**"
 CODE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(\(\))?$")
 NOT_ENFORCED = "nothing"
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 
 def expand(text: str) -> set[str]:
@@ -219,3 +225,57 @@ def test_the_parser_sees_a_missing_or_empty_entry() -> None:
     assert (second.meaning, second.enforced_by) == ("", "nothing yet")
     assert (third.rule, third.title, third.enforced_by) == ("R-YY1", "", "")
     assert expand(doc) == {"R-XX1", "R-XX2", "R-YY1", "R-ZZ1", "R-ZZ2"}
+
+
+# ---- docs/api.md ------------------------------------------------------------------------
+API_DOC = RULES_DOC.with_name("api.md")
+PLANNED = "## Planned, not present"
+
+
+def api_doc_parts() -> tuple[set[str], set[str]]:
+    """What docs/api.md names: every identifier in a backticked span of the API as it is;
+    and the calls of its planned section (the leading name of each span in the first
+    column of its table, and ``simledger.X`` names)."""
+    doc = re.sub(r"^```.*?^```", "", API_DOC.read_text("utf-8"), flags=re.MULTILINE | re.DOTALL)
+    present, _, planned = doc.partition(PLANNED)
+    assert planned, f"docs/api.md has no section {PLANNED!r}"
+    named = {
+        word for span in re.findall(r"`([^`]+)`", present) for word in IDENTIFIER.findall(span)
+    }
+    calls = set(re.findall(r"\bsimledger\.([A-Za-z_]\w*)", planned))
+    for row in re.findall(r"^\|([^|\n]+)\|", planned, flags=re.MULTILINE):
+        calls.update(re.findall(r"`([A-Za-z_]\w*)", row))
+    return named, calls - {"call"}
+
+
+def public_ledger_names() -> set[str]:
+    """What SimLedger's own classes (not eventsourcing's) define without a leading ``_``."""
+    return {
+        name
+        for cls in simledger.SimLedger.__mro__
+        if cls.__module__.startswith("simledger.")
+        for name in vars(cls)
+        if not name.startswith("_")
+    }
+
+
+def test_api_doc_names_every_public_name() -> None:
+    present, _ = api_doc_parts()
+    missing = (set(simledger.__all__) | public_ledger_names()) - present
+    assert not missing, f"public names docs/api.md does not describe: {sorted(missing)}"
+
+
+def test_api_doc_planned_calls_are_not_built_yet() -> None:
+    """A planned call that exists now must move into the API proper."""
+    _, planned = api_doc_parts()
+    assert {
+        "record_usage_batch",
+        "add_rule",
+        "create_group",
+        "set_always_on",
+        "acting_as",
+    } <= planned
+    built = {
+        name for name in planned if hasattr(simledger.SimLedger, name) or hasattr(simledger, name)
+    }
+    assert not built, f"built, yet listed as planned in docs/api.md: {sorted(built)}"
