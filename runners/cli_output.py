@@ -188,10 +188,10 @@ class Progress:
         self.done = done
         if not self.enabled:
             return
+        self._bar.update(self._task, completed=done, total=total, refresh=force and self._started)
         if not self._started:
-            self._bar.start()
+            self._bar.start()  # draws the bar as it now is
             self._started = True
-        self._bar.update(self._task, completed=done, total=total, refresh=force)
 
     def add(self, count: int) -> None:
         self.update(self.done + count)
