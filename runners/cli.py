@@ -5,23 +5,30 @@ The store is chosen by eventsourcing's own settings in the environment (``PERSIS
 settings at all, the SQLite file ``simledger.db`` in the current directory.
 
 Refusals print one line ``error: <rule id>: <message>`` on stderr and exit with 2; other
-failures (store unreachable, unreadable file …) print ``error: <message>`` and exit with 1.
-Long work draws a progress bar on stderr when it is a terminal; ``--verbose`` adds the
+failures (store unreachable, unreadable file …) print ``error: <kind>: <message>`` and exit
+with 1. Long work draws a progress bar on stderr when it is a terminal; ``--verbose`` adds the
 engine's structured logs (JSON lines) on stderr.
+
+The commands are parsed by Typer; the output is written by ``cli_output`` (Rich tables and
+progress bars), ``csv`` and ``json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
+import inspect
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import typer
+from typer.main import get_command
 
 from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
 from simledger.application.audit import VerifyReport
@@ -47,6 +54,103 @@ LIST_COLUMNS = (
 EXIT_REFUSED = 2
 EXIT_FAILED = 1
 
+app = typer.Typer(
+    name="simledger",
+    help=(__doc__ or "").split("\n\n")[1].replace("``", "`"),
+    add_completion=False,
+    pretty_exceptions_enable=False,  # a failure is one line; --debug shows Python's traceback
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+# ---- the options every command takes ----------------------------------------------------------
+@dataclass(frozen=True)
+class Options:
+    db: str | None = None
+    verbose: bool = False
+    debug: bool = False
+
+
+Db = Annotated[str | None, typer.Option("--db", metavar="PATH", help="a SQLite file")]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="structured logs (JSON lines) on stderr")
+]
+Debug = Annotated[bool, typer.Option("--debug", help="show the traceback of a failure")]
+COMMON = [
+    inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Db),
+    inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Verbose),
+    inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Debug),
+]
+
+
+@app.callback()
+def _before_the_command(
+    ctx: typer.Context, db: Db = None, verbose: Verbose = False, debug: Debug = False
+) -> None:
+    ctx.obj = Options(db, verbose, debug)
+
+
+Run = Callable[..., int]
+
+
+def command(name: str, help: str) -> Callable[[Run], Run]:
+    """Registers ``run(options, **values)`` as the command ``name``; its parameters (after
+    ``options``) are the command's, declared the Typer way. The common options are accepted
+    after the command too (``simledger list --db x.db``): there they override those given
+    before it."""
+
+    def register(run: Run) -> Run:
+        own = list(inspect.signature(run, eval_str=True).parameters.values())[1:]
+
+        def entry(ctx: typer.Context, **given: Any) -> None:
+            top: Options = ctx.obj
+            db = given.pop("db")
+            options = Options(
+                db if db is not None else top.db,
+                given.pop("verbose") or top.verbose,
+                given.pop("debug") or top.debug,
+            )
+            raise typer.Exit(_run(run, options, given))
+
+        context = inspect.Parameter(
+            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+        )
+        entry.__signature__ = inspect.Signature([context, *own, *COMMON])  # type: ignore[attr-defined]
+        entry.__doc__ = help
+        app.command(name, help=help)(entry)
+        return run
+
+    return register
+
+
+def _run(run: Run, options: Options, values: dict[str, Any]) -> int:
+    """The command's exit code; a failure as one line on stderr (its traceback with --debug)."""
+    _configure_logging(options.verbose)
+    try:
+        code = int(run(options, **values))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except typer.BadParameter:  # a usage error: Typer reports it (exit 2)
+        raise
+    except SimledgerError as error:
+        if options.debug:
+            raise
+        sys.stderr.write(f"error: {error.rule}: {error.message}\n")
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as error:  # one line, never a traceback
+        if options.debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        sys.stderr.write(f"error: {type(error).__name__}: {message}\n")
+        return EXIT_FAILED
+
 
 # ---- the store ------------------------------------------------------------------------------
 def _setting(environ: dict[str, str], key: str) -> str | None:
@@ -68,8 +172,8 @@ def store_env(db: str | None, environ: dict[str, str] | None = None) -> dict[str
 
 
 @contextlib.contextmanager
-def open_ledger(args: argparse.Namespace) -> Iterator[SimLedger]:
-    ledger = SimLedger(env=store_env(args.db))
+def open_ledger(options: Options) -> Iterator[SimLedger]:
+    ledger = SimLedger(env=store_env(options.db))
     try:
         yield ledger
     finally:
@@ -124,22 +228,34 @@ def parse_time(value: str, option: str) -> datetime:
     return when
 
 
+Format = Annotated[Literal["table", "json"], typer.Option("--format")]
+Iccid = Annotated[str, typer.Argument(metavar="ICCID")]
+Time = Annotated[str | None, typer.Option(metavar="TIME", help="ISO 8601 with a zone")]
+
+
 # ---- commands -------------------------------------------------------------------------------
-def cmd_demo(args: argparse.Namespace) -> int:
+@command("demo", "build the demo fleet in a fresh SQLite file (--db, default simledger-demo.db)")
+def cmd_demo(options: Options) -> int:
     from simledger.runners import demo
 
-    if not args.verbose:  # the demo logs at INFO on stderr; only --verbose shows that
+    if not options.verbose:  # the demo logs at INFO on stderr; only --verbose shows that
         logging.disable(logging.INFO)
-    code: int = demo.main(["--db", args.db] if args.db else [])
+    code: int = demo.main(["--db", options.db] if options.db else [])
     return code
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    path = Path(args.file)
+@command("import", "receive the SIMs of a CSV delivery file")
+def cmd_import(
+    options: Options,
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="columns iccid,operator,sim_type,esim")
+    ],
+) -> int:
+    path = Path(file)
     with path.open("rb") as counting:
         rows = max(0, sum(1 for _ in counting) - 1)
     with (
-        open_ledger(args) as ledger,
+        open_ledger(options) as ledger,
         path.open("rb") as stream,
         _progress_from_logs("import", "rows", total=rows),
     ):
@@ -155,38 +271,48 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "status": args.status,
-        "sim_type": args.sim_type,
-        "operator": args.operator,
-        "company": args.company,
-        "label": args.label,
-        "group_id": args.group,
-        "search": args.search,
-        "sort": args.sort,
-        "descending": args.desc,
+@command("list", "the SIM list, filtered")
+def cmd_list(
+    options: Options,
+    status: Annotated[list[str] | None, typer.Option(metavar="STATUS", help="repeatable")] = None,
+    sim_type: Annotated[list[str] | None, typer.Option(metavar="TYPE", help="repeatable")] = None,
+    operator: str | None = None,
+    company: str | None = None,
+    label: str | None = None,
+    search: str | None = None,
+    group: Annotated[str | None, typer.Option(metavar="GROUP_ID", help="shared group id")] = None,
+    sort: Annotated[str, typer.Option(help="any column")] = "iccid",
+    desc: Annotated[bool, typer.Option("--desc", help="sort descending")] = False,
+    limit: Annotated[int, typer.Option(help="SIMs per page")] = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="the page after the one that printed it")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="every page")] = False,
+    form: Annotated[Literal["table", "csv", "json"], typer.Option("--format")] = "table",
+) -> int:
+    filters: dict[str, Any] = {
+        "status": status or None,
+        "sim_type": sim_type or None,
+        "operator": operator,
+        "company": company,
+        "label": label,
+        "group_id": group,
+        "search": search,
+        "sort": sort,
+        "descending": desc,
     }
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    with open_ledger(args) as ledger:
-        filters = _filters(args)
-        limit = EXPORT_PAGE if args.all else args.limit
-        page = ledger.sims(**filters, limit=limit, cursor=args.cursor)
+    with open_ledger(options) as ledger:
+        limit = EXPORT_PAGE if every else limit
+        page = ledger.sims(**filters, limit=limit, cursor=cursor)
         items = list(page.items)
-        while args.all and page.next_cursor is not None:
+        while every and page.next_cursor is not None:
             page = ledger.sims(**filters, limit=limit, cursor=page.next_cursor)
             items.extend(page.items)
     out = sys.stdout
-    if args.format == "json":
-        out.write(
-            fmt.dumps(
-                {"total": page.total, "next_cursor": page.next_cursor, "items": items}, indent=2
-            )
-            + "\n"
-        )
-    elif args.format == "csv":
+    if form == "json":
+        listed = {"total": page.total, "next_cursor": page.next_cursor, "items": items}
+        out.write(fmt.dumps(listed, indent=2) + "\n")
+    elif form == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
         writer.writerows([csv_value(getattr(i, c)) for c in EXPORT_COLUMNS] for i in items)
@@ -205,38 +331,52 @@ def _show_model(model: Any, form: str) -> None:
         fmt.fields(model, sys.stdout)
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    with open_ledger(args) as ledger:
-        _show_model(ledger.sim(args.iccid), args.format)
+@command("show", "a SIM's current state")
+def cmd_show(options: Options, iccid: Iccid, form: Format = "table") -> int:
+    with open_ledger(options) as ledger:
+        _show_model(ledger.sim(iccid), form)
     return 0
 
 
-def cmd_as_of(args: argparse.Namespace) -> int:
-    at = parse_time(args.at, "--at") if args.at is not None else None
-    with open_ledger(args) as ledger:
-        _show_model(ledger.sim_as_of(args.iccid, at=at, version=args.version), args.format)
+@command("as-of", "a SIM's state at a past time or version")
+def cmd_as_of(
+    options: Options,
+    iccid: Iccid,
+    at: Time = None,
+    version: Annotated[int | None, typer.Option(metavar="N", help="the SIM's own version")] = None,
+    form: Format = "table",
+) -> int:
+    if (at is None) == (version is None):
+        raise typer.BadParameter(
+            "give one of --at TIME or --version N", param_hint="--at/--version"
+        )
+    when = parse_time(at, "--at") if at is not None else None
+    with open_ledger(options) as ledger:
+        _show_model(ledger.sim_as_of(iccid, at=when, version=version), form)
     return 0
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    with open_ledger(args) as ledger:
-        entries = ledger.history(args.iccid)
-    if args.format == "json":
+@command("history", "every event that touched a SIM")
+def cmd_history(options: Options, iccid: Iccid, form: Format = "table") -> int:
+    with open_ledger(options) as ledger:
+        entries = ledger.history(iccid)
+    if form == "json":
         sys.stdout.write(fmt.dumps(entries, indent=2) + "\n")
         return 0
     fmt.table(
         ("version", "aggregate", "event", "at", "data"),
         ([e.version, e.aggregate, e.event, e.at, fmt.key_data(e.data)] for e in entries),
         sys.stdout,
-        width=80,
+        width=70,
     )
     return 0
 
 
-def cmd_activity(args: argparse.Namespace) -> int:
-    with open_ledger(args) as ledger:
+@command("activity", "bulk pauses and resumes with carrier answers")
+def cmd_activity(options: Options, form: Format = "table") -> int:
+    with open_ledger(options) as ledger:
         operations = ledger.pending_activity()
-    if args.format == "json":
+    if form == "json":
         sys.stdout.write(fmt.dumps(operations, indent=2) + "\n")
         return 0
     columns: tuple[str, ...] = ("operation_id", "kind", "requested_at", "deadline")
@@ -245,13 +385,17 @@ def cmd_activity(args: argparse.Namespace) -> int:
     return 0
 
 
+View = Literal["sims", "activity", "groups", "all"]
+
+
 def _views(name: str) -> list[str]:
     return [v for views in VIEWS.values() for v in views] if name == "all" else VIEWS[name]
 
 
-def cmd_rebuild(args: argparse.Namespace) -> int:
-    views = _views(args.view)
-    with open_ledger(args) as ledger:
+@command("rebuild", "replay every event into a fresh view and swap it in")
+def cmd_rebuild(options: Options, view: Annotated[View, typer.Argument()]) -> int:
+    views = _views(view)
+    with open_ledger(options) as ledger:
         runner = ledger.views
         runner.progress_every = runner.batch_size
         with _progress_from_logs("rebuild", "events", "upto"):
@@ -260,26 +404,32 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    views = _views(args.view)
-    with open_ledger(args) as ledger:
+@command("verify", "replay the store: hash chains, pools, views; exit 1 on a problem")
+def cmd_verify(
+    options: Options,
+    view: Annotated[View, typer.Argument()] = "all",
+    show: Annotated[int, typer.Option(help="differing rows shown per view")] = 5,
+    views_only: Annotated[bool, typer.Option("--views-only", help="no replay of events")] = False,
+) -> int:
+    views = _views(view)
+    with open_ledger(options) as ledger:
         runner = ledger.views
         runner.progress_every = runner.batch_size
         with _progress_from_logs("verify", "events", "upto"):
             # The replay of the store (audit.py) runs alongside the views' verification.
-            report = None if args.views_only else ledger.verify_store(view_names=views)
+            report = None if views_only else ledger.verify_store(view_names=views)
             diffs = report.view_diffs if report is not None else ledger.verify_views(views)
         position = runner.store.position()
         behind = runner.max_notification_id() - position
-    store_problems = 0 if report is None else _print_store_report(report, args.show)
+    store_problems = 0 if report is None else _print_store_report(report, show)
     unfolded = f" ({behind} later event(s) not folded yet)" if behind > 0 else ""
     print(f"verified views at position {position}{unfolded}")
     differences = 0
-    for view in views:
-        rows = diffs.get(view, [])
+    for name in views:
+        rows = diffs.get(name, [])
         differences += len(rows)
-        print(f"  {view}: {'ok' if not rows else f'{len(rows)} row(s) differ'}")
-        for diff in rows[: args.show]:
+        print(f"  {name}: {'ok' if not rows else f'{len(rows)} row(s) differ'}")
+        for diff in rows[:show]:
             print(f"    {diff.key}: live={fmt.dumps(diff.live)} rebuilt={fmt.dumps(diff.rebuilt)}")
     if differences:
         print(f"FAILED: {differences} row(s) differ from a rebuild; run `simledger rebuild all`")
@@ -308,37 +458,53 @@ def _print_store_report(report: VerifyReport, show: int) -> int:
     return len(problems)
 
 
-def cmd_project(args: argparse.Namespace) -> int:
+@command("project", "run the projection worker (keeps the views current)")
+def cmd_project(
+    options: Options,
+    batch_size: int = 2000,
+    poll_interval: float = 0.05,
+    once: Annotated[bool, typer.Option("--once", help="catch up, then exit")] = False,
+) -> int:
     from simledger.runners import worker
 
-    os.environ.update(store_env(args.db))
-    argv = ["--batch-size", str(args.batch_size), "--poll-interval", str(args.poll_interval)]
-    argv += ["--log-level", "INFO" if args.verbose else "WARNING"]
-    if args.once:
+    os.environ.update(store_env(options.db))
+    argv = ["--batch-size", str(batch_size), "--poll-interval", str(poll_interval)]
+    argv += ["--log-level", "INFO" if options.verbose else "WARNING"]
+    if once:
         argv.append("--once")
-    if args.verbose:  # the worker configures the root logger; ours would print twice
+    if options.verbose:  # the worker configures the root logger; ours would print twice
         logging.getLogger("simledger").handlers[:] = []
         logging.getLogger("simledger").propagate = True
     code: int = worker.main(argv)
     return code
 
 
-def cmd_export_audit(args: argparse.Namespace) -> int:
-    since = parse_time(args.since, "--since") if args.since else None
-    until = parse_time(args.until, "--until") if args.until else None
-    with open_ledger(args) as ledger, fmt.Progress("export-audit") as progress:
+@command("export-audit", "every event as JSON Lines")
+def cmd_export_audit(
+    options: Options,
+    iccid: Annotated[str | None, typer.Option(help="only the events history(ICCID) shows")] = None,
+    since: Time = None,
+    until: Time = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--type", metavar="EVENT", help="class name; repeatable")
+    ] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE")] = None,
+) -> int:
+    after = parse_time(since, "--since") if since else None
+    before = parse_time(until, "--until") if until else None
+    with open_ledger(options) as ledger, fmt.Progress("export-audit") as progress:
         records = audit_records(
             ledger,
-            iccid=args.iccid,
-            since=since,
-            until=until,
-            types=frozenset(args.type or ()),
+            iccid=iccid,
+            since=after,
+            until=before,
+            types=frozenset(kind or ()),
             on_page=lambda position, last: progress.update(position, last),
         )
-        if args.output:
-            with open(args.output, "w", encoding="utf-8", newline="\n") as out:
+        if output:
+            with open(output, "w", encoding="utf-8", newline="\n") as out:
                 count = write_jsonl(records, out)
-            destination = args.output
+            destination = output
         else:
             count = write_jsonl(records, sys.stdout)
             destination = "stdout"
@@ -346,116 +512,13 @@ def cmd_export_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- the parser -----------------------------------------------------------------------------
-def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """Options accepted before and after the command (after it, they default to nothing)."""
-    default: Any = None if top else argparse.SUPPRESS
-    flag: Any = False if top else argparse.SUPPRESS
-    parser.add_argument("--db", metavar="PATH", default=default, help="a SQLite file")
-    parser.add_argument("-v", "--verbose", action="store_true", default=flag,
-                        help="structured logs (JSON lines) on stderr")  # fmt: skip
-    parser.add_argument("--debug", action="store_true", default=flag,
-                        help="show the traceback of a failure")  # fmt: skip
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="simledger",
-        description=(__doc__ or "").split("\n\n")[1].replace("\n", " ").replace("``", ""),
-    )
-    _common(parser, top=True)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, run: Callable[[argparse.Namespace], int], help: str) -> Any:
-        sub = commands.add_parser(name, help=help, description=help)
-        _common(sub, top=False)
-        sub.set_defaults(run=run)
-        return sub
-
-    add("demo", cmd_demo, "build the demo fleet in a fresh SQLite file (--db, default "
-        "simledger-demo.db)")  # fmt: skip
-    add("import", cmd_import, "receive the SIMs of a CSV delivery file").add_argument(
-        "file", metavar="FILE", help="columns iccid,operator,sim_type,esim"
-    )
-    lst = add("list", cmd_list, "the SIM list, filtered")
-    lst.add_argument("--status", action="append", help="repeatable")
-    lst.add_argument("--sim-type", action="append", help="repeatable")
-    for option in ("--operator", "--company", "--label", "--search"):
-        lst.add_argument(option)
-    lst.add_argument("--group", metavar="GROUP_ID", help="shared group id")
-    lst.add_argument("--sort", default="iccid", help="any column (default iccid)")
-    lst.add_argument("--desc", action="store_true", help="sort descending")
-    lst.add_argument("--limit", type=int, default=100, help="SIMs per page (default 100)")
-    lst.add_argument("--cursor", help="the page after the one that printed this cursor")
-    lst.add_argument("--all", action="store_true", help="every page")
-    lst.add_argument("--format", choices=("table", "csv", "json"), default="table")
-
-    def with_format(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--format", choices=("table", "json"), default="table")
-        return sub
-
-    with_format(add("show", cmd_show, "a SIM's current state")).add_argument("iccid")
-    with_format(add("history", cmd_history, "every event that touched a SIM")).add_argument("iccid")
-    as_of = with_format(add("as-of", cmd_as_of, "a SIM's state at a past time or version"))
-    as_of.add_argument("iccid")
-    when = as_of.add_mutually_exclusive_group(required=True)
-    when.add_argument("--at", metavar="TIME", help="ISO 8601 with a zone, e.g. 2024-05-01T12:00Z")
-    when.add_argument("--version", type=int, metavar="N", help="the SIM's own version")
-    with_format(add("activity", cmd_activity, "bulk pauses and resumes with carrier answers"))
-    for name, run, what in (
-        ("rebuild", cmd_rebuild, "replay every event into a fresh view and swap it in"),
-        ("verify", cmd_verify, "replay the store: hash chains, pools, views; exit 1 on a problem"),
-    ):
-        sub = add(name, run, what)
-        sub.add_argument("view", nargs="?" if name == "verify" else None,
-                         default="all", choices=(*VIEWS, "all"))  # fmt: skip
-        if name == "verify":
-            sub.add_argument("--show", type=int, default=5, help="differing rows shown per view")
-            sub.add_argument(
-                "--views-only", action="store_true", help="only the views: no replay of events"
-            )
-    project = add("project", cmd_project, "run the projection worker (keeps the views current)")
-    project.add_argument("--batch-size", type=int, default=2000)
-    project.add_argument("--poll-interval", type=float, default=0.05)
-    project.add_argument("--once", action="store_true", help="catch up, then exit")
-    audit = add("export-audit", cmd_export_audit, "every event as JSON Lines")
-    audit.add_argument("--iccid", help="only the events history(ICCID) shows")
-    audit.add_argument("--since", metavar="TIME", help="events at or after (ISO 8601)")
-    audit.add_argument("--until", metavar="TIME", help="events before (ISO 8601)")
-    audit.add_argument("--type", action="append", metavar="EVENT", help="class name; repeatable")
-    audit.add_argument("--output", "-o", metavar="FILE", help="default stdout")
-    return parser
-
-
-def _error_line(error: SimledgerError) -> None:
-    sys.stderr.write(f"error: {error.rule}: {error.message}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    """Runs one command; its exit code (2 for a refusal or a usage error, 1 for a failure)."""
     try:
-        code = int(args.run(args))
-        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
-        return code
-    except SimledgerError as error:
-        if args.debug:
-            raise
-        _error_line(error)
-        return EXIT_REFUSED
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
-    except BrokenPipeError:  # the reader went away (``| head``): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
-    except Exception as error:  # one line, never a traceback
-        if args.debug:
-            raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        sys.stderr.write(f"error: {type(error).__name__}: {message}\n")
-        return EXIT_FAILED
+        get_command(app).main(args=argv, prog_name="simledger")
+    except SystemExit as done:  # Typer ends every run (usage errors too) with SystemExit
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0
 
 
 if __name__ == "__main__":

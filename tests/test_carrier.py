@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from simledger.adapters.carrier.gateway import (
+from simledger.adapters.carrier.gateway import CarrierGateway, CarrierOperation, CarrierRequest
+from simledger.adapters.carrier.simulator import (
     REFUSAL_REASONS,
     CarrierConfig,
-    CarrierGateway,
-    CarrierOperation,
-    CarrierRequest,
     Outcome,
     SimulatedCarrier,
 )

@@ -18,16 +18,9 @@ from uuid import UUID
 import pytest
 
 from simledger import ConcurrencyConflict, SimLedger, SimStatus
-from simledger.adapters.carrier.gateway import (
-    CarrierAnswer,
-    CarrierConfig,
-    CarrierOperation,
-    CarrierRequest,
-    Outcome,
-    SimulatedCarrier,
-)
-from simledger.application.results import ConfirmResult
-from simledger.runners.forwarder import (
+from simledger.adapters.carrier.gateway import CarrierAnswer, CarrierOperation, CarrierRequest
+from simledger.adapters.carrier.simulator import CarrierConfig, Outcome, SimulatedCarrier
+from simledger.application.forwarding import (
     APPLIED,
     DUPLICATE,
     EXPIRED,
@@ -36,6 +29,7 @@ from simledger.runners.forwarder import (
     Forwarder,
     request_id,
 )
+from simledger.application.results import ConfirmResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
