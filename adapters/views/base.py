@@ -15,16 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
-from simledger.projections.batch import Changes, Keys, Touched
+from simledger.projections.batch_state import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
-
-if TYPE_CHECKING:
-    from simledger.adapters.views.memory import MemoryViewStore
 
 SIMS = "sims"
 PENDING_ACTIVITY = "pending_activity"
@@ -67,6 +64,47 @@ class BatchTx(Protocol):
 
 ApplyRange = Callable[[BatchTx, int, int], None]
 """Fold the events with ids in ``(after, upto]`` into the tables behind a transaction."""
+
+
+class BuiltViews(Protocol):
+    """Views folded outside any store's tables (a rebuild's), for :meth:`ViewStore.install`."""
+
+    staged_sims: str | None
+    """The table in which another process staged the SIM rows of the SIMs this fold left
+    out (PostgreSQL's parallel rebuild); None when the fold holds every SIM."""
+
+    def position(self) -> int: ...
+
+    def tx(self) -> BatchTx:
+        """A transaction over the built views, to bring them level with live ones."""
+        ...
+
+    @property
+    def all_sims(self) -> Mapping[str, SimRow]: ...
+
+    @property
+    def all_groups(self) -> Mapping[str, GroupRow]: ...
+
+    @property
+    def all_operations(self) -> Mapping[str, OperationRow]: ...
+
+    @property
+    def all_counts(self) -> Mapping[CountKey, int]: ...
+
+
+def level(
+    live: int, built: int, views: Sequence[str], catch_up: Callable[[int, int], None]
+) -> tuple[Sequence[str], int]:
+    """Which views an install swaps in, and the position after it, once the built views
+    (folded up to ``built``) and the live ones (at ``live``) are level: the built ones
+    behind are first folded up to ``live`` (``catch_up(built, live)``); built ones ahead of
+    every live view replace all of them, rather than the gap being folded into the live
+    tables row by row (a catch-up from far behind)."""
+    if live > built:
+        catch_up(built, live)
+    elif live < built:
+        views = ALL_VIEWS
+    return views, max(live, built)
 
 
 @dataclass
@@ -132,18 +170,12 @@ class ViewStore(ABC):
 
     # ---- rebuild and verify -------------------------------------------------------------
     @abstractmethod
-    def install(
-        self,
-        built: MemoryViewStore,
-        views: Sequence[str],
-        apply: ApplyRange,
-        staged: str | None = None,
-    ) -> int:
-        """Swap ``views`` for the ones in ``built`` (folded up to ``built.position``), plus the
-        SIM rows another process staged in table ``staged`` (PostgreSQL's parallel rebuild).
+    def install(self, built: BuiltViews, views: Sequence[str], apply: ApplyRange) -> int:
+        """Swap ``views`` for the ones in ``built`` (folded up to ``built.position()``), plus
+        the SIM rows another process staged in ``built.staged_sims``.
 
         Under the tracking lock, whichever side is behind is first brought level with
-        ``apply``; returns the tracking position afterwards.
+        ``apply`` (see :func:`level`); returns the tracking position afterwards.
         """
 
     @abstractmethod
