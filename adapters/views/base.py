@@ -30,6 +30,9 @@ ALL_VIEWS: tuple[str, ...] = (SIMS, PENDING_ACTIVITY, SHARED_GROUPS)
 
 Partition = tuple[int, int]
 """(p, n): part p (0 to n - 1) of the SIMs split n ways by a hash of the ICCID."""
+LogSpan = tuple[int, int, int | None, Partition | None]
+"""Which notifications to read: (start, limit, stop, partition) of
+:meth:`ViewStore.notifications`."""
 
 PROJECTION_VERSION = 4
 """Bump when a projection changes what it stores: stores then drop and refold the views."""
@@ -137,9 +140,19 @@ class ViewStore(ABC):
         """Notifications from id ``start`` on (at most ``limit``, none after ``stop``); with
         ``partition`` (p, n), only the SIM events of the SIMs of part p of n, and every other
         event (stores that can split the log: PostgreSQL)."""
+        own = self._own_notifications(recorder, (start, limit, stop, partition))
+        if own is not None:
+            return own
         if partition is not None:
             raise NotImplementedError(f"a {self.kind} view store reads the whole log")
         return recorder.select_notifications(start=start, limit=limit, stop=stop)
+
+    def _own_notifications(
+        self, recorder: ApplicationRecorder, span: LogSpan
+    ) -> Sequence[Notification] | None:
+        """The notifications of ``span`` read by the store itself, where it can read the
+        recorder's table (and split it by SIM); None: the recorder reads them."""
+        return None
 
     def head_and_position(self, recorder: ApplicationRecorder) -> tuple[int, int]:
         """The store's last notification id and the views' position (a read's freshness

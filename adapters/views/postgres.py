@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -124,56 +124,40 @@ class PostgresViewStore(SqlViewStore):
         self.schema = schema or "public"
         super().__init__(PostgresDialect(self.schema))
         self._connect_kwargs = {k: v for k, v in connect.items() if k != "row_factory"}
-        self._connection: Conn | None = None
-        self._read_lock = threading.Lock()
-        self._reader: Conn | None = None
+        utc = "SET TIME ZONE 'UTC'"
+        self._main = LazyConnection(self._connect(utc), self._lock)
+        self._reader = LazyConnection(self._connect(), threading.Lock())
+        """Reads the log ahead while the main connection writes a batch."""
+        self._pages = LazyConnection(
+            self._connect(utc, "SET plan_cache_mode = force_generic_plan"), threading.Lock()
+        )
         self._trigram_ops: str | None = None
         self._months_indexed: set[str] = set()
-        self._pages_lock = threading.Lock()
-        self._pages: Conn | None = None
         with self._conn() as conn:
             self._trigram_ops = find_trigram_ops(conn)
         self._ensure_schema()
 
     # ---- connections --------------------------------------------------------------------
-    def _connect(self, *settings: str) -> Conn:
-        conn = psycopg.connect(**self._connect_kwargs, autocommit=True)
-        for setting in settings:
-            conn.execute(setting)
-        return conn
+    def _connect(self, *settings: str) -> Callable[[], Conn]:
+        def connect() -> Conn:
+            conn = psycopg.connect(**self._connect_kwargs, autocommit=True)
+            for setting in settings:
+                conn.execute(setting)
+            return conn
 
-    @contextmanager
-    def _conn(self) -> Iterator[Conn]:
-        with self._lock:
-            conn = self._connection
-            if conn is None or conn.closed:
-                conn = self._connection = self._connect("SET TIME ZONE 'UTC'")
-            try:
-                yield conn
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                self._connection = None
-                conn.close()
-                raise
+        return connect
 
-    @contextmanager
-    def _pages_conn(self) -> Iterator[Conn]:
+    def _conn(self) -> AbstractContextManager[Conn]:
+        """The connection for writes and most reads."""
+        return self._main.use()
+
+    def _pages_conn(self) -> AbstractContextManager[Conn]:
         """The connection for ``sims()`` pages: its statements are prepared on first use
         with a generic plan (``force_generic_plan``), so the next pages of a listing are
         not planned again (a plan weighs up some 35 indexes). The values a plan depends on
         are written into the statement (statuses and SIM types, from the enums) or are
         cursor bounds; searches are not prepared."""
-        with self._pages_lock:
-            conn = self._pages
-            if conn is None or conn.closed:
-                conn = self._pages = self._connect(
-                    "SET TIME ZONE 'UTC'", "SET plan_cache_mode = force_generic_plan"
-                )
-            try:
-                yield conn
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                self._pages = None
-                conn.close()
-                raise
+        return self._pages.use()
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[TupleRow]]:
@@ -214,16 +198,8 @@ class PostgresViewStore(SqlViewStore):
 
     def _read_log(self, statement: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """On a connection of its own, prepared, binary (the states arrive as bytes)."""
-        with self._read_lock:
-            reader = self._reader
-            if reader is None or reader.closed:
-                reader = self._reader = self._connect()
-            try:
-                return list(reader.execute(statement, params, prepare=True, binary=True))
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                self._reader = None
-                reader.close()
-                raise
+        with self._reader.use() as reader:
+            return list(reader.execute(statement, params, prepare=True, binary=True))
 
     def _lock_schema(self, cursor: Any) -> None:
         cursor.execute(
@@ -392,13 +368,34 @@ class PostgresViewStore(SqlViewStore):
         self._months_indexed.clear()  # the new tables have the current month's index only
 
     def close(self) -> None:
-        for lock, name in (
-            (self._lock, "_connection"),
-            (self._read_lock, "_reader"),
-            (self._pages_lock, "_pages"),
-        ):
-            with lock:
-                conn = getattr(self, name)
-                if conn is not None:
-                    conn.close()
-                    setattr(self, name, None)
+        for connection in (self._main, self._reader, self._pages):
+            connection.close()
+
+
+class LazyConnection:
+    """One connection, opened on first use, used by one thread at a time (``lock``), and
+    opened again on the next use after it failed."""
+
+    def __init__(self, connect: Callable[[], Conn], lock: threading.Lock | threading.RLock) -> None:
+        self._connect = connect
+        self._lock = lock
+        self._conn: Conn | None = None
+
+    @contextmanager
+    def use(self) -> Iterator[Conn]:
+        with self._lock:
+            conn = self._conn
+            if conn is None or conn.closed:
+                conn = self._conn = self._connect()
+            try:
+                yield conn
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self._conn = None
+                conn.close()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -21,7 +21,7 @@ group is one set-based ``UPDATE … WHERE group_id = …`` for all its members.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,10 +37,11 @@ from simledger.adapters.views.dialect import (
     Column,
     ColumnType,
     Dialect,
+    RowCodec,
 )
 from simledger.projections.batch_state import Changes, Keys, Touched
 from simledger.projections.listing import CONSTANT_COLUMNS, SORTS, Kind
-from simledger.projections.rows import GROUP_COLUMNS, OPERATION_COLUMNS, SIM_COLUMNS, SimRow
+from simledger.projections.rows import GROUP_COLUMNS, OPERATION_COLUMNS, SIM_COLUMNS
 
 TRACKING_TABLE = "view_tracking"
 SCRATCH = "_rebuild"
@@ -235,11 +236,22 @@ class Statements:
     def write_changes(self, cursor: Any, tables: Tables, changes: Changes) -> None:
         """The batch's rows, in one open transaction (the caller writes the position)."""
         p = self.dialect.placeholder
-        if changes.sims:
-            cursor.executemany(
-                self.upsert(tables.sims, SIM_TABLE_COLUMNS, ("iccid",)),
-                [self.sims.encode(row) for row in changes.sims.values()],
-            )
+        upserts: list[tuple[str, Sequence[str], str, Any, Mapping[str, Any]]] = [
+            (tables.sims, SIM_TABLE_COLUMNS, "iccid", self.sims.encode, changes.sims),
+            (tables.groups, GROUP_COLUMNS, "group_id", self.groups.encode, changes.groups),
+            (
+                tables.operations,
+                OPERATION_COLUMNS,
+                "operation_id",
+                self.operations.encode,
+                changes.operations,
+            ),
+        ]
+        for table, columns, key, encode, rows in upserts:
+            if rows:
+                cursor.executemany(
+                    self.upsert(table, columns, (key,)), [encode(row) for row in rows.values()]
+                )
         if changes.pools:
             cursor.executemany(
                 f"UPDATE {self.q(tables.sims)} SET data_left_mb = {p} "
@@ -262,40 +274,29 @@ class Statements:
                 f"DO UPDATE SET n = {self.q(tables.counts)}.n + excluded.n",
                 [(*key, n) for key, n in changes.counts.items()],
             )
-        if changes.groups:
-            cursor.executemany(
-                self.upsert(tables.groups, GROUP_COLUMNS, ("group_id",)),
-                [self.groups.encode(row) for row in changes.groups.values()],
-            )
-        if changes.operations:
-            cursor.executemany(
-                self.upsert(tables.operations, OPERATION_COLUMNS, ("operation_id",)),
-                [self.operations.encode(row) for row in changes.operations.values()],
-            )
 
     def load_rows(self, cursor: Any, tables: Tables, keys: Keys) -> Touched:
-        sims: dict[str, SimRow] = {}
-        for column, wanted in (("iccid", keys.iccids), ("copy_id", keys.copy_ids)):
-            for row in self._select_in(cursor, tables.sims, SIM_COLUMNS, column, wanted):
-                sim = self.sims.decode(row)
-                sims[sim.iccid] = sim
-        groups = {
-            group.group_id: group
-            for group in map(
-                self.groups.decode,
-                self._select_in(cursor, tables.groups, GROUP_COLUMNS, "group_id", keys.group_ids),
-            )
-        }
-        operations = {
-            operation.operation_id: operation
-            for operation in map(
-                self.operations.decode,
-                self._select_in(
-                    cursor, tables.operations, OPERATION_COLUMNS, "operation_id", keys.operation_ids
-                ),
-            )
-        }
-        return Touched(sims=sims, groups=groups, operations=operations)
+        def load(
+            table: str, codec: RowCodec[Any], columns: Sequence[str], by: str, wanted: set[str]
+        ) -> dict[str, Any]:
+            # The key of each row is its first column (iccid, group_id, operation_id).
+            found = self._select_in(cursor, table, columns, by, wanted)
+            return {values[0]: codec.decode(values) for values in found}
+
+        return Touched(
+            sims={
+                **load(tables.sims, self.sims, SIM_COLUMNS, "iccid", keys.iccids),
+                **load(tables.sims, self.sims, SIM_COLUMNS, "copy_id", keys.copy_ids),
+            },
+            groups=load(tables.groups, self.groups, GROUP_COLUMNS, "group_id", keys.group_ids),
+            operations=load(
+                tables.operations,
+                self.operations,
+                OPERATION_COLUMNS,
+                "operation_id",
+                keys.operation_ids,
+            ),
+        )
 
     def _select_in(
         self, cursor: Any, table: str, columns: Sequence[str], column: str, wanted: Iterable[str]

@@ -26,7 +26,7 @@ from simledger.adapters.views.base import (
     TRACKING_NAME,
     ApplyRange,
     BuiltViews,
-    Partition,
+    LogSpan,
     ViewSnapshot,
     ViewStore,
     level,
@@ -135,23 +135,19 @@ class SqlViewStore(ViewStore):
             cursor.execute(statement)
 
     # ---- projecting ---------------------------------------------------------------------
-    def notifications(
-        self,
-        recorder: ApplicationRecorder,
-        start: int,
-        limit: int,
-        stop: int | None = None,
-        partition: Partition | None = None,
-    ) -> Sequence[Notification]:
+    def _own_notifications(
+        self, recorder: ApplicationRecorder, span: LogSpan
+    ) -> Sequence[Notification] | None:
         """The recorder's own query, on this store's connections: SQLite reads inside the
         batch's transaction (which holds the file's write lock: a read through
         eventsourcing's pool could wait for a command that waits for that lock); PostgreSQL
         reads on a connection of its own, so the runner reads the next batch while this
         one writes, and can split the log by SIM (a parallel rebuild's part)."""
+        start, limit, stop, partition = span
         source = self._log_source(recorder)
         splits = self.dialect.partition_filter() is not None
         if source is None or (partition is not None and not splits):
-            return super().notifications(recorder, start, limit, stop, partition)
+            return None
         table, convert = source
         split = (SIM_TOPICS, partition[1], partition[0]) if partition is not None else None
         rows = self._read_log(*self.sql.log(table, start, limit, stop, split))

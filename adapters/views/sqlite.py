@@ -149,7 +149,8 @@ class SqliteViewStore(SqlViewStore):
 
     def _execute_each(self, statements: Iterable[str]) -> None:
         # One statement per transaction: each holds the file's write lock only briefly, so
-        # writers (5 s lock timeout by default) keep going beside a rebuild's index builds.
+        # writers, who wait for it no longer than their lock timeout, keep going beside a
+        # rebuild's index builds.
         for statement in statements:
             with self._transaction() as cursor:
                 cursor.execute(statement)
