@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import Enum
-from operator import attrgetter
 from typing import Any, ClassVar, Generic, TypeVar
 
 from simledger.projections.listing import Kind
@@ -76,42 +75,42 @@ _Row = TypeVar("_Row")
 
 class RowCodec(Generic[_Row]):
     """A row dataclass to a dialect's parameters and back: ``encode`` gives the values of
-    ``columns`` (the dataclass's fields, then any ``extra`` computed ones), ``decode`` the
-    row from the dataclass's fields as read. Where the dialect converts no column type
-    (PostgreSQL), both are a plain attribute read and a constructor call."""
+    ``columns`` (the dataclass's fields, then the ``sort_keys`` of its list fields: the
+    text each sorts by, as :func:`~simledger.projections.listing.list_key` makes it),
+    ``decode`` the row from the values of its fields as read.
+
+    Both are compiled once from the column declarations (constant names) into a plain
+    function that reads and converts each field in turn, as a hand-written one would: a
+    rebuild encodes every row, and a generic loop over the columns costs it several
+    times as much per row."""
 
     def __init__(
         self,
         row_class: type[_Row],
         columns: Sequence[Column],
         dialect: Dialect,
-        extra: Callable[[_Row], tuple[Any, ...]] | None = None,
+        sort_keys: Sequence[str] = (),
     ) -> None:
         fielded = columns[: len(fields(row_class))]  # type: ignore[arg-type]
-        get = attrgetter(*(c.name for c in fielded))
-        to_db = [dialect.encoders.get(c.type) for c in fielded]
-        from_db = [dialect.decoders.get(c.type) for c in fielded]
-        plain: Callable[[_Row], tuple[Any, ...]] = get
-        if any(to_db):
-
-            def plain(row: _Row) -> tuple[Any, ...]:
-                return tuple(
-                    [v if f is None else f(v) for f, v in zip(to_db, get(row), strict=True)]
-                )
-
-        self.encode: Callable[[_Row], tuple[Any, ...]] = plain
-        if extra is not None:
-            self.encode = lambda row: (*plain(row), *extra(row))
-        self.decode: Callable[[Sequence[Any]], _Row] = lambda values: row_class(*values)
-        if any(from_db):
-            self.decode = lambda values: row_class(
-                *[v if f is None else f(v) for f, v in zip(from_db, values, strict=True)]
-            )
-
-
-def list_keys(row: SimRow) -> tuple[str, str]:
-    """The text the labels and rules columns sort by (see :func:`~.listing.list_key`)."""
-    return ",".join(row.labels), ",".join(row.rules)
+        names: dict[str, Any] = {"row_class": row_class, "join": ",".join}
+        encoded: list[str] = []
+        decoded: list[str] = []
+        for n, column in enumerate(fielded):
+            to_db = dialect.encoders.get(column.type)
+            from_db = dialect.decoders.get(column.type)
+            names[f"to_{n}"], names[f"from_{n}"] = to_db, from_db
+            value = f"row.{column.name}"
+            encoded.append(f"to_{n}({value})" if to_db is not None else value)
+            decoded.append(f"from_{n}(values[{n}])" if from_db is not None else f"values[{n}]")
+        encoded += [f"join(row.{name})" for name in sort_keys]
+        self.encode: Callable[[_Row], tuple[Any, ...]] = eval(
+            f"lambda row: ({', '.join(encoded)},)", names
+        )
+        self.decode: Callable[[Sequence[Any]], _Row] = (
+            eval(f"lambda values: row_class({', '.join(decoded)})", names)
+            if any(dialect.decoders.get(c.type) for c in fielded)
+            else lambda values: row_class(*values)
+        )
 
 
 class Dialect(ABC):
@@ -168,7 +167,7 @@ class Dialect(ABC):
         return None
 
     def sims_codec(self) -> RowCodec[SimRow]:
-        return RowCodec(SimRow, SIM_TABLE, self, list_keys)
+        return RowCodec(SimRow, SIM_TABLE, self, sort_keys=("labels", "rules"))
 
     def groups_codec(self) -> RowCodec[GroupRow]:
         return RowCodec(GroupRow, GROUP_TABLE, self)
