@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, cast
+from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
@@ -41,6 +41,7 @@ from simledger.adapters.views.base import (
     check_views,
 )
 from simledger.adapters.views.memory import MemoryViewStore
+from simledger.adapters.views.wiring import store_for
 from simledger.projections.batch import fold, keys_of
 from simledger.projections.models import RowDiff
 
@@ -53,32 +54,11 @@ ANALYZE_AFTER = 20_000
 filled by one long catch-up has none until autovacuum comes by, and plans go wrong."""
 PARALLEL_FROM = 200_000
 """A PostgreSQL rebuild over this many events folds in two processes (each half the SIMs)."""
+__all__ = ["BATCH_SIZE", "BULK_FROM", "ViewRunner", "compare", "store_for"]
+
 BULK_FROM = 100_000
 """A catch-up this far behind, with most of the log unfolded, rebuilds instead (SQL stores):
 one bulk load and one index build per index beat maintaining every index row by row."""
-
-
-def store_for(recorder: ApplicationRecorder) -> ViewStore:
-    """The view store that goes with the ledger's event store: same file, same schema."""
-    from eventsourcing.sqlite import SQLiteApplicationRecorder
-
-    if isinstance(recorder, SQLiteApplicationRecorder):
-        pool = recorder.datastore.pool
-        if pool.is_sqlite_memory_mode:
-            return MemoryViewStore()
-        from simledger.adapters.views.sqlite import SqliteViewStore
-
-        return SqliteViewStore(pool.db_name)
-    try:
-        from eventsourcing.postgres import PostgresApplicationRecorder
-    except ImportError:  # pragma: no cover - psycopg missing
-        return MemoryViewStore()
-    if isinstance(recorder, PostgresApplicationRecorder):
-        from simledger.adapters.views.postgres import PostgresViewStore
-
-        datastore = recorder.datastore
-        return PostgresViewStore(cast(dict[str, Any], datastore.pool.kwargs), datastore.schema)
-    return MemoryViewStore()
 
 
 class ViewRunner:
@@ -229,17 +209,14 @@ class ViewRunner:
         started = time.monotonic()
         upto = self.max_notification_id()
         log.info("views.rebuild.start", views=list(chosen), upto=upto)
-        built, staged = self._fold_in_two(upto) if self._parallel(upto) else (None, None)
+        built, _ = self._fold_in_two(upto) if self._parallel(upto) else (None, None)
         if built is None:
             built = MemoryViewStore()
             with gc_paused():
                 self._apply_range(built.tx(), 0, upto, label="rebuild")
         folded = time.monotonic()
         position = self.store.install(
-            built,
-            chosen,
-            lambda tx, a, b: self._apply_range(tx, a, b, label="rebuild"),
-            staged,
+            built, chosen, lambda tx, a, b: self._apply_range(tx, a, b, label="rebuild")
         )
         log.info(
             "views.rebuild.done",
@@ -262,8 +239,9 @@ class ViewRunner:
         """Fold the log in two processes, each for half of the SIMs (and every event that
         is not a SIM's): this one keeps its rows in memory, the other stages its SIM rows in
         a table and sends its counts and operation answers back. Returns this half's views
-        with the other's counts and answers added, and the staged table; (None, None) when
-        the second process failed (logged; the caller folds everything here)."""
+        with the other's counts and answers added (naming the staged table), and that table;
+        (None, None) when the second process failed (logged; the caller folds everything
+        here)."""
         from simledger.adapters.views.postgres import STAGED_PREFIX
 
         store: Any = self.store  # a PostgresViewStore (``_parallel``)
@@ -294,6 +272,7 @@ class ViewRunner:
             return None, None
         theirs = pickle.loads(out)  # our own child's answer
         built.add_partition(theirs["counts"], theirs["operations"])
+        built.staged_sims = staged
         return built, staged
 
     def verify(self, views: Sequence[str] | str | None = None) -> dict[str, list[RowDiff]]:

@@ -25,7 +25,7 @@ class _Frozen(BaseModel):
     def _trusted(cls, values: dict[str, Any]) -> Self:
         """An instance from ``values`` that already have every field's type, as pydantic's
         ``model_construct`` makes it (no validation, every field set) without its per-field
-        default handling: a page of 100 SIM list items cost 1.2 ms with it, 0.1 ms so.
+        default handling, which costs most of a page's time (see bench/README.md).
         ``tests/test_views_sims.py`` checks the result equals a validated instance."""
         item = cls.__new__(cls)
         object.__setattr__(item, "__dict__", values)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from simledger.domain.bulk import BulkOperation
 from simledger.domain.sim import Sim
-from simledger.projections.batch import BatchFold, Handler, register
+from simledger.projections.batch_state import BatchFold, Handler
 from simledger.projections.rows import OperationRow
 
 
@@ -53,5 +53,3 @@ HANDLERS: dict[type, Handler] = {
     Sim.Resumed: confirmed,
     Sim.OperationRefused: refused,
 }
-
-register(HANDLERS)

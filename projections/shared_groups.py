@@ -7,7 +7,7 @@ batch's ``pools``, which the store applies to all member rows at once.
 from __future__ import annotations
 
 from simledger.domain.shared_group import SharedGroup
-from simledger.projections.batch import BatchFold, Handler, register
+from simledger.projections.batch_state import BatchFold, Handler
 from simledger.projections.rows import ZERO, GroupRow
 
 
@@ -99,5 +99,3 @@ HANDLERS: dict[type, Handler] = {
     SharedGroup.UsageDrawn: usage_drawn,
     SharedGroup.Depleted: depleted,
 }
-
-register(HANDLERS)

@@ -3,7 +3,7 @@
 A SIM's ``data_left_mb`` and ``expires_at`` come from its own package copy (R-PK2) or,
 inside a shared group, from the group's pool (R-SG1). Copy events are applied only while
 the row's ``copy_id`` is that copy; pool changes reach every member through the batch's
-``pools`` (see :class:`simledger.projections.batch.Changes`).
+``pools`` (see :class:`simledger.projections.batch_state.Changes`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from simledger.domain.package import Package
 from simledger.domain.sim import Sim
 from simledger.domain.types import SuspendReason
-from simledger.projections.batch import BatchFold, Handler, register
+from simledger.projections.batch_state import BatchFold, Handler
 from simledger.projections.rows import ZERO, GroupRow, SimRow
 
 # ---- SIM events -------------------------------------------------------------------------------
@@ -245,5 +245,3 @@ HANDLERS: dict[type, Handler] = {
     Package.Renewed: copy_period_started,
     Package.ToppedUp: copy_topped_up,
 }
-
-register(HANDLERS)

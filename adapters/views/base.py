@@ -15,16 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
-from simledger.projections.batch import Changes, Keys, Touched
+from simledger.projections.batch_state import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
-
-if TYPE_CHECKING:
-    from simledger.adapters.views.memory import MemoryViewStore
 
 SIMS = "sims"
 PENDING_ACTIVITY = "pending_activity"
@@ -33,6 +30,9 @@ ALL_VIEWS: tuple[str, ...] = (SIMS, PENDING_ACTIVITY, SHARED_GROUPS)
 
 Partition = tuple[int, int]
 """(p, n): part p (0 to n - 1) of the SIMs split n ways by a hash of the ICCID."""
+LogSpan = tuple[int, int, int | None, Partition | None]
+"""Which notifications to read: (start, limit, stop, partition) of
+:meth:`ViewStore.notifications`."""
 
 PROJECTION_VERSION = 4
 """Bump when a projection changes what it stores: stores then drop and refold the views."""
@@ -69,6 +69,47 @@ ApplyRange = Callable[[BatchTx, int, int], None]
 """Fold the events with ids in ``(after, upto]`` into the tables behind a transaction."""
 
 
+class BuiltViews(Protocol):
+    """Views folded outside any store's tables (a rebuild's), for :meth:`ViewStore.install`."""
+
+    staged_sims: str | None
+    """The table in which another process staged the SIM rows of the SIMs this fold left
+    out (PostgreSQL's parallel rebuild); None when the fold holds every SIM."""
+
+    def position(self) -> int: ...
+
+    def tx(self) -> BatchTx:
+        """A transaction over the built views, to bring them level with live ones."""
+        ...
+
+    @property
+    def all_sims(self) -> Mapping[str, SimRow]: ...
+
+    @property
+    def all_groups(self) -> Mapping[str, GroupRow]: ...
+
+    @property
+    def all_operations(self) -> Mapping[str, OperationRow]: ...
+
+    @property
+    def all_counts(self) -> Mapping[CountKey, int]: ...
+
+
+def level(
+    live: int, built: int, views: Sequence[str], catch_up: Callable[[int, int], None]
+) -> tuple[Sequence[str], int]:
+    """Which views an install swaps in, and the position after it, once the built views
+    (folded up to ``built``) and the live ones (at ``live``) are level: the built ones
+    behind are first folded up to ``live`` (``catch_up(built, live)``); built ones ahead of
+    every live view replace all of them, rather than the gap being folded into the live
+    tables row by row (a catch-up from far behind)."""
+    if live > built:
+        catch_up(built, live)
+    elif live < built:
+        views = ALL_VIEWS
+    return views, max(live, built)
+
+
 @dataclass
 class ViewSnapshot:
     """The views as of one tracking position, for :meth:`ViewStore.snapshot` (verify)."""
@@ -99,9 +140,19 @@ class ViewStore(ABC):
         """Notifications from id ``start`` on (at most ``limit``, none after ``stop``); with
         ``partition`` (p, n), only the SIM events of the SIMs of part p of n, and every other
         event (stores that can split the log: PostgreSQL)."""
+        own = self._own_notifications(recorder, (start, limit, stop, partition))
+        if own is not None:
+            return own
         if partition is not None:
             raise NotImplementedError(f"a {self.kind} view store reads the whole log")
         return recorder.select_notifications(start=start, limit=limit, stop=stop)
+
+    def _own_notifications(
+        self, recorder: ApplicationRecorder, span: LogSpan
+    ) -> Sequence[Notification] | None:
+        """The notifications of ``span`` read by the store itself, where it can read the
+        recorder's table (and split it by SIM); None: the recorder reads them."""
+        return None
 
     def head_and_position(self, recorder: ApplicationRecorder) -> tuple[int, int]:
         """The store's last notification id and the views' position (a read's freshness
@@ -132,18 +183,12 @@ class ViewStore(ABC):
 
     # ---- rebuild and verify -------------------------------------------------------------
     @abstractmethod
-    def install(
-        self,
-        built: MemoryViewStore,
-        views: Sequence[str],
-        apply: ApplyRange,
-        staged: str | None = None,
-    ) -> int:
-        """Swap ``views`` for the ones in ``built`` (folded up to ``built.position``), plus the
-        SIM rows another process staged in table ``staged`` (PostgreSQL's parallel rebuild).
+    def install(self, built: BuiltViews, views: Sequence[str], apply: ApplyRange) -> int:
+        """Swap ``views`` for the ones in ``built`` (folded up to ``built.position()``), plus
+        the SIM rows another process staged in ``built.staged_sims``.
 
         Under the tracking lock, whichever side is behind is first brought level with
-        ``apply``; returns the tracking position afterwards.
+        ``apply`` (see :func:`level`); returns the tracking position afterwards.
         """
 
     @abstractmethod

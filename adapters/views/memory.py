@@ -13,15 +13,16 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from simledger.adapters.views.base import (
-    ALL_VIEWS,
     PENDING_ACTIVITY,
     SHARED_GROUPS,
     SIMS,
     ApplyRange,
+    BuiltViews,
     ViewSnapshot,
     ViewStore,
+    level,
 )
-from simledger.projections.batch import Changes, CountKey, Keys, Touched
+from simledger.projections.batch_state import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import SimQuery, matches, sort_key
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
 
@@ -70,12 +71,7 @@ class _Views:
                 member = self.sims[iccid]
                 if member.data_left_mb != pool:
                     self.sims[iccid] = replace(member, data_left_mb=pool)
-        for key, delta in changes.counts.items():
-            n = self.counts.get(key, 0) + delta
-            if n:
-                self.counts[key] = n
-            else:
-                self.counts.pop(key, None)
+        add_counts(self.counts, changes.counts)
         self.groups.update(changes.groups)
         self.operations.update(changes.operations)
         self.position = max(self.position, position)
@@ -102,6 +98,8 @@ class MemoryViewStore(ViewStore):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._views = _Views()
+        self.staged_sims: str | None = None
+        """Set on a rebuild's scratch store whose other SIMs another process staged."""
 
     # ---- projecting ---------------------------------------------------------------------
     def position(self) -> int:
@@ -153,23 +151,14 @@ class MemoryViewStore(ViewStore):
         return sorted(rows, key=lambda r: (r.name, r.group_id))
 
     # ---- rebuild and verify -------------------------------------------------------------
-    def install(
-        self,
-        built: MemoryViewStore,
-        views: Sequence[str],
-        apply: ApplyRange,
-        staged: str | None = None,
-    ) -> int:
-        if staged is not None:
-            raise NotImplementedError("staged SIM rows are PostgreSQL's")
+    def install(self, built: BuiltViews, views: Sequence[str], apply: ApplyRange) -> int:
+        if not isinstance(built, MemoryViewStore) or built.staged_sims is not None:
+            raise NotImplementedError("a memory store installs another memory store's views")
         with self._lock, built._lock:
             live, fresh = self._views, built._views
-            if live.position > fresh.position:
-                apply(_MemoryTx(fresh), fresh.position, live.position)
-            elif live.position < fresh.position:
-                # The rebuilt views are ahead of every live one: swap them all in rather than
-                # fold the gap into the live tables row by row (a catch-up from far behind).
-                views = ALL_VIEWS
+            views, live.position = level(
+                live.position, fresh.position, views, lambda a, b: apply(built.tx(), a, b)
+            )
             if SIMS in views:
                 live.sims, live.by_copy = fresh.sims, fresh.by_copy
                 live.by_group, live.counts = fresh.by_group, fresh.counts
@@ -177,7 +166,6 @@ class MemoryViewStore(ViewStore):
                 live.groups = fresh.groups
             if PENDING_ACTIVITY in views:
                 live.operations = fresh.operations
-            live.position = max(live.position, fresh.position)
             return live.position
 
     @contextmanager
@@ -201,12 +189,7 @@ class MemoryViewStore(ViewStore):
         operation (the requests themselves, and the groups, every part folds alike)."""
         with self._lock:
             views = self._views
-            for key, n in counts.items():
-                total = views.counts.get(key, 0) + n
-                if total:
-                    views.counts[key] = total
-                else:
-                    views.counts.pop(key, None)
+            add_counts(views.counts, counts)
             for operation_id, theirs in operations.items():
                 mine = views.operations.get(operation_id)
                 views.operations[operation_id] = (
@@ -238,3 +221,13 @@ class MemoryViewStore(ViewStore):
     def tx(self) -> _MemoryTx:
         """A transaction without locking, for a private store (a rebuild's scratch)."""
         return _MemoryTx(self._views)
+
+
+def add_counts(counts: dict[CountKey, int], deltas: Mapping[CountKey, int]) -> None:
+    """Add ``deltas`` to ``counts``, keeping no zero."""
+    for key, delta in deltas.items():
+        n = counts.get(key, 0) + delta
+        if n:
+            counts[key] = n
+        else:
+            counts.pop(key, None)

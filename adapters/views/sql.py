@@ -1,4 +1,4 @@
-"""What the SQLite and PostgreSQL view stores share: tables, statements, the batch write.
+"""The statements of the SQL view stores, written once for every :class:`~.dialect.Dialect`.
 
 Tables (live names; a rebuild builds the same set with the suffix ``_rebuild``):
 
@@ -6,6 +6,7 @@ Tables (live names; a rebuild builds the same set with the suffix ``_rebuild``):
   ``rules_key``, the text a list column sorts by). One B-tree per sortable column on
   ``(sort key, iccid)``, the sort key being the column with "not set" mapped to the lowest
   value (see :mod:`simledger.projections.listing`): filters and keyset paging walk it.
+* ``view_sim_labels`` -- the labels one per row, where the dialect filters on them so.
 * ``view_sim_counts`` -- SIMs per (status, SIM type, operator, company): ``total`` of a
   query filtered only on those columns is a sum over a few rows, not a count over millions.
 * ``view_groups``, ``view_operations`` -- the shared groups and the pending activity.
@@ -19,43 +20,33 @@ group is one set-based ``UPDATE … WHERE group_id = …`` for all its members.
 
 from __future__ import annotations
 
-import json
-from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from simledger.adapters.store.batch_load import chunked
-from simledger.adapters.views.base import (
-    PENDING_ACTIVITY,
-    SHARED_GROUPS,
-    SIMS,
-    TRACKING_NAME,
-    ViewStore,
+from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
+from simledger.adapters.views.dialect import (
+    COUNT_TABLE,
+    GROUP_TABLE,
+    LABEL_TABLE,
+    OPERATION_TABLE,
+    SIM_TABLE,
+    TRACKING_COLUMNS,
+    Column,
+    ColumnType,
+    Dialect,
+    RowCodec,
 )
-from simledger.projections.batch import Changes, Keys, Touched
-from simledger.projections.listing import (
-    CONSTANT_COLUMNS,
-    SORTS,
-    Kind,
-    SimQuery,
-    list_key,
-)
-from simledger.projections.rows import (
-    GROUP_COLUMNS,
-    OPERATION_COLUMNS,
-    SIM_COLUMNS,
-    GroupRow,
-    OperationRow,
-    SimRow,
-)
+from simledger.projections.batch_state import Changes, Keys, Touched
+from simledger.projections.listing import CONSTANT_COLUMNS, SORTS, Kind
+from simledger.projections.rows import GROUP_COLUMNS, OPERATION_COLUMNS, SIM_COLUMNS
 
 TRACKING_TABLE = "view_tracking"
 SCRATCH = "_rebuild"
 
-SIM_TABLE_COLUMNS: tuple[str, ...] = (*SIM_COLUMNS, "labels_key", "rules_key")
+SIM_TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in SIM_TABLE)
 COUNT_COLUMNS: tuple[str, ...] = ("status", "sim_type", "operator", "company")
 
 NULLABLE_TEXT = frozenset(
@@ -71,11 +62,14 @@ SORT_INDEXED: tuple[str, ...] = tuple(
 """Columns with a ``(sort key, iccid)`` index (``iccid`` has its primary key; ``this_month_mb``
 depends on the month of the query; constant columns sort by ``iccid``)."""
 
+_MONTH = re.compile(r"^[0-9]{1,4}-[0-9]{2}$")
+
 
 @dataclass(frozen=True)
 class Tables:
     sims: str
-    labels: str
+    labels: str | None
+    """None where the dialect keeps no label table."""
     counts: str
     groups: str
     operations: str
@@ -94,7 +88,7 @@ class Tables:
         tables: list[str] = []
         for view in views:
             if view == SIMS:
-                tables += [self.sims, self.labels, self.counts]
+                tables += [t for t in (self.sims, self.labels, self.counts) if t is not None]
             elif view == SHARED_GROUPS:
                 tables.append(self.groups)
             elif view == PENDING_ACTIVITY:
@@ -102,293 +96,89 @@ class Tables:
         return tables
 
     def all(self) -> list[str]:
-        return [self.sims, self.labels, self.counts, self.groups, self.operations]
+        return self.of_views((SIMS, SHARED_GROUPS, PENDING_ACTIVITY))
 
 
 LIVE = Tables.named()
 REBUILD = Tables.named(SCRATCH)
 
 
-class SqlViewStore(ViewStore):
-    """Statements built once per store from the dialect hooks below."""
+class Statements:
+    """Every statement of a SQL view store, in ``dialect``'s terms, and the row codecs."""
 
-    placeholder = "?"
-    has_label_table = False
-    chunk_size = 500
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = d = dialect
+        self.sims = d.sims_codec()
+        self.groups = d.groups_codec()
+        self.operations = d.operations_codec()
+        self.live = LIVE if d.label_table else replace(LIVE, labels=None)
+        self.scratch = REBUILD if d.label_table else replace(REBUILD, labels=None)
+        self._number = d.encoders.get(ColumnType.DECIMAL) or (lambda value: value)
+        p = d.placeholder
+        tracking = d.q(TRACKING_TABLE)
+        self.read_position = f"SELECT position FROM {tracking} WHERE name = {p}"
+        self.lock_position = self.read_position + d.lock_suffix
+        self.set_position = f"UPDATE {tracking} SET position = {p} WHERE name = {p}"
+        self.read_version = f"SELECT version FROM {tracking} WHERE name = {p}"
+        self.reset_tracking = (
+            f"INSERT INTO {tracking} (name, position, version) VALUES ({p}, 0, {p}) "
+            "ON CONFLICT (name) DO UPDATE SET position = 0, version = excluded.version"
+        )
+        self.create_tracking = self.create_table(
+            TRACKING_TABLE, TRACKING_COLUMNS, ("name",), if_not_exists=True
+        )
 
-    # ---- dialect hooks ------------------------------------------------------------------
-    @abstractmethod
     def q(self, table: str) -> str:
-        """The qualified, quoted name of ``table``."""
+        return self.dialect.q(table)
 
-    @abstractmethod
-    def key_expr(self, column: str, month: str = "", alias: str = "") -> str:
-        """The sort key of ``column`` as an SQL expression (index and query alike);
-        ``alias`` qualifies the column."""
-
-    @abstractmethod
-    def key_param(self, value: Any, kind: Kind) -> Any:
-        """A cursor's decoded key as a parameter comparable with :meth:`key_expr`."""
-
-    @abstractmethod
-    def sim_params(self, row: SimRow) -> tuple[Any, ...]:
-        """A row as parameters in ``SIM_TABLE_COLUMNS`` order."""
-
-    @abstractmethod
-    def sim_from_db(self, values: Sequence[Any]) -> SimRow:
-        """A row read in ``SIM_COLUMNS`` order."""
-
-    @abstractmethod
-    def group_params(self, row: GroupRow) -> tuple[Any, ...]: ...
-
-    @abstractmethod
-    def group_from_db(self, values: Sequence[Any]) -> GroupRow: ...
-
-    @abstractmethod
-    def operation_params(self, row: OperationRow) -> tuple[Any, ...]: ...
-
-    @abstractmethod
-    def operation_from_db(self, values: Sequence[Any]) -> OperationRow: ...
-
-    @abstractmethod
-    def label_filter(self, tables: Tables) -> str:
-        """SQL true when the SIM row has the label bound to the one placeholder."""
-
-    @abstractmethod
-    def lower(self, expression: str) -> str: ...
-
-    @abstractmethod
-    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        """``column`` is one of ``values``."""
-
-    # ---- statements ---------------------------------------------------------------------
-    def _upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-        p = self.placeholder
-        names = ", ".join(columns)
-        values = ", ".join(p for _ in columns)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-        return (
-            f"INSERT INTO {self.q(table)} ({names}) VALUES ({values}) "
-            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    # ---- schema -------------------------------------------------------------------------
+    def create_table(
+        self,
+        name: str,
+        columns: Sequence[Column],
+        key: Sequence[str],
+        options: str = "",
+        *,
+        if_not_exists: bool = False,
+    ) -> str:
+        d = self.dialect
+        defined = ", ".join(
+            f"{c.name} {d.types[c.type]}{' NOT NULL' if c.required or c.name in key else ''}"
+            for c in columns
         )
+        primary = f", PRIMARY KEY ({', '.join(key)})" if key else ""
+        exists = "IF NOT EXISTS " if if_not_exists else ""
+        return f"CREATE TABLE {exists}{d.q(name)} ({defined}{primary}){options}{d.table_options}"
 
-    def write_changes(self, cursor: Any, tables: Tables, changes: Changes) -> None:
-        """The batch's rows, in one open transaction (the caller writes the position)."""
-        p = self.placeholder
-        if changes.sims:
-            cursor.executemany(
-                self._upsert(tables.sims, SIM_TABLE_COLUMNS, ("iccid",)),
-                [self.sim_params(row) for row in changes.sims.values()],
-            )
-        if changes.pools:
-            cursor.executemany(
-                f"UPDATE {self.q(tables.sims)} SET data_left_mb = {p} "
-                f"WHERE {self.key_expr('group_id')} = {p}",
-                [(self.number_param(pool), group_id) for group_id, pool in changes.pools.items()],
-            )
-        if self.has_label_table and changes.labels:
-            cursor.executemany(
-                f"DELETE FROM {self.q(tables.labels)} WHERE iccid = {p}",
-                [(iccid,) for iccid in changes.labels],
-            )
-            cursor.executemany(
-                f"INSERT INTO {self.q(tables.labels)} (iccid, label) VALUES ({p}, {p})",
-                [(iccid, label) for iccid, labels in changes.labels.items() for label in labels],
-            )
-        if changes.counts:
-            cursor.executemany(
-                f"INSERT INTO {self.q(tables.counts)} ({', '.join(COUNT_COLUMNS)}, n) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p}) "
-                f"ON CONFLICT ({', '.join(COUNT_COLUMNS)}) "
-                f"DO UPDATE SET n = {self.q(tables.counts)}.n + excluded.n",
-                [(*key, n) for key, n in changes.counts.items()],
-            )
-        if changes.groups:
-            cursor.executemany(
-                self._upsert(tables.groups, GROUP_COLUMNS, ("group_id",)),
-                [self.group_params(row) for row in changes.groups.values()],
-            )
-        if changes.operations:
-            cursor.executemany(
-                self._upsert(tables.operations, OPERATION_COLUMNS, ("operation_id",)),
-                [self.operation_params(row) for row in changes.operations.values()],
-            )
+    def create_tables(self, tables: Tables, *, keyed: bool) -> list[str]:
+        """The tables of the views; ``keyed`` False leaves the SIM table's primary key to be
+        added after a bulk load, where the dialect does so (the load maintains no index)."""
+        sim_key = ("iccid",) if keyed or not self.dialect.key_after_fill else ()
+        statements = [
+            self.create_table(tables.sims, SIM_TABLE, sim_key, self.dialect.sims_options),
+            self.create_table(tables.counts, COUNT_TABLE, COUNT_COLUMNS),
+            self.create_table(tables.groups, GROUP_TABLE, ("group_id",)),
+            self.create_table(tables.operations, OPERATION_TABLE, ("operation_id",)),
+        ]
+        if tables.labels is not None:
+            statements.append(self.create_table(tables.labels, LABEL_TABLE, ("iccid", "label")))
+        return statements
 
-    def number_param(self, value: Decimal) -> Any:
-        return value
-
-    def load_rows(self, cursor: Any, tables: Tables, keys: Keys) -> Touched:
-        sims: dict[str, SimRow] = {}
-        columns = ", ".join(SIM_COLUMNS)
-        for column, wanted in (("iccid", keys.iccids), ("copy_id", keys.copy_ids)):
-            for chunk in chunked(sorted(wanted), self.chunk_size):
-                condition, params = self.in_list(column, chunk)
-                cursor.execute(
-                    f"SELECT {columns} FROM {self.q(tables.sims)} WHERE {condition}", params
-                )
-                for values in cursor.fetchall():
-                    row = self.sim_from_db(values)
-                    sims[row.iccid] = row
-        groups: dict[str, GroupRow] = {}
-        for chunk in chunked(sorted(keys.group_ids), self.chunk_size):
-            condition, params = self.in_list("group_id", chunk)
-            cursor.execute(
-                f"SELECT {', '.join(GROUP_COLUMNS)} FROM {self.q(tables.groups)} WHERE {condition}",
-                params,
-            )
-            for values in cursor.fetchall():
-                group = self.group_from_db(values)
-                groups[group.group_id] = group
-        operations: dict[str, OperationRow] = {}
-        for chunk in chunked(sorted(keys.operation_ids), self.chunk_size):
-            condition, params = self.in_list("operation_id", chunk)
-            cursor.execute(
-                f"SELECT {', '.join(OPERATION_COLUMNS)} FROM {self.q(tables.operations)} "
-                f"WHERE {condition}",
-                params,
-            )
-            for values in cursor.fetchall():
-                operation = self.operation_from_db(values)
-                operations[operation.operation_id] = operation
-        return Touched(sims=sims, groups=groups, operations=operations)
-
-    # ---- the SIM list query -------------------------------------------------------------
-    def where(self, query: SimQuery, tables: Tables) -> tuple[list[str], list[Any]]:
-        p = self.placeholder
-        parts: list[str] = []
-        params: list[Any] = []
-        if query.statuses is not None:
-            condition, values = self.in_list("status", query.statuses)
-            parts.append(condition)
-            params += values
-        if query.sim_types is not None:
-            condition, values = self.in_list("sim_type", query.sim_types)
-            parts.append(condition)
-            params += values
-        if query.operator is not None:
-            parts.append(f"operator = {p}")
-            params.append(query.operator)
-        if query.company is not None:
-            parts.append(f"{self.key_expr('company')} = {p}")
-            params.append(query.company)
-        if query.group_id is not None:
-            parts.append(f"{self.key_expr('group_id')} = {p}")
-            params.append(query.group_id)
-        if query.label is not None:
-            parts.append(self.label_filter(tables))
-            params.append(query.label)
-        if query.search is not None:
-            needle = "%" + _escape_like(query.search.lower()) + "%"
-            alternatives = [
-                f"(end_user IS NOT NULL AND {self.lower('end_user')} LIKE {p} ESCAPE '\\')",
-                f"(note IS NOT NULL AND {self.lower('note')} LIKE {p} ESCAPE '\\')",
-            ]
-            params += [needle, needle]
-            digits = query.search_digits
-            if digits is not None:
-                alternatives.insert(0, f"iccid LIKE {p}")
-                params.insert(len(params) - 2, digits + "%")
-            parts.append("(" + " OR ".join(alternatives) + ")")
-        return parts, params
-
-    def page_statement(self, query: SimQuery, tables: Tables) -> tuple[str, list[Any]]:
-        p = self.placeholder
-        parts, params = self.where(query, tables)
-        direction = "DESC" if query.descending else "ASC"
-        compare = "<" if query.descending else ">"
-        if query.column in CONSTANT_COLUMNS or query.column == "iccid":
-            order = f"iccid {direction}"
-            if query.after is not None:
-                parts.append(f"iccid {compare} {p}")
-                params.append(query.after[1])
-        elif _pinned(query):
-            # The filter leaves the key one value: (key, iccid) order is the ICCID's, and the
-            # cursor needs only the ICCID. Ordered by both, the planner reads the range
-            # "key = v AND iccid > i" of the column's own index.
-            key = self.key_expr(query.column, query.month)
-            order = f"{key} {direction}, iccid {direction}"
-            if query.after is not None:
-                parts.append(f"iccid {compare} {p}")
-                params.append(query.after[1])
-        else:
-            key = self.key_expr(query.column, query.month)
-            order = f"{key} {direction}, iccid {direction}"
-            if query.after is not None:
-                value, iccid = query.after
-                # "(key, iccid) > (v, i)" written as ">= (v, i) and not the cursor's row": the
-                # same rows and index range, but planners estimate a row comparison by its
-                # first column alone, and "key > v" for a common v (NULL-heavy columns) looks
-                # so rare that PostgreSQL skipped the ordered index for a bitmap and a sort.
-                bound = self.key_param(value, query.kind)
-                parts.append(
-                    f"({key}, iccid) {compare}= ({p}, {p}) AND NOT ({key} = {p} AND iccid = {p})"
-                )
-                params += [bound, iccid, bound, iccid]
-        where = f" WHERE {' AND '.join(parts)}" if parts else ""
-        statement = (
-            f"SELECT {', '.join(SIM_COLUMNS)} FROM {self.q(tables.sims)}{where} "
-            f"ORDER BY {order} LIMIT {query.limit + 1}"
-        )
-        return statement, params
-
-    def total_statement(self, query: SimQuery, tables: Tables) -> tuple[str, list[Any]]:
-        p = self.placeholder
-        if query.only_counted_filters:
-            parts: list[str] = []
-            params: list[Any] = []
-            for column, values in (("status", query.statuses), ("sim_type", query.sim_types)):
-                if values is not None:
-                    condition, bound = self.in_list(column, values)
-                    parts.append(condition)
-                    params += bound
-            for column, value in (("operator", query.operator), ("company", query.company)):
-                if value is not None:
-                    parts.append(f"{column} = {p}")
-                    params.append(value)
-            where = f" WHERE {' AND '.join(parts)}" if parts else ""
-            return f"SELECT COALESCE(SUM(n), 0) FROM {self.q(tables.counts)}{where}", params
-        parts, params = self.where(query, tables)
-        return (
-            f"SELECT COUNT(*) FROM {self.q(tables.sims)} WHERE {' AND '.join(parts)}",
-            params,
-        )
-
-    def groups_statement(
-        self, company: str | None, locked: bool | None, tables: Tables
-    ) -> tuple[str, list[Any]]:
-        p = self.placeholder
-        parts: list[str] = []
-        params: list[Any] = []
-        if locked is not None:
-            parts.append(("" if locked else "NOT ") + "(NOT depleted AND NOT deleted)")
-        if company is not None:
-            parts.append(
-                f"EXISTS (SELECT 1 FROM {self.q(tables.sims)} s "
-                f"WHERE s.group_id = g.group_id AND {self.key_expr('company', alias='s')} = {p})"
-            )
-            params.append(company)
-        where = f" WHERE {' AND '.join(parts)}" if parts else ""
-        columns = ", ".join(f"g.{c}" for c in GROUP_COLUMNS)
-        return (
-            f"SELECT {columns} FROM {self.q(tables.groups)} g{where} ORDER BY g.name, g.group_id",
-            params,
-        )
-
-    def operations_statement(self, tables: Tables) -> str:
-        return (
-            f"SELECT {', '.join(OPERATION_COLUMNS)} FROM {self.q(tables.operations)} "
-            "ORDER BY requested_at DESC, operation_id DESC"
-        )
-
-    # ---- index definitions --------------------------------------------------------------
-    def sim_index_statements(self, tables: Tables, token: str) -> list[str]:
-        """``CREATE INDEX`` of each of :meth:`sim_indexes` on ``tables.sims``. Index names
-        are unique per schema (and survive a table's rename on SQLite): ``token`` keeps a
-        rebuild's indexes from colliding with those of the table it replaces."""
+    def index_statements(self, tables: Tables, token: str, own: Sequence[str] = ()) -> list[str]:
+        """``CREATE INDEX`` of each of :meth:`sim_indexes` on ``tables.sims``, then ``own``
+        (the dialect store's), then the pending activity's order. Index names are unique
+        per schema (and survive a table's rename on SQLite): ``token`` keeps a rebuild's
+        indexes from colliding with those of the table it replaces."""
+        sims = self.q(tables.sims)
         return [
-            f"CREATE INDEX {tables.sims}_{suffix}_{token} ON {self.q(tables.sims)} ({columns})"
-            + (f" WHERE {where}" if where else "")
-            for suffix, columns, where in self.sim_indexes()
+            *(
+                f"CREATE INDEX {tables.sims}_{suffix}_{token} ON {sims} ({columns})"
+                + (f" WHERE {where}" if where else "")
+                for suffix, columns, where in self.sim_indexes()
+            ),
+            *own,
+            f"CREATE INDEX {tables.operations}_newest_{token} "
+            f"ON {self.q(tables.operations)} (requested_at, operation_id)",
         ]
 
     def sim_indexes(self) -> list[tuple[str, str, str]]:
@@ -402,17 +192,189 @@ class SqlViewStore(ViewStore):
         )
         return indexes
 
+    def key_expr(self, column: str, month: str = "", alias: str = "") -> str:
+        """The sort key of ``column`` as an SQL expression (index and query alike);
+        ``alias`` qualifies the column."""
+        a = f"{alias}." if alias else ""
+        d = self.dialect
+        if column == "this_month_mb":
+            if not _MONTH.match(month):
+                raise ValueError(f"not a month: {month!r}")
+            number = d.as_number(f"{a}usage_month_mb")
+            return f"(CASE WHEN {a}usage_month = '{month}' THEN {number} ELSE 0 END)"
+        if column in ("labels", "rules"):
+            return f"{a}{column}_key"
+        kind = sort_kind(column)
+        if kind is Kind.NUMBER:
+            return f"COALESCE({d.as_number(a + column)}, -1)"
+        if kind is Kind.TIME:
+            return f"COALESCE({a}{column}, {d.no_time})"
+        if column in NULLABLE_TEXT:
+            return f"COALESCE({a}{column}, '')"
+        return f"{a}{column}"
 
-def _pinned(query: SimQuery) -> bool:
-    """Whether the filters leave the sort key one value (``operator="A1"`` sorted by
-    operator): then (key, iccid) order is the ICCID order."""
-    column = query.column
-    if column == "status":
-        return query.statuses is not None and len(query.statuses) == 1
-    if column == "sim_type":
-        return query.sim_types is not None and len(query.sim_types) == 1
-    filtered = {"operator": query.operator, "company": query.company, "group_id": query.group_id}
-    return filtered.get(column) is not None
+    # ---- writing ------------------------------------------------------------------------
+    def insert(self, table: str, columns: Sequence[str]) -> str:
+        values = ", ".join(self.dialect.placeholder for _ in columns)
+        return f"INSERT INTO {self.q(table)} ({', '.join(columns)}) VALUES ({values})"
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        return (
+            f"{self.insert(table, columns)} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+
+    def upsert_from(self, table: str, source: str) -> str:
+        """Every SIM row of table ``source`` into ``table``, replacing those it has."""
+        columns = ", ".join(SIM_TABLE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in SIM_TABLE_COLUMNS if c != "iccid")
+        return (
+            f"INSERT INTO {self.q(table)} ({columns}) SELECT {columns} FROM {source} "
+            f"ON CONFLICT (iccid) DO UPDATE SET {updates}"
+        )
+
+    def write_changes(self, cursor: Any, tables: Tables, changes: Changes) -> None:
+        """The batch's rows, in one open transaction (the caller writes the position)."""
+        p = self.dialect.placeholder
+        upserts: list[tuple[str, Sequence[str], str, Any, Mapping[str, Any]]] = [
+            (tables.sims, SIM_TABLE_COLUMNS, "iccid", self.sims.encode, changes.sims),
+            (tables.groups, GROUP_COLUMNS, "group_id", self.groups.encode, changes.groups),
+            (
+                tables.operations,
+                OPERATION_COLUMNS,
+                "operation_id",
+                self.operations.encode,
+                changes.operations,
+            ),
+        ]
+        for table, columns, key, encode, rows in upserts:
+            if rows:
+                cursor.executemany(
+                    self.upsert(table, columns, (key,)), [encode(row) for row in rows.values()]
+                )
+        if changes.pools:
+            cursor.executemany(
+                f"UPDATE {self.q(tables.sims)} SET data_left_mb = {p} "
+                f"WHERE {self.key_expr('group_id')} = {p}",
+                [(self._number(pool), group_id) for group_id, pool in changes.pools.items()],
+            )
+        if tables.labels is not None and changes.labels:
+            cursor.executemany(
+                f"DELETE FROM {self.q(tables.labels)} WHERE iccid = {p}",
+                [(iccid,) for iccid in changes.labels],
+            )
+            cursor.executemany(
+                self.insert(tables.labels, ("iccid", "label")),
+                [(iccid, label) for iccid, labels in changes.labels.items() for label in labels],
+            )
+        if changes.counts:
+            cursor.executemany(
+                f"{self.insert(tables.counts, (*COUNT_COLUMNS, 'n'))} "
+                f"ON CONFLICT ({', '.join(COUNT_COLUMNS)}) "
+                f"DO UPDATE SET n = {self.q(tables.counts)}.n + excluded.n",
+                [(*key, n) for key, n in changes.counts.items()],
+            )
+
+    def load_rows(self, cursor: Any, tables: Tables, keys: Keys) -> Touched:
+        def load(
+            table: str, codec: RowCodec[Any], columns: Sequence[str], by: str, wanted: set[str]
+        ) -> dict[str, Any]:
+            # The key of each row is its first column (iccid, group_id, operation_id).
+            found = self._select_in(cursor, table, columns, by, wanted)
+            return {values[0]: codec.decode(values) for values in found}
+
+        return Touched(
+            sims={
+                **load(tables.sims, self.sims, SIM_COLUMNS, "iccid", keys.iccids),
+                **load(tables.sims, self.sims, SIM_COLUMNS, "copy_id", keys.copy_ids),
+            },
+            groups=load(tables.groups, self.groups, GROUP_COLUMNS, "group_id", keys.group_ids),
+            operations=load(
+                tables.operations,
+                self.operations,
+                OPERATION_COLUMNS,
+                "operation_id",
+                keys.operation_ids,
+            ),
+        )
+
+    def _select_in(
+        self, cursor: Any, table: str, columns: Sequence[str], column: str, wanted: Iterable[str]
+    ) -> list[Sequence[Any]]:
+        found: list[Sequence[Any]] = []
+        for chunk in chunked(sorted(wanted), self.dialect.chunk_size):
+            condition, params = self.dialect.in_list(column, chunk)
+            cursor.execute(
+                f"SELECT {', '.join(columns)} FROM {self.q(table)} WHERE {condition}", params
+            )
+            found += cursor.fetchall()
+        return found
+
+    # ---- reading ------------------------------------------------------------------------
+    def all_sims(self, tables: Tables) -> str:
+        return f"SELECT {', '.join(SIM_COLUMNS)} FROM {self.q(tables.sims)} ORDER BY iccid"
+
+    def all_counts(self, tables: Tables) -> str:
+        return f"SELECT {', '.join(COUNT_COLUMNS)}, n FROM {self.q(tables.counts)} WHERE n != 0"
+
+    def operations_statement(self, tables: Tables) -> str:
+        return (
+            f"SELECT {', '.join(OPERATION_COLUMNS)} FROM {self.q(tables.operations)} "
+            "ORDER BY requested_at DESC, operation_id DESC"
+        )
+
+    def groups_statement(
+        self, company: str | None, locked: bool | None, tables: Tables
+    ) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        if locked is not None:
+            parts.append(("" if locked else "NOT ") + "(NOT depleted AND NOT deleted)")
+        if company is not None:
+            parts.append(
+                f"EXISTS (SELECT 1 FROM {self.q(tables.sims)} s WHERE s.group_id = g.group_id "
+                f"AND {self.key_expr('company', alias='s')} = {self.dialect.placeholder})"
+            )
+            params.append(company)
+        where = f" WHERE {' AND '.join(parts)}" if parts else ""
+        columns = ", ".join(f"g.{c}" for c in GROUP_COLUMNS)
+        return (
+            f"SELECT {columns} FROM {self.q(tables.groups)} g{where} ORDER BY g.name, g.group_id",
+            params,
+        )
+
+    def log(
+        self,
+        table: str,
+        start: int,
+        limit: int,
+        stop: int | None,
+        partition: tuple[str, int, int] | None,
+    ) -> tuple[str, list[Any]]:
+        """Notifications of the event table ``table`` from id ``start`` on (at most
+        ``limit``, none after ``stop``); ``partition`` (SIM topics, n, p): see
+        :meth:`Dialect.partition_filter`."""
+        p, id_ = self.dialect.placeholder, self.dialect.log_id
+        conditions = [f"{id_} >= {p}"]
+        params: list[Any] = [start]
+        if stop is not None:
+            conditions.append(f"{id_} <= {p}")
+            params.append(stop)
+        split = self.dialect.partition_filter()
+        if partition is not None and split is not None:
+            conditions.append(split)
+            params += partition
+        statement = (
+            f"SELECT {id_}, originator_id, originator_version, topic, state "
+            f"FROM {self.q(table)} WHERE {' AND '.join(conditions)} ORDER BY {id_} LIMIT {p}"
+        )
+        return statement, [*params, limit]
+
+    def head_and_position(self, table: str) -> str:
+        return (
+            f"SELECT (SELECT MAX({self.dialect.log_id}) FROM {self.q(table)}), "
+            f"({self.read_position})"
+        )
 
 
 def sort_kind(column: str) -> Kind:
@@ -420,68 +382,3 @@ def sort_kind(column: str) -> Kind:
         if name == column:
             return kind
     return Kind.TEXT
-
-
-def labels_json(values: list[str]) -> str:
-    return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
-
-
-def list_keys(row: SimRow) -> tuple[str, str]:
-    return list_key(row.labels), list_key(row.rules)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def stream(fetch: Callable[[], Sequence[Any]]) -> Iterator[Any]:
-    """Rows of a cursor, ``fetchmany`` at a time."""
-    while True:
-        rows = fetch()
-        if not rows:
-            return
-        yield from rows
-
-
-def as_utc_text(value: datetime | None) -> str | None:
-    from datetime import UTC
-
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-class SqlTx:
-    """One view transaction of a SQL store: rows and tracking position on one cursor."""
-
-    def __init__(
-        self,
-        store: SqlViewStore,
-        cursor: Any,
-        tables: Tables,
-        position: int,
-        *,
-        track: bool,
-    ) -> None:
-        self._store = store
-        self._cursor = cursor
-        self._tables = tables
-        self._position = position
-        self._track = track
-
-    @property
-    def position(self) -> int:
-        return self._position
-
-    def load(self, keys: Keys) -> Touched:
-        return self._store.load_rows(self._cursor, self._tables, keys)
-
-    def write(self, changes: Changes, position: int) -> None:
-        self._store.write_changes(self._cursor, self._tables, changes)
-        if self._track and position > self._position:
-            mark = self._store.placeholder
-            self._cursor.execute(
-                f"UPDATE {self._store.q(TRACKING_TABLE)} SET position = {mark} WHERE name = {mark}",
-                (position, TRACKING_NAME),
-            )
-        self._position = max(self._position, position)

@@ -1,0 +1,123 @@
+"""The SIM list query (``sims()``) in SQL: filters, keyset paging, and the total.
+
+Written once over :class:`~.sql.Statements` (sort keys) and its dialect (placeholders,
+``IN`` lists, the label filter, lower case).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simledger.adapters.views.sql import Statements, Tables
+from simledger.projections.listing import CONSTANT_COLUMNS, SimQuery
+from simledger.projections.rows import SIM_COLUMNS
+
+
+def where(sql: Statements, query: SimQuery, tables: Tables) -> tuple[list[str], list[Any]]:
+    d = sql.dialect
+    p = d.placeholder
+    parts: list[str] = []
+    params: list[Any] = []
+    for column, values in (("status", query.statuses), ("sim_type", query.sim_types)):
+        if values is not None:
+            condition, bound = d.in_list(column, values)
+            parts.append(condition)
+            params += bound
+    if query.operator is not None:
+        parts.append(f"operator = {p}")
+        params.append(query.operator)
+    for column, value in (("company", query.company), ("group_id", query.group_id)):
+        if value is not None:
+            parts.append(f"{sql.key_expr(column)} = {p}")
+            params.append(value)
+    if query.label is not None:
+        parts.append(d.label_filter(tables.labels))
+        params.append(query.label)
+    if query.search is not None:
+        needle = "%" + _escape_like(query.search.lower()) + "%"
+        alternatives = [
+            f"(end_user IS NOT NULL AND {d.lower('end_user')} LIKE {p} ESCAPE '\\')",
+            f"(note IS NOT NULL AND {d.lower('note')} LIKE {p} ESCAPE '\\')",
+        ]
+        params += [needle, needle]
+        digits = query.search_digits
+        if digits is not None:
+            alternatives.insert(0, f"iccid LIKE {p}")
+            params.insert(len(params) - 2, digits + "%")
+        parts.append("(" + " OR ".join(alternatives) + ")")
+    return parts, params
+
+
+def page_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[str, list[Any]]:
+    p = sql.dialect.placeholder
+    parts, params = where(sql, query, tables)
+    direction = "DESC" if query.descending else "ASC"
+    compare = "<" if query.descending else ">"
+    if query.column in CONSTANT_COLUMNS or query.column == "iccid":
+        order = f"iccid {direction}"
+        if query.after is not None:
+            parts.append(f"iccid {compare} {p}")
+            params.append(query.after[1])
+    elif _pinned(query):
+        # The filter leaves the key one value: (key, iccid) order is the ICCID's, and the
+        # cursor needs only the ICCID. Ordered by both, the planner reads the range
+        # "key = v AND iccid > i" of the column's own index.
+        key = sql.key_expr(query.column, query.month)
+        order = f"{key} {direction}, iccid {direction}"
+        if query.after is not None:
+            parts.append(f"iccid {compare} {p}")
+            params.append(query.after[1])
+    else:
+        key = sql.key_expr(query.column, query.month)
+        order = f"{key} {direction}, iccid {direction}"
+        if query.after is not None:
+            value, iccid = query.after
+            # "(key, iccid) > (v, i)" written as ">= (v, i) and not the cursor's row": the
+            # same rows and index range, but planners estimate a row comparison by its
+            # first column alone, and "key > v" for a common v (NULL-heavy columns) looks
+            # so rare that PostgreSQL skipped the ordered index for a bitmap and a sort.
+            bound = sql.dialect.key_param(value, query.kind)
+            parts.append(
+                f"({key}, iccid) {compare}= ({p}, {p}) AND NOT ({key} = {p} AND iccid = {p})"
+            )
+            params += [bound, iccid, bound, iccid]
+    condition = f" WHERE {' AND '.join(parts)}" if parts else ""
+    statement = (
+        f"SELECT {', '.join(SIM_COLUMNS)} FROM {sql.q(tables.sims)}{condition} "
+        f"ORDER BY {order} LIMIT {query.limit + 1}"
+    )
+    return statement, params
+
+
+def total_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[str, list[Any]]:
+    if query.only_counted_filters:
+        # A sum over the per-combination counts: those are the only filters.
+        counted = SimQuery(
+            statuses=query.statuses,
+            sim_types=query.sim_types,
+            operator=query.operator,
+        )
+        parts, params = where(sql, counted, tables)
+        if query.company is not None:
+            parts.append(f"company = {sql.dialect.placeholder}")
+            params.append(query.company)
+        condition = f" WHERE {' AND '.join(parts)}" if parts else ""
+        return f"SELECT COALESCE(SUM(n), 0) FROM {sql.q(tables.counts)}{condition}", params
+    parts, params = where(sql, query, tables)
+    return f"SELECT COUNT(*) FROM {sql.q(tables.sims)} WHERE {' AND '.join(parts)}", params
+
+
+def _pinned(query: SimQuery) -> bool:
+    """Whether the filters leave the sort key one value (``operator="A1"`` sorted by
+    operator): then (key, iccid) order is the ICCID order."""
+    column = query.column
+    if column == "status":
+        return query.statuses is not None and len(query.statuses) == 1
+    if column == "sim_type":
+        return query.sim_types is not None and len(query.sim_types) == 1
+    filtered = {"operator": query.operator, "company": query.company, "group_id": query.group_id}
+    return filtered.get(column) is not None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
