@@ -1,9 +1,8 @@
 """Small helpers shared by the rule tests. Names here are stable: other test modules import them.
 
-tests/ has no ``__init__.py`` and pytest runs with ``--import-mode=importlib``, so a test
-module makes this file importable with the two lines::
+pyproject's ``pythonpath = ["tests"]`` puts this folder on ``sys.path``, so a test module in
+any sub-folder imports it as::
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from helpers import FakeClock, event_count, iccids, ready_sim
 
 * :func:`iccids` / :func:`iccid` -- valid ICCIDs (Luhn digit via ``make_iccid``).
@@ -15,6 +14,7 @@ module makes this file importable with the two lines::
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -27,6 +27,15 @@ T0 = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
 OPERATOR = "3UK"
 COMPANY = "Acme Logistics"
 MSISDN = "+447700900123"
+
+SETTINGS_PREFIXES = ("PERSISTENCE_", "SQLITE_", "POSTGRES_", "SIMLEDGER_", "VIEWS_")
+"""Environment variables that choose a store: a child process must get only the test's own."""
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The process environment without any store setting, plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    return {**base, **(extra or {})}
 
 
 def iccids(n: int, start: int = 0) -> list[str]:

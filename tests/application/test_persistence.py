@@ -7,15 +7,25 @@ Reopening = ``ledger.close()`` then a new ``SimLedger`` on the same env (sqlite,
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import Notification, StoredEvent
+from helpers import (
+    COMPANY,
+    MSISDN,
+    FakeClock,
+    event_count,
+    iccid,
+    iccids,
+    make_package,
+    ready_sim,
+    received_sim,
+    sim_in_status,
+)
 
 from simledger import (
     OperationInFlight,
@@ -31,20 +41,6 @@ from simledger.adapters.store.batch_load import load_many
 from simledger.application.ledger import SIM_SNAPSHOT_INTERVAL
 from simledger.application.results import HistoryEntry
 from simledger.domain.sim import Sim
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    COMPANY,
-    MSISDN,
-    FakeClock,
-    event_count,
-    iccid,
-    iccids,
-    make_package,
-    ready_sim,
-    received_sim,
-    sim_in_status,
-)
 
 SNAPSHOT_INTERVAL = SIM_SNAPSHOT_INTERVAL
 

@@ -8,16 +8,15 @@ Every refusal is checked for its error class, its ``.rule`` and that it recorded
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import Notification
+from helpers import T0, FakeClock, event_count, iccids
 
 from simledger import (
     AlreadyInSharedGroup,
@@ -33,9 +32,6 @@ from simledger import (
     UnknownGroup,
     UnknownSim,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import T0, FakeClock, event_count, iccids
 
 LINE = "+447700900123"
 

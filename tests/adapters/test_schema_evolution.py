@@ -37,7 +37,7 @@ from simledger.domain.package import Package
 from simledger.domain.sim import Sim
 from simledger.domain.types import SimStatus
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REQUESTED = get_topic(BulkOperation.Requested)
 FIXTURE_T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 """make_first_release.py's clock when the fleet was built."""

@@ -11,26 +11,12 @@ R-BK4 (CSV export) belongs with the import/export tests.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-
-from simledger import (
-    BulkLimitExceeded,
-    InvalidInput,
-    NoOperationInFlight,
-    SimLedger,
-    SimStatus,
-    SuspendReason,
-)
-from simledger.domain.bulk import BULK_LIMIT
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
     OPERATOR,
     event_count,
@@ -41,6 +27,16 @@ from helpers import (
     received_sim,
     user_paused_sim,
 )
+
+from simledger import (
+    BulkLimitExceeded,
+    InvalidInput,
+    NoOperationInFlight,
+    SimLedger,
+    SimStatus,
+    SuspendReason,
+)
+from simledger.domain.bulk import BULK_LIMIT
 
 S = SimStatus
 

@@ -16,6 +16,16 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import (
+    COMPANY,
+    MSISDN,
+    OPERATOR,
+    FakeClock,
+    event_count,
+    iccids,
+    make_package,
+    sim_in_status,
+)
 
 from simledger import ConcurrencyConflict, SimLedger, SimStatus
 from simledger.adapters.carrier.gateway import (
@@ -35,18 +45,6 @@ from simledger.runners.forwarder import (
     STALE,
     Forwarder,
     request_id,
-)
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    COMPANY,
-    MSISDN,
-    OPERATOR,
-    FakeClock,
-    event_count,
-    iccids,
-    make_package,
-    sim_in_status,
 )
 
 ANSWERS = ("Paused", "Resumed", "PauseRefused", "ResumeRefused", "OperationSuperseded")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -19,14 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import COMPANY, clean_env, event_count, iccid, iccids, make_package, ready_sim
 
 from simledger import SimLedger, SimType
 from simledger.runners.cli_output import Progress
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import COMPANY, event_count, iccid, iccids, make_package, ready_sim
-
-SETTINGS_PREFIXES = ("PERSISTENCE_", "SQLITE_", "POSTGRES_", "SIMLEDGER_", "VIEWS_")
 
 
 @dataclass
@@ -40,12 +35,6 @@ class Run:
 
     def lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.out.splitlines()]
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The process environment without any store setting, plus ``extra``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
-    return {**base, **(extra or {})}
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:

@@ -3,16 +3,28 @@ lifecycle table, activation readiness, suspension reasons, SIM types)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import (
+    COMPANY,
+    MSISDN,
+    OPERATOR,
+    event_count,
+    iccid,
+    iccids,
+    make_package,
+    new_ledger,
+    ready_sim,
+    received_sim,
+    sim_in_status,
+    user_paused_sim,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,22 +42,6 @@ from simledger import (
 from simledger.domain import iccid as iccid_module
 from simledger.domain.iccid import luhn_check_digit, make_iccid, normalise_iccid
 from simledger.domain.lifecycle import TRANSITIONS, Cmd
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    COMPANY,
-    MSISDN,
-    OPERATOR,
-    event_count,
-    iccid,
-    iccids,
-    make_package,
-    new_ledger,
-    ready_sim,
-    received_sim,
-    sim_in_status,
-    user_paused_sim,
-)
 
 S = SimStatus
 

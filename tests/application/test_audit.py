@@ -18,16 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-
-from simledger import SimLedger
-from simledger.application.audit import Problem, VerifyReport
-from simledger.domain.chain import content, link
-from simledger.domain.shared_group import SharedGroup
-from simledger.domain.sim import Sim
-from simledger.runners.cli_audit import audit_records
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
     COMPANY,
     MSISDN,
@@ -37,6 +27,14 @@ from helpers import (
     ready_sim,
     received_sim,
 )
+from psycopg import sql
+
+from simledger import SimLedger
+from simledger.application.audit import Problem, VerifyReport
+from simledger.domain.chain import content, link
+from simledger.domain.shared_group import SharedGroup
+from simledger.domain.sim import Sim
+from simledger.runners.cli_audit import audit_records
 
 CHAIN_KINDS = {"altered", "missing", "out-of-sequence", "unsealed"}
 

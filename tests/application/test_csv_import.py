@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import event_count, iccids
 
 from simledger import CsvImportError, SimLedger, SimStatus, SimType, UnknownSim
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import event_count, iccids
 
 HEADER = "iccid,operator,sim_type,esim\n"
 

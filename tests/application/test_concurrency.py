@@ -16,17 +16,16 @@ import functools
 import logging
 import multiprocessing
 import queue
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import IntegrityError
+from helpers import COMPANY, MSISDN, FakeClock, event_count, iccids, make_package, ready_sim
 
 import simledger.application.ledger as ledger_module
 from simledger import (
@@ -39,9 +38,6 @@ from simledger import (
     SimStatus,
     SuspendReason,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import COMPANY, MSISDN, FakeClock, event_count, iccids, make_package, ready_sim
 
 THREAD_TIMEOUT = 60.0
 

@@ -6,23 +6,19 @@ view itself: the view must agree with the write side on every column it shares w
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
+from helpers import FakeClock, iccid, new_ledger
 
 from simledger import InvalidInput, SimLedger, SimStatus, SimType, SimView
 from simledger.projections.listing import SORTS
 from simledger.projections.models import Page, SimListItem
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
-from helpers import FakeClock, iccid, new_ledger
 
 OPERATORS = ("3UK", "Orange", "A1")
 TYPES = (SimType.PREPAID, SimType.SUBSCRIPTION, SimType.PAYGO)

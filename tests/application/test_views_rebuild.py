@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
+from helpers import FakeClock, iccid, new_ledger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,10 +30,6 @@ from simledger import SimLedger, SimledgerError, SimType
 from simledger.adapters.views.memory import MemoryViewStore
 from simledger.adapters.views.postgres import PostgresViewStore
 from simledger.adapters.views.sqlite import SqliteViewStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
-from helpers import FakeClock, iccid, new_ledger
 
 NO_DIFFERENCES: dict[str, list[Any]] = {"sims": [], "pending_activity": [], "shared_groups": []}
 

@@ -8,14 +8,23 @@ was at one of its versions or at a moment; asking wrongly raises a typed error w
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import (
+    COMPANY,
+    MSISDN,
+    FakeClock,
+    event_count,
+    iccid,
+    iccids,
+    make_package,
+    ready_sim,
+    received_sim,
+)
 
 from simledger import (
     HistoryEntry,
@@ -29,19 +38,6 @@ from simledger import (
     UnknownSim,
 )
 from simledger.application.ledger import SIM_SNAPSHOT_INTERVAL
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    COMPANY,
-    MSISDN,
-    FakeClock,
-    event_count,
-    iccid,
-    iccids,
-    make_package,
-    ready_sim,
-    received_sim,
-)
 
 STATE_FIELDS = (
     "status",

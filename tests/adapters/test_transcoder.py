@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from simledger.adapters.store.transcoder import LedgerTranscoder
 from simledger.domain.types import SimStatus, SimType
 
-FIXTURES = Path(__file__).parent / "fixtures" / "first_release_events.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "first_release_events.json"
 
 
 def transcoders() -> tuple[JSONTranscoder, LedgerTranscoder]:
