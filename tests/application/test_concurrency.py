@@ -153,10 +153,8 @@ def caplog_info(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 @pytest.fixture
-def ledger(store_env: dict[str, str]) -> Iterator[SimLedger]:
-    app = SimLedger(store_env, clock=FakeClock())
-    yield app
-    app.close()
+def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
+    return store_env  # the ledger on every store
 
 
 # ------------------------------------------------------------------- one SIM, threads

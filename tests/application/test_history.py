@@ -8,7 +8,7 @@ was at one of its versions or at a moment; asking wrongly raises a typed error w
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,7 +17,6 @@ import pytest
 from helpers import (
     COMPANY,
     MSISDN,
-    FakeClock,
     event_count,
     iccid,
     iccids,
@@ -65,10 +64,8 @@ def state(view: SimView) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ledger(store_env: dict[str, str]) -> Iterator[SimLedger]:
-    app = SimLedger(store_env, clock=FakeClock())
-    yield app
-    app.close()
+def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
+    return store_env  # the ledger on every store
 
 
 def lined_sims(ledger: SimLedger, n: int, start: int) -> list[str]:

@@ -41,11 +41,6 @@ from simledger.domain.bulk import BULK_LIMIT
 S = SimStatus
 
 
-@pytest.fixture
-def ledger() -> SimLedger:
-    return new_ledger()[0]
-
-
 # --------------------------------------------------------------------------- R-BK1
 
 

@@ -30,11 +30,6 @@ from simledger import (
 )
 
 
-@pytest.fixture
-def ledger() -> SimLedger:
-    return new_ledger()[0]
-
-
 def package_events(ledger: SimLedger, key: str) -> list[tuple[str, dict[str, Any]]]:
     """The events of the SIM's package copies, oldest first: (event name, data)."""
     return [(h.event, h.data) for h in ledger.history(key) if h.aggregate == "Package"]

@@ -24,11 +24,6 @@ from simledger.domain.types import HOLDING_SERVICE
 S = SimStatus
 
 
-@pytest.fixture
-def ledger() -> SimLedger:
-    return new_ledger()[0]
-
-
 def _service(ledger: SimLedger) -> UUID:
     return ledger.create_customer_service(
         "IoT 10 GB EU", data_mb_per_month=10_000, networks=["3UK", "Orange"], minimum_term_months=12

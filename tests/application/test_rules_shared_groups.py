@@ -8,7 +8,7 @@ Every refusal is checked for its error class, its ``.rule`` and that it recorded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -65,18 +65,6 @@ def refused(
     assert info.value.rule == rule
     assert event_count(ledger) == before, "a refused command recorded events"
     return info.value
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def ledger(clock: FakeClock) -> Iterator[SimLedger]:
-    app = SimLedger(clock=clock)
-    yield app
-    app.close()
 
 
 def blank_sims(

@@ -46,11 +46,6 @@ from simledger.domain.lifecycle import TRANSITIONS, Cmd
 S = SimStatus
 
 
-@pytest.fixture
-def ledger() -> SimLedger:
-    return new_ledger()[0]
-
-
 # --------------------------------------------------------------------------- R-SIM1
 
 

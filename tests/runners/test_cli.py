@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,10 +58,14 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ledger(db: Path) -> Iterator[SimLedger]:
-    opened = SimLedger(env=sqlite_settings(db))
-    yield opened
-    opened.close()
+def ledger_env(db: Path) -> dict[str, str]:
+    return sqlite_settings(db)  # the file the command line is given
+
+
+@pytest.fixture
+def clock() -> None:
+    """The real clock: the command line, in its own process, runs on it too."""
+    return None
 
 
 def assert_one_error_line(run: Run, rule: str) -> None:

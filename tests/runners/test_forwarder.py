@@ -150,13 +150,8 @@ class ScriptedCarrier:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def ledger(store_env: dict[str, str], clock: FakeClock) -> SimLedger:
-    return SimLedger(store_env, clock=clock)
+def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
+    return store_env  # the ledger on every store
 
 
 # ---- in-process, every store --------------------------------------------------------------
