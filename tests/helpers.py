@@ -15,11 +15,14 @@ any sub-folder imports it as::
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from datetime import UTC, datetime, timedelta, timezone
+from uuid import UUID, uuid4
+
+from hypothesis import strategies as st
 
 from simledger import SimLedger, SimStatus, SimType
 from simledger.domain.iccid import make_iccid
+from simledger.domain.sim import Sim
 
 T0 = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
 """The default start of :class:`FakeClock`."""
@@ -36,6 +39,24 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The process environment without any store setting, plus ``extra``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
     return {**base, **(extra or {})}
+
+
+AGGREGATES = frozenset(
+    {"Sim", "Package", "SharedGroup", "SimOrder", "CustomerService", "BulkOperation"}
+)
+"""The names of every aggregate class the ledger stores."""
+
+DATETIMES = st.one_of(
+    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(),
+    st.datetimes(timezones=st.timezones()),
+    st.datetimes(
+        timezones=st.builds(
+            timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+        )
+    ),
+)
+"""Datetimes as events may carry them: naive, in UTC, in a named zone, at a fixed offset."""
 
 
 def iccids(n: int, start: int = 0) -> list[str]:
@@ -119,6 +140,17 @@ def received_sim(
     return key
 
 
+def lined_sims(ledger: SimLedger, n: int, start: int = 0) -> list[str]:
+    """``n`` ``blank`` subscription SIMs with a line and a company and no package: ready to
+    join a shared group (or to take a package)."""
+    keys = ledger.receive_sims(iccids(n, start), operator=OPERATOR, sim_type=SimType.SUBSCRIPTION)
+    for key in keys:
+        ledger.complete_integration_check(key, ok=True)
+        ledger.assign_line(key, MSISDN)
+        ledger.assign_to_company(key, COMPANY)
+    return keys
+
+
 def ready_sim(
     ledger: SimLedger,
     number: int = 0,
@@ -143,6 +175,27 @@ def ready_sim(
     if activate:
         ledger.activate(key)
     return key
+
+
+def active_sim_aggregate(number: int = 0) -> Sim:
+    """An ``active`` :class:`Sim` built by its own methods, without a ledger or a store, its
+    events collected (none pending)."""
+    sim = Sim.receive(
+        iccid(number),
+        operator=OPERATOR,
+        sim_type=SimType.SUBSCRIPTION,
+        esim=False,
+        activation_code=None,
+        integrated=True,
+        order_id=None,
+    )
+    sim.complete_integration_check(ok=True, reason=None)
+    sim.assign_line(MSISDN)
+    sim.assign_to_company(COMPANY)
+    sim.assign_package(str(uuid4()), str(uuid4()), "1 GB / 30 days")
+    sim.activate()
+    sim.collect_events()
+    return sim
 
 
 def user_paused_sim(

@@ -25,7 +25,13 @@ from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import IntegrityError
-from helpers import COMPANY, MSISDN, FakeClock, event_count, iccids, make_package, ready_sim
+from helpers import (
+    FakeClock,
+    event_count,
+    lined_sims,
+    make_package,
+    ready_sim,
+)
 
 import simledger.application.ledger as ledger_module
 from simledger import (
@@ -124,16 +130,6 @@ def event_names(ledger: SimLedger, aggregate_id: str) -> list[str]:
 
 def events_of(ledger: SimLedger, aggregate_id: str, name: str) -> list[Any]:
     return [e for e in ledger.events.get(aggregate_id) if type(e).__name__ == name]
-
-
-def lined_sims(ledger: SimLedger, n: int, start: int) -> list[str]:
-    """``blank`` SIMs with a line and a company, no package: ready to join a group."""
-    keys = ledger.receive_sims(iccids(n, start), operator="3UK", sim_type="subscription")
-    for key in keys:
-        ledger.complete_integration_check(key, ok=True)
-        ledger.assign_line(key, MSISDN)
-        ledger.assign_to_company(key, COMPANY)
-    return keys
 
 
 def active_group(ledger: SimLedger, n: int, data_mb: int, start: int) -> tuple[UUID, list[str]]:

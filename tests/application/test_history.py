@@ -19,7 +19,7 @@ from helpers import (
     MSISDN,
     event_count,
     iccid,
-    iccids,
+    lined_sims,
     make_package,
     ready_sim,
     received_sim,
@@ -66,16 +66,6 @@ def state(view: SimView) -> dict[str, Any]:
 @pytest.fixture
 def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
     return store_env  # the ledger on every store
-
-
-def lined_sims(ledger: SimLedger, n: int, start: int) -> list[str]:
-    """``blank`` SIMs with a line and a company and no package: ready to join a group."""
-    keys = ledger.receive_sims(iccids(n, start), operator="3UK", sim_type="subscription")
-    for key in keys:
-        ledger.complete_integration_check(key, ok=True)
-        ledger.assign_line(key, MSISDN)
-        ledger.assign_to_company(key, COMPANY)
-    return keys
 
 
 def shared(entries: list[HistoryEntry], aggregate: str) -> list[tuple[str, int]]:

@@ -15,6 +15,7 @@ import pytest
 from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import Notification, StoredEvent
 from helpers import (
+    AGGREGATES,
     COMPANY,
     MSISDN,
     FakeClock,
@@ -191,14 +192,7 @@ def test_reopened_store_gives_back_every_sim_group_package_and_history(
     assert before.views[fleet.in_flight].operation_in_flight is not None
     assert before.groups[fleet.groups[0]].data_left_mb == 150
     kinds = {n.topic.split(":")[-1].split(".")[0] for n in before.notifications}
-    assert kinds == {
-        "Sim",
-        "Package",
-        "SharedGroup",
-        "SimOrder",
-        "CustomerService",
-        "BulkOperation",
-    }
+    assert kinds == AGGREGATES
 
     assert after.notifications == before.notifications
     assert event_count(reopened) == len(before.notifications)
