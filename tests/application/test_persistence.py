@@ -325,7 +325,6 @@ def assert_loads_from_snapshot(
 def test_snapshot_is_taken_and_loads_the_same_state_as_a_full_replay(
     store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert SimLedger.snapshotting_intervals == {Sim: SNAPSHOT_INTERVAL}
     ledger = SimLedger(store_env, clock=FakeClock())
     last = 22 * SNAPSHOT_INTERVAL + 2
     key, last_note = long_lived_sim(ledger, last)
@@ -354,6 +353,19 @@ def test_snapshot_is_taken_and_loads_the_same_state_as_a_full_replay(
     ledger.confirm(view_in_flight["operation_id"], key)
     assert ledger.sim(key).status is SimStatus.SUSPENDED
     assert ledger.sim(key).suspended_reason is SuspendReason.USER
+    ledger.close()
+
+
+def test_only_sims_are_snapshotted(store_env: dict[str, str]) -> None:
+    """A package copy with more events than the SIM interval gets no snapshot; its SIM does."""
+    ledger = SimLedger(store_env, clock=FakeClock())
+    key = ready_sim(ledger, 1, data_mb=10_000)
+    for _ in range(2 * SNAPSHOT_INTERVAL):
+        ledger.record_usage(key, 1)
+    copy = str(ledger.sim(key).copy_id)
+    assert len(list(ledger.events.get(copy))) > SNAPSHOT_INTERVAL
+    assert snapshot_versions(ledger, copy) == []
+    assert snapshot_versions(ledger, key) != []
     ledger.close()
 
 
