@@ -91,7 +91,7 @@ def test_a_failed_save_leaves_nothing_in_the_cache(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the store went away")
 
-    monkeypatch.setattr(ledger, "_record", fail)
+    monkeypatch.setattr(ledger.recorder, "insert_events", fail)
     with pytest.raises(RuntimeError):
         ledger.save(sim)
     monkeypatch.undo()

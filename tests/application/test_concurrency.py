@@ -82,18 +82,18 @@ def racing_saves(ledger: SimLedger, parties: int = 2) -> Iterator[None]:
     barrier = threading.Barrier(parties, timeout=10)
     first_seen: set[int] = set()
     lock = threading.Lock()
-    original = ledger._record
+    original = ledger.recorder.insert_events
 
-    def record(processing_event: Any) -> Any:
+    def record(stored_events: Any, **kwargs: Any) -> Any:
         with lock:
             first = threading.get_ident() not in first_seen
             first_seen.add(threading.get_ident())
         if first:
             barrier.wait()
-        return original(processing_event)
+        return original(stored_events, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ledger, "_record", record)
+        patch.setattr(ledger.recorder, "insert_events", record)
         yield
 
 
@@ -364,20 +364,20 @@ def test_a_collision_reruns_the_command_on_fresh_state(ledger: SimLedger) -> Non
     """A pause whose first save collides with a system suspension is decided again on the
     SIM as it now is: suspended, so the pause is refused for it (R-SIM4)."""
     key = ready_sim(ledger, 1)
-    original = ledger._record
+    original = ledger.recorder.insert_events
     calls: list[int] = []
 
-    def record(processing_event: Any) -> Any:
-        calls.append(len(processing_event.events))
+    def record(stored_events: Any, **kwargs: Any) -> Any:
+        calls.append(len(stored_events))
         if len(calls) == 1:  # another writer gets in between load and save
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(ledger, "_record", original)
+                patch.setattr(ledger.recorder, "insert_events", original)
                 ledger.suspend_by_system(key, "operator action")
-        return original(processing_event)
+        return original(stored_events, **kwargs)
 
     count = event_count(ledger)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ledger, "_record", record)
+        patch.setattr(ledger.recorder, "insert_events", record)
         answer = ledger.pause([key])
 
     assert len(calls) == 2
@@ -397,12 +397,12 @@ def test_exhausted_retries_raise_concurrency_conflict_and_record_nothing(
     count = event_count(ledger)
     attempts: list[int] = []
 
-    def always_collide(processing_event: Any) -> Any:
-        attempts.append(len(processing_event.events))
+    def always_collide(stored_events: Any, **kwargs: Any) -> Any:
+        attempts.append(len(stored_events))
         raise IntegrityError("duplicate key value violates unique constraint")
 
     monkeypatch.setattr(ledger_module.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(ledger, "_record", always_collide)
+    monkeypatch.setattr(ledger.recorder, "insert_events", always_collide)
     with pytest.raises(ConcurrencyConflict) as info:
         ledger.set_note(key, "never stored")
     with pytest.raises(ConcurrencyConflict):
