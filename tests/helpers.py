@@ -15,9 +15,12 @@ any sub-folder imports it as::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 from hypothesis import strategies as st
 
 from simledger import SimLedger, SimStatus, SimType
@@ -57,6 +60,19 @@ DATETIMES = st.one_of(
     ),
 )
 """Datetimes as events may carry them: naive, in UTC, in a named zone, at a fixed offset."""
+
+
+def pg_connect(env: Mapping[str, str]) -> psycopg.Connection[Any]:
+    """A connection of its own (autocommit) to the PostgreSQL server of a store's ``env``: to
+    look at or change its tables from outside the ledger."""
+    return psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        dbname=env["POSTGRES_DBNAME"],
+        autocommit=True,
+    )
 
 
 def iccids(n: int, start: int = 0) -> list[str]:
