@@ -14,13 +14,17 @@ any sub-folder imports it as::
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
+import pytest
+from eventsourcing.application import Application
+from eventsourcing.persistence import StoredEvent
 from hypothesis import strategies as st
 
 from simledger import SimLedger, SimStatus, SimType
@@ -60,6 +64,37 @@ DATETIMES = st.one_of(
     ),
 )
 """Datetimes as events may carry them: naive, in UTC, in a named zone, at a fixed offset."""
+
+
+@contextlib.contextmanager
+def store_reads(app: Application[Any]) -> Iterator[list[tuple[str, int, str]]]:
+    """What ``app`` reads from its store meanwhile: (id, version, topic) of every stored event
+    and snapshot its mappers decode (each one passes through the public ``decode_row``, or
+    ``to_domain_event`` of a mapper without it)."""
+    read: list[tuple[str, int, str]] = []
+    stores = [app.repository.event_store, app.repository.snapshot_store]
+    mappers = {id(s.mapper): s.mapper for s in stores if s is not None}
+    with pytest.MonkeyPatch.context() as patch:
+        for mapper in mappers.values():
+            if hasattr(mapper, "decode_row"):
+                decode_row = mapper.decode_row
+
+                def row(
+                    i: Any, version: int, topic: str, state: bytes, _d: Any = decode_row
+                ) -> Any:
+                    read.append((str(i), version, topic))
+                    return _d(i, version, topic, state)
+
+                patch.setattr(mapper, "decode_row", row)
+            else:
+                to_domain_event = mapper.to_domain_event
+
+                def stored(event: StoredEvent, _t: Any = to_domain_event) -> Any:
+                    read.append((str(event.originator_id), event.originator_version, event.topic))
+                    return _t(event)
+
+                patch.setattr(mapper, "to_domain_event", stored)
+        yield read
 
 
 def pg_connect(env: Mapping[str, str]) -> psycopg.Connection[Any]:
