@@ -30,7 +30,7 @@ def state(aggregate: Any) -> dict[str, Any]:
 
 def snapshot_every_save(ledger: SimLedger) -> SimLedger:
     """From now on each save also writes a snapshot of the object saved."""
-    ledger.snapshotting_intervals = {Sim: 1}
+    cast(Any, ledger).snapshotting_intervals = {Sim: 1}  # the instance only
     return ledger
 
 
@@ -38,7 +38,7 @@ def saved(ledger: SimLedger, key: str) -> dict[str, Any]:
     """The state of the object the ledger saved last for ``key`` (its latest snapshot)."""
     assert ledger.snapshots is not None
     [snapshot] = ledger.snapshots.get(key, desc=True, limit=1)
-    return state(snapshot.mutate(None))
+    return state(cast(Snapshot, snapshot).mutate(None))
 
 
 def replayed(ledger: SimLedger, key: str) -> Any:

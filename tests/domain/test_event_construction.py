@@ -47,7 +47,7 @@ def test_triggered_events_equal_those_their_init_builds(monkeypatch: pytest.Monk
     sim.confirm_operation(op, ok=True, reason=None)
     sim.set_labels(["north", "fleet"])
     sim.set_note(None)
-    events: list[Any] = sim.collect_events()
+    events: list[Any] = list(sim.collect_events())
     assert [type(e) for e in events] == list(kinds)
     assert inits == []  # the fast path was taken: no event went through its __init__
     for event in events:
