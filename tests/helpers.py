@@ -1,4 +1,5 @@
-"""Small helpers shared by the rule tests. Names here are stable: other test modules import them.
+"""Small helpers shared by the test modules of every layer folder. Names here are stable: other
+test modules import them.
 
 pyproject's ``pythonpath = ["tests"]`` puts this folder on ``sys.path``, so a test module in
 any sub-folder imports it as::
@@ -8,8 +9,13 @@ any sub-folder imports it as::
 * :func:`iccids` / :func:`iccid` -- valid ICCIDs (Luhn digit via ``make_iccid``).
 * :class:`FakeClock` -- a controllable ``clock=`` for ``SimLedger`` (``advance(timedelta)``).
 * :func:`event_count` -- how many events the ledger's store holds.
-* :func:`received_sim`, :func:`ready_sim`, :func:`sim_in_status`, :func:`user_paused_sim`
-  -- drive a SIM through the public commands to a given point of its lifecycle.
+* :func:`received_sim`, :func:`ready_sim`, :func:`lined_sims`, :func:`sim_in_status`,
+  :func:`user_paused_sim` -- drive SIMs through the public commands to a point of their lifecycle.
+* :func:`active_sim_aggregate` -- an ``active`` :class:`Sim` from its own methods, no store.
+* :func:`store_reads` -- what an application reads from its store (decoded events, snapshots).
+* :func:`clean_env` -- the process environment without store settings, for a child process.
+* :func:`pg_connect` -- a connection of the test's own to a PostgreSQL store's server.
+* ``AGGREGATES``, ``DATETIMES`` -- the aggregate class names; a strategy of event datetimes.
 """
 
 from __future__ import annotations
