@@ -187,7 +187,11 @@ def view_log() -> Iterator[list[dict[str, Any]]]:
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            entries.append(json.loads(record.getMessage()))
+            message = record.getMessage()
+            try:
+                entries.append(json.loads(message))
+            except ValueError:  # not rendered as JSON: the event name leads the message
+                entries.append({"event": message.split()[0] if message else ""})
 
     logger, handler = logging.getLogger("simledger.views"), Keep(logging.INFO)
     level = logger.level
