@@ -7,6 +7,11 @@ Fixtures (all yield a fresh ``dict[str, str]`` for ``Application(env=...)``):
 * ``postgres_env``         -- PostgreSQL only.
 * ``sqlite_env`` / ``memory_env`` -- single stores.
 
+and a ``ledger``: a ``SimLedger`` on ``ledger_env`` (in memory unless a module overrides
+``ledger_env``, e.g. with ``store_env`` for every store), driven by ``clock`` (a fresh
+:class:`helpers.FakeClock`; a module overrides it with ``None`` for the real clock) and
+``ledger_options`` (further ``SimLedger`` keywords), closed after the test.
+
 Every env sets ``ORIGINATOR_ID_TYPE=text`` (SIM ids are ICCID strings).
 
 PostgreSQL (session fixture ``postgres_info``):
@@ -51,7 +56,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import FakeClock
 from psycopg import sql
+
+from simledger import SimLedger
 
 # Snapshot taken before any test runs (the autouse fixture below scrubs os.environ).
 _INITIAL_ENV: dict[str, str] = dict(os.environ)
@@ -420,3 +428,33 @@ def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
 def persistent_store_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """Env for each durable event store (a second Application sees the same data)."""
     return _env_for(request)
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+@pytest.fixture
+def ledger_env(memory_env: dict[str, str]) -> dict[str, str]:
+    """The store of ``ledger``: memory here; a module overrides it (``store_env``, a file)."""
+    return memory_env
+
+
+@pytest.fixture
+def clock() -> FakeClock | None:
+    """The clock of ``ledger``; ``None`` (a module's override) is the real clock."""
+    return FakeClock()
+
+
+@pytest.fixture
+def ledger_options() -> dict[str, Any]:
+    """More ``SimLedger`` keywords for ``ledger`` (a module's override)."""
+    return {}
+
+
+@pytest.fixture
+def ledger(
+    ledger_env: dict[str, str], clock: FakeClock | None, ledger_options: dict[str, Any]
+) -> Iterator[SimLedger]:
+    app = SimLedger(ledger_env, clock=clock, **ledger_options)
+    yield app
+    app.close()

@@ -1,25 +1,41 @@
-"""Small helpers shared by the rule tests. Names here are stable: other test modules import them.
+"""Small helpers shared by the test modules of every layer folder. Names here are stable: other
+test modules import them.
 
-tests/ has no ``__init__.py`` and pytest runs with ``--import-mode=importlib``, so a test
-module makes this file importable with the two lines::
+pyproject's ``pythonpath = ["tests"]`` puts this folder on ``sys.path``, so a test module in
+any sub-folder imports it as::
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from helpers import FakeClock, event_count, iccids, ready_sim
 
 * :func:`iccids` / :func:`iccid` -- valid ICCIDs (Luhn digit via ``make_iccid``).
 * :class:`FakeClock` -- a controllable ``clock=`` for ``SimLedger`` (``advance(timedelta)``).
 * :func:`event_count` -- how many events the ledger's store holds.
-* :func:`received_sim`, :func:`ready_sim`, :func:`sim_in_status`, :func:`user_paused_sim`
-  -- drive a SIM through the public commands to a given point of its lifecycle.
+* :func:`received_sim`, :func:`ready_sim`, :func:`lined_sims`, :func:`sim_in_status`,
+  :func:`user_paused_sim` -- drive SIMs through the public commands to a point of their lifecycle.
+* :func:`active_sim_aggregate` -- an ``active`` :class:`Sim` from its own methods, no store.
+* :func:`store_reads` -- what an application reads from its store (decoded events, snapshots).
+* :func:`clean_env` -- the process environment without store settings, for a child process.
+* :func:`pg_connect` -- a connection of the test's own to a PostgreSQL store's server.
+* ``AGGREGATES``, ``DATETIMES`` -- the aggregate class names; a strategy of event datetimes.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from eventsourcing.application import Application
+from eventsourcing.persistence import StoredEvent
+from hypothesis import strategies as st
 
 from simledger import SimLedger, SimStatus, SimType
 from simledger.domain.iccid import make_iccid
+from simledger.domain.sim import Sim
 
 T0 = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
 """The default start of :class:`FakeClock`."""
@@ -27,6 +43,77 @@ T0 = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
 OPERATOR = "3UK"
 COMPANY = "Acme Logistics"
 MSISDN = "+447700900123"
+
+SETTINGS_PREFIXES = ("PERSISTENCE_", "SQLITE_", "POSTGRES_", "SIMLEDGER_", "VIEWS_")
+"""Environment variables that choose a store: a child process must get only the test's own."""
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The process environment without any store setting, plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    return {**base, **(extra or {})}
+
+
+AGGREGATES = frozenset(
+    {"Sim", "Package", "SharedGroup", "SimOrder", "CustomerService", "BulkOperation"}
+)
+"""The names of every aggregate class the ledger stores."""
+
+DATETIMES = st.one_of(
+    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(),
+    st.datetimes(timezones=st.timezones()),
+    st.datetimes(
+        timezones=st.builds(
+            timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+        )
+    ),
+)
+"""Datetimes as events may carry them: naive, in UTC, in a named zone, at a fixed offset."""
+
+
+@contextlib.contextmanager
+def store_reads(app: Application[Any]) -> Iterator[list[tuple[str, int, str]]]:
+    """What ``app`` reads from its store meanwhile: (id, version, topic) of every stored event
+    and snapshot its mappers decode (each one passes through the public ``decode_row``, or
+    ``to_domain_event`` of a mapper without it)."""
+    read: list[tuple[str, int, str]] = []
+    stores = [app.repository.event_store, app.repository.snapshot_store]
+    mappers = {id(s.mapper): s.mapper for s in stores if s is not None}
+    with pytest.MonkeyPatch.context() as patch:
+        for mapper in mappers.values():
+            if hasattr(mapper, "decode_row"):
+                decode_row = mapper.decode_row
+
+                def row(
+                    i: Any, version: int, topic: str, state: bytes, _d: Any = decode_row
+                ) -> Any:
+                    read.append((str(i), version, topic))
+                    return _d(i, version, topic, state)
+
+                patch.setattr(mapper, "decode_row", row)
+            else:
+                to_domain_event = mapper.to_domain_event
+
+                def stored(event: StoredEvent, _t: Any = to_domain_event) -> Any:
+                    read.append((str(event.originator_id), event.originator_version, event.topic))
+                    return _t(event)
+
+                patch.setattr(mapper, "to_domain_event", stored)
+        yield read
+
+
+def pg_connect(env: Mapping[str, str]) -> psycopg.Connection[Any]:
+    """A connection of its own (autocommit) to the PostgreSQL server of a store's ``env``: to
+    look at or change its tables from outside the ledger."""
+    return psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        dbname=env["POSTGRES_DBNAME"],
+        autocommit=True,
+    )
 
 
 def iccids(n: int, start: int = 0) -> list[str]:
@@ -110,6 +197,17 @@ def received_sim(
     return key
 
 
+def lined_sims(ledger: SimLedger, n: int, start: int = 0) -> list[str]:
+    """``n`` ``blank`` subscription SIMs with a line and a company and no package: ready to
+    join a shared group (or to take a package)."""
+    keys = ledger.receive_sims(iccids(n, start), operator=OPERATOR, sim_type=SimType.SUBSCRIPTION)
+    for key in keys:
+        ledger.complete_integration_check(key, ok=True)
+        ledger.assign_line(key, MSISDN)
+        ledger.assign_to_company(key, COMPANY)
+    return keys
+
+
 def ready_sim(
     ledger: SimLedger,
     number: int = 0,
@@ -134,6 +232,27 @@ def ready_sim(
     if activate:
         ledger.activate(key)
     return key
+
+
+def active_sim_aggregate(number: int = 0) -> Sim:
+    """An ``active`` :class:`Sim` built by its own methods, without a ledger or a store, its
+    events collected (none pending)."""
+    sim = Sim.receive(
+        iccid(number),
+        operator=OPERATOR,
+        sim_type=SimType.SUBSCRIPTION,
+        esim=False,
+        activation_code=None,
+        integrated=True,
+        order_id=None,
+    )
+    sim.complete_integration_check(ok=True, reason=None)
+    sim.assign_line(MSISDN)
+    sim.assign_to_company(COMPANY)
+    sim.assign_package(str(uuid4()), str(uuid4()), "1 GB / 30 days")
+    sim.activate()
+    sim.collect_events()
+    return sim
 
 
 def user_paused_sim(

@@ -269,7 +269,7 @@ class Model:
         sim.status = sim.readiness()
 
     # ---- packages (R-PK2, R-PK3) -----------------------------------------------------------
-    def _no_active_package(self, sim: ModelSim, now: datetime, rule: str) -> None:
+    def no_active_package(self, sim: ModelSim, now: datetime, rule: str) -> None:
         if sim.group is not None:
             raise Refused("AlreadyInSharedGroup", rule, f"{sim.iccid} in {sim.group}")
         if sim.copy is not None and sim.copy.active_at(now):
@@ -278,7 +278,7 @@ class Model:
     def assign_package(self, iccid: str, key: str, now: datetime) -> None:
         sim = self.sim(iccid)
         package = self.package(key)
-        self._no_active_package(sim, now, "R-PK3")
+        self.no_active_package(sim, now, "R-PK3")
         if sim.status not in (*ASSIGNABLE, *IN_SERVICE):
             raise illegal(sim, "assign_package")
         if sim.paused_by_system_for_package:
@@ -305,7 +305,7 @@ class Model:
         rejected: list[str] = []
         for iccid in dict.fromkeys(iccids):
             sim = self.sims.get(iccid)
-            if sim is None or not self._may_request(sim, kind, now):
+            if sim is None or not self.may_request(sim, kind, now):
                 rejected.append(iccid)
                 continue
             sim.in_flight = InFlight(operation, kind, now + CARRIER_DEADLINE)
@@ -314,7 +314,7 @@ class Model:
         return BulkAnswer(operation, accepted, rejected)
 
     @staticmethod
-    def _may_request(sim: ModelSim, kind: OperationKind, now: datetime) -> bool:
+    def may_request(sim: ModelSim, kind: OperationKind, now: datetime) -> bool:
         if sim.in_flight is not None and now < sim.in_flight.deadline:
             return False  # R-BK6
         if kind is OperationKind.PAUSE:
@@ -457,20 +457,20 @@ class Model:
         return ExpiryAnswer(depleted, renewed, groups)
 
     # ---- shared groups (R-SG1..R-SG4) -----------------------------------------------------
-    def _check_joinable(self, sim: ModelSim, now: datetime) -> None:
-        self._no_active_package(sim, now, "R-SG2")
+    def check_joinable(self, sim: ModelSim, now: datetime) -> None:
+        self.no_active_package(sim, now, "R-SG2")
         if sim.status not in (*ASSIGNABLE, *IN_SERVICE):
             raise illegal(sim, "join a shared group")
 
     def may_join(self, iccid: str, now: datetime) -> bool:
         """Whether the SIM exists and may join a shared group (R-SG2)."""
         try:
-            self._check_joinable(self.sim(iccid), now)
+            self.check_joinable(self.sim(iccid), now)
         except Refused:
             return False
         return True
 
-    def _join(self, sim: ModelSim, group: ModelGroup) -> None:
+    def join(self, sim: ModelSim, group: ModelGroup) -> None:
         if sim.paused_by_system_for_package and not group.depleted:
             sim.cause_cleared = True  # a fresh pool is a new package (R-SIM6)
         sim.group = group.key
@@ -481,7 +481,7 @@ class Model:
             sim.status = sim.readiness()
 
     @staticmethod
-    def _leave(sim: ModelSim) -> None:
+    def leave(sim: ModelSim) -> None:
         sim.group = None
         sim.package = None
         sim.plan = None
@@ -500,7 +500,7 @@ class Model:
         if package.auto_renew:
             raise Refused("AutoRenewNotAllowed", "R-SG2", package.key)
         for iccid in members:
-            self._check_joinable(self.sim(iccid), now)
+            self.check_joinable(self.sim(iccid), now)
         group = ModelGroup(
             key,
             name,
@@ -511,16 +511,16 @@ class Model:
         )
         self.groups[key] = group
         for iccid in members:
-            self._join(self.sims[iccid], group)
+            self.join(self.sims[iccid], group)
 
     def add_to_shared_group(self, key: str, iccid: str, now: datetime) -> None:
         group = self.group(key)
         if group.locked:
             raise Refused("SharedGroupLocked", "R-SG3", key)
         sim = self.sim(iccid)
-        self._check_joinable(sim, now)
+        self.check_joinable(sim, now)
         group.members.append(iccid)
-        self._join(sim, group)
+        self.join(sim, group)
 
     def remove_from_shared_group(self, key: str, iccid: str) -> None:
         group = self.group(key)
@@ -530,13 +530,13 @@ class Model:
         if iccid not in group.members:
             raise Refused("NotAMember", "R-SG1", f"{iccid} {key}")
         group.members.remove(iccid)
-        self._leave(sim)
+        self.leave(sim)
 
     def delete_shared_group(self, key: str, move_to: str | None) -> None:
         group = self.group(key)
         if move_to is None:
             for iccid in group.members:
-                self._leave(self.sims[iccid])
+                self.leave(self.sims[iccid])
             group.members = []
             group.deleted = True
             return
@@ -549,7 +549,7 @@ class Model:
             if self.sims[iccid].status is S.PENDING:  # mid-swap: cannot take a plan now
                 raise illegal(self.sims[iccid], "move to another shared group")
         for iccid in group.members:
-            self._leave(self.sims[iccid])
-            self._join(self.sims[iccid], target)
+            self.leave(self.sims[iccid])
+            self.join(self.sims[iccid], target)
         target.members.extend(group.members)
         group.members = []

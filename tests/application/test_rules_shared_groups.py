@@ -8,16 +8,15 @@ Every refusal is checked for its error class, its ``.rule`` and that it recorded
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import Notification
+from helpers import T0, FakeClock, event_count, iccids
 
 from simledger import (
     AlreadyInSharedGroup,
@@ -33,9 +32,6 @@ from simledger import (
     UnknownGroup,
     UnknownSim,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import T0, FakeClock, event_count, iccids
 
 LINE = "+447700900123"
 
@@ -69,18 +65,6 @@ def refused(
     assert info.value.rule == rule
     assert event_count(ledger) == before, "a refused command recorded events"
     return info.value
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def ledger(clock: FakeClock) -> Iterator[SimLedger]:
-    app = SimLedger(clock=clock)
-    yield app
-    app.close()
 
 
 def blank_sims(

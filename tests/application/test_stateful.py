@@ -16,16 +16,15 @@ must hold:
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
 import pytest
+from helpers import FakeClock, iccids
 from hypothesis import HealthCheck, currently_in_test_context, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -35,6 +34,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from model import BulkAnswer, ExpiryAnswer, Model, Refused
 
 from simledger import (
     SharedGroupView,
@@ -49,10 +49,6 @@ from simledger.domain.lifecycle import TRANSITIONS, Cmd, Target
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
 from simledger.domain.types import OperationKind
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import FakeClock, iccids
-from model import BulkAnswer, ExpiryAnswer, Model, Refused
 
 T = TypeVar("T")
 

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import io
 import logging
-import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers import event_count, iccids
 
 from simledger import CsvImportError, SimLedger, SimStatus, SimType, UnknownSim
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import event_count, iccids
 
 HEADER = "iccid,operator,sim_type,esim\n"
 
 
 @pytest.fixture
-def ledger(store_env: dict[str, str]) -> SimLedger:
-    return SimLedger(store_env, operators_without_integration=("Orange",))
+def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
+    return store_env  # the ledger on every store
+
+
+@pytest.fixture
+def ledger_options() -> dict[str, Any]:
+    return {"operators_without_integration": ("Orange",)}
 
 
 def csv_text(*rows: str, header: str = HEADER) -> io.StringIO:

@@ -10,23 +10,19 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import MSISDN, FakeClock, event_count, iccids, new_ledger, sim_in_status
 
 from simledger import CsvImportError, InvalidInput, SimLedger, SimStatus, SimType
 from simledger.application import csv_transfer as csv_io
 from simledger.application.csv_transfer import EXPORT_COLUMNS
 from simledger.domain.types import SuspendReason
 from simledger.projections.models import SimListItem
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import MSISDN, FakeClock, event_count, iccids, new_ledger, sim_in_status
 
 NOTE = 'Truck 7, bay "B"; spare\nsecond line'
 """A note that needs CSV quoting: comma, quotes, the list separator and a line break."""

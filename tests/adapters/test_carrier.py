@@ -3,13 +3,13 @@ deduplication by request id, at-least-once answers until acknowledged, shared SQ
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from helpers import FakeClock, iccids
 
 from simledger.adapters.carrier.gateway import CarrierGateway, CarrierOperation, CarrierRequest
 from simledger.adapters.carrier.simulator import (
@@ -18,9 +18,6 @@ from simledger.adapters.carrier.simulator import (
     Outcome,
     SimulatedCarrier,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import FakeClock, iccids
 
 
 def requests(n: int, *, kind: CarrierOperation = CarrierOperation.PAUSE) -> list[CarrierRequest]:

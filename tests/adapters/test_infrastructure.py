@@ -32,7 +32,7 @@ from eventsourcing.domain import (
 if TYPE_CHECKING:  # conftest is not importable at run time (--import-mode=importlib)
     from conftest import PgInfo
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBPACKAGES = ("domain", "projections", "adapters", "runners")
 
 
@@ -268,7 +268,8 @@ def _run_probe_session(
     """Run a one-test pytest session with our conftest under a chosen environment."""
     project = tmp_path / "probe"
     project.mkdir(parents=True)
-    shutil.copy(Path(__file__).with_name("conftest.py"), project / "conftest.py")
+    for shared in ("conftest.py", "helpers.py"):  # conftest imports helpers
+        shutil.copy(Path(__file__).parents[1] / shared, project / shared)
     (project / "test_probe.py").write_text(_PROBE_TEST)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env.update(extra_env)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from helpers import iccid, new_ledger
 
 from simledger import InvalidInput, SimLedger, SimStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import iccid, new_ledger
 
 
 def active_sims(ledger: SimLedger, numbers: range, company: str = "Acme") -> list[str]:

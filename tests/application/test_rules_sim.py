@@ -3,35 +3,14 @@ lifecycle table, activation readiness, suspension reasons, SIM types)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from simledger import (
-    IllegalTransition,
-    InvalidIccid,
-    InvalidInput,
-    NotPrepaid,
-    SimLedger,
-    SimStatus,
-    SimType,
-    SuspendReason,
-    UnknownSim,
-)
-from simledger.domain import iccid as iccid_module
-from simledger.domain.iccid import luhn_check_digit, make_iccid, normalise_iccid
-from simledger.domain.lifecycle import TRANSITIONS, Cmd
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
     COMPANY,
     MSISDN,
@@ -47,12 +26,21 @@ from helpers import (
     user_paused_sim,
 )
 
+from simledger import (
+    IllegalTransition,
+    InvalidIccid,
+    InvalidInput,
+    NotPrepaid,
+    SimLedger,
+    SimStatus,
+    SimType,
+    SuspendReason,
+    UnknownSim,
+)
+from simledger.domain.iccid import make_iccid
+from simledger.domain.lifecycle import TRANSITIONS, Cmd
+
 S = SimStatus
-
-
-@pytest.fixture
-def ledger() -> SimLedger:
-    return new_ledger()[0]
 
 
 # --------------------------------------------------------------------------- R-SIM1
@@ -98,71 +86,6 @@ def test_r_sim1_rejects_invalid_iccid_naming_it_and_the_reason(
     assert reason in err.reason
     assert repr(raw) in str(err) and reason in str(err)
     assert event_count(ledger) == 0
-
-
-def _textbook_luhn(payload: str) -> int:
-    """The check digit as E.118 / ISO 7812 spell it out, digit by digit."""
-    total = 0
-    for position, digit in enumerate(reversed(payload)):
-        value = int(digit) * (2 if position % 2 == 0 else 1)
-        total += value // 10 + value % 10
-    return (10 - total % 10) % 10
-
-
-@given(st.text(alphabet="0123456789", max_size=24))
-def test_r_sim1_check_digit_is_luhns(payload: str) -> None:
-    assert luhn_check_digit(payload) == _textbook_luhn(payload)
-
-
-def test_r_sim1_check_digit_of_known_numbers() -> None:
-    assert luhn_check_digit("7992739871") == 3  # ISO/IEC 7812's worked example
-    assert make_iccid("8901410321111851072") == "89014103211118510720"  # a published ICCID
-    with pytest.raises(InvalidIccid):
-        make_iccid("8931a")
-
-
-def _outcome(raw: object) -> str:
-    try:
-        return "ok " + normalise_iccid(raw)
-    except InvalidIccid as error:
-        return f"refused {error.reason}"
-
-
-_iccid_like = st.one_of(
-    st.text(alphabet="0123456789 -a", max_size=24),
-    st.builds(lambda n: make_iccid(f"89{n:017d}"), st.integers(0, 10**17 - 1)),
-    st.builds(
-        lambda n, k: make_iccid(f"89{n:017d}")[:-1] + str(k), st.integers(0, 99), st.integers(0, 9)
-    ),
-)
-
-
-@given(st.lists(_iccid_like, max_size=12))
-def test_r_sim1_a_string_normalised_again_gives_the_same_outcome(raws: list[str]) -> None:
-    """Normalised ICCIDs are remembered (domain/iccid.py); an invalid one never is."""
-    first = [_outcome(raw) for raw in raws]
-    assert [_outcome(raw) for raw in raws] == first
-    for raw, outcome in zip(raws, first, strict=True):
-        assert iccid_module._KNOWN.get(raw) == (outcome[3:] if outcome.startswith("ok ") else None)
-        digits = raw.replace(" ", "").replace("-", "")
-        valid = (
-            digits.isdigit()
-            and 18 <= len(digits) <= 22
-            and digits.startswith("89")
-            and _textbook_luhn(digits[:-1]) == int(digits[-1])
-        )
-        assert (
-            outcome == (f"ok {digits}" if valid else outcome) and outcome.startswith("ok ") == valid
-        )
-
-
-def test_r_sim1_remembered_iccids_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(iccid_module, "KNOWN_AT_MOST", 3)
-    monkeypatch.setattr(iccid_module, "_KNOWN", {})
-    keys = [iccid(n) for n in range(10)]
-    assert [normalise_iccid(k) for k in keys] == keys
-    assert len(iccid_module._KNOWN) <= 3
-    assert [normalise_iccid(k) for k in keys] == keys
 
 
 def test_r_sim1_unknown_sim_is_refused(ledger: SimLedger) -> None:

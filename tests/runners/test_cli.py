@@ -7,26 +7,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import COMPANY, clean_env, event_count, iccid, iccids, make_package, ready_sim
 
 from simledger import SimLedger, SimType
 from simledger.runners.cli_output import Progress
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import COMPANY, event_count, iccid, iccids, make_package, ready_sim
-
-SETTINGS_PREFIXES = ("PERSISTENCE_", "SQLITE_", "POSTGRES_", "SIMLEDGER_", "VIEWS_")
 
 
 @dataclass
@@ -40,12 +34,6 @@ class Run:
 
     def lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.out.splitlines()]
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The process environment without any store setting, plus ``extra``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
-    return {**base, **(extra or {})}
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
@@ -70,10 +58,14 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ledger(db: Path) -> Iterator[SimLedger]:
-    opened = SimLedger(env=sqlite_settings(db))
-    yield opened
-    opened.close()
+def ledger_env(db: Path) -> dict[str, str]:
+    return sqlite_settings(db)  # the file the command line is given
+
+
+@pytest.fixture
+def clock() -> None:
+    """The real clock: the command line, in its own process, runs on it too."""
+    return None
 
 
 def assert_one_error_line(run: Run, rule: str) -> None:

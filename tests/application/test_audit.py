@@ -18,16 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-
-from simledger import SimLedger
-from simledger.application.audit import Problem, VerifyReport
-from simledger.domain.chain import content, link
-from simledger.domain.shared_group import SharedGroup
-from simledger.domain.sim import Sim
-from simledger.runners.cli_audit import audit_records
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
     COMPANY,
     MSISDN,
@@ -37,6 +27,14 @@ from helpers import (
     ready_sim,
     received_sim,
 )
+from psycopg import sql
+
+from simledger import SimLedger
+from simledger.application.audit import Problem, VerifyReport
+from simledger.domain.chain import content, link
+from simledger.domain.shared_group import SharedGroup
+from simledger.domain.sim import Sim
+from simledger.runners.cli_audit import audit_records
 
 CHAIN_KINDS = {"altered", "missing", "out-of-sequence", "unsealed"}
 
@@ -50,7 +48,7 @@ class RawEvents:
         self.postgres = env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
 
     @contextmanager
-    def _cursor(self) -> Iterator[Any]:
+    def cursor(self) -> Iterator[Any]:
         if self.postgres:
             with psycopg.connect(
                 host=self.env["POSTGRES_HOST"],
@@ -69,16 +67,16 @@ class RawEvents:
             finally:
                 lite.close()
 
-    def _sql(self, template: str) -> Any:
+    def statement(self, template: str) -> Any:
         if self.postgres:
             table = sql.Identifier(self.env["POSTGRES_SCHEMA"], "simledger_events")
             return sql.SQL(template.replace("?", "%s")).format(table=table)
         return template.format(table="stored_events")
 
     def rows(self, aggregate_id: str) -> list[tuple[int, str, bytes]]:
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(
-                self._sql(
+                self.statement(
                     "SELECT originator_version, topic, state FROM {table} "
                     "WHERE originator_id = ? ORDER BY originator_version"
                 ),
@@ -87,9 +85,9 @@ class RawEvents:
             return [(int(v), str(t), bytes(s)) for v, t, s in cur.fetchall()]
 
     def update(self, aggregate_id: str, version: int, state: bytes) -> None:
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(
-                self._sql(
+                self.statement(
                     "UPDATE {table} SET state = ? "
                     "WHERE originator_id = ? AND originator_version = ?"
                 ),
@@ -98,17 +96,19 @@ class RawEvents:
             assert cur.rowcount == 1
 
     def delete(self, aggregate_id: str, version: int) -> None:
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(
-                self._sql("DELETE FROM {table} WHERE originator_id = ? AND originator_version = ?"),
+                self.statement(
+                    "DELETE FROM {table} WHERE originator_id = ? AND originator_version = ?"
+                ),
                 (aggregate_id, version),
             )
             assert cur.rowcount == 1
 
     def insert(self, aggregate_id: str, version: int, topic: str, state: bytes) -> None:
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(
-                self._sql(
+                self.statement(
                     "INSERT INTO {table} (originator_id, originator_version, topic, state) "
                     "VALUES (?, ?, ?, ?)"
                 ),

@@ -9,9 +9,10 @@ rebuild it, and rebuild while the live views are ahead of or behind the replay.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
-import sys
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,17 +23,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
+from helpers import FakeClock, iccid, new_ledger, pg_connect
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simledger import SimLedger, SimledgerError, SimType
-from simledger.adapters.views.memory import MemoryViewStore
-from simledger.adapters.views.postgres import PostgresViewStore
-from simledger.adapters.views.sqlite import SqliteViewStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
-from helpers import FakeClock, iccid, new_ledger
+from simledger.projections.batch import Changes, Keys
 
 NO_DIFFERENCES: dict[str, list[Any]] = {"sims": [], "pending_activity": [], "shared_groups": []}
 
@@ -110,9 +107,9 @@ class History:
 
     def run(self, command: str, a: int, b: int, c: int) -> None:
         with contextlib.suppress(SimledgerError):
-            self._run(command, a, b, c)
+            self.apply(command, a, b, c)
 
-    def _run(self, command: str, a: int, b: int, c: int) -> None:
+    def apply(self, command: str, a: int, b: int, c: int) -> None:
         ledger, key, other = self.ledger, iccid(a), iccid(b)
         if command == "receive":
             ledger.receive_sims(
@@ -183,6 +180,50 @@ class History:
             self.clock.advance(timedelta(hours=b * 9 + 1))
 
 
+@contextlib.contextmanager
+def view_log() -> Iterator[list[dict[str, Any]]]:
+    """The entries the view runner logs meanwhile (structured: one JSON object each)."""
+    entries: list[dict[str, Any]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            try:
+                entries.append(json.loads(message))
+            except ValueError:  # not rendered as JSON: the event name leads the message
+                entries.append({"event": message.split()[0] if message else ""})
+
+    logger, handler = logging.getLogger("simledger.views"), Keep(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield entries
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def events(entries: list[dict[str, Any]]) -> list[str]:
+    return [entry["event"] for entry in entries]
+
+
+@contextlib.contextmanager
+def rebuild_parts() -> Iterator[list[list[str]]]:
+    """The command lines of the rebuild's second processes started meanwhile."""
+    started: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def spy(args: Any, *more: Any, **kwargs: Any) -> Any:
+        if "simledger.runners.rebuild_part" in list(args):
+            started.append(list(args))
+        return popen(args, *more, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "Popen", spy)
+        yield started
+
+
 def check_views_match(ledger: SimLedger) -> None:
     assert ledger.verify_views() == NO_DIFFERENCES
     rows = ledger.sims(limit=1000).items
@@ -247,44 +288,30 @@ def test_rebuild_equals_live_after_random_histories(store_env: dict[str, str]) -
             history = History(ledger, clock)
             for command in [*warm_up, *commands]:
                 history.run(*command)
-            folds_in_two: list[str | None] = []
             if parallel:  # PostgreSQL's rebuild in two processes, whatever the log's size
-                runner: Any = ledger.views
-                runner.parallel_from = 0
-                fold_in_two = runner._fold_in_two
-
-                def counted(upto: int) -> Any:
-                    found = fold_in_two(upto)
-                    folds_in_two.append(found[1])
-                    return found
-
-                runner._fold_in_two = counted
-            check_views_match(ledger)
+                ledger.views.parallel_from = 0
+            with rebuild_parts() as parts, view_log() as logged:
+                check_views_match(ledger)
             if parallel:
-                assert folds_in_two and all(folds_in_two), "the second process did its half"
+                assert parts, "a second process was started"
+                assert "views.rebuild.part_failed" not in events(logged), "it did its half"
             ledger.close()
 
     run()
 
 
-def _damage(ledger: SimLedger, key: str) -> None:
-    """Change one row behind the projector's back, as a bug or a manual edit would."""
+def _damage(ledger: SimLedger, key: str, labelled: str) -> None:
+    """Change rows behind the projector's back, as a bug or a manual edit would: through the
+    store's own transaction, a SIM row, a SIM count and the labels of another SIM."""
     store = ledger.views.store
-    if isinstance(store, MemoryViewStore):
-        views = store._views
-        views.sims[key] = replace(views.sims[key], note="tampered", status="invalid")
-        views.counts.pop(next(iter(views.counts)))
-    elif isinstance(store, SqliteViewStore):
-        with store._transaction() as cursor:
-            cursor.execute("UPDATE view_sims SET note = 'tampered' WHERE iccid = ?", (key,))
-            cursor.execute("DELETE FROM view_sim_labels")
-    else:
-        assert isinstance(store, PostgresViewStore)
-        with store._conn() as conn:
-            conn.execute(
-                f"UPDATE {store.q('view_sims')} SET note = 'tampered' WHERE iccid = %s", (key,)
-            )
-            conn.execute(f"UPDATE {store.q('view_sim_counts')} SET n = n + 1")
+    with store.exclusive() as tx:
+        row = tx.load(Keys(iccids={key})).sims[key]
+        damage = Changes(
+            sims={key: replace(row, note="tampered")},
+            counts={row.counted_as(): 1},
+            labels={labelled: []},
+        )
+        tx.write(damage, tx.position)
 
 
 def test_verify_reports_a_damaged_row_and_rebuild_repairs_it(store_env: dict[str, str]) -> None:
@@ -293,7 +320,7 @@ def test_verify_reports_a_damaged_row_and_rebuild_repairs_it(store_env: dict[str
     ledger.set_labels(keys[2], ["eu"])
     ledger.set_note(keys[1], "genuine")
     assert ledger.verify_views() == NO_DIFFERENCES
-    _damage(ledger, keys[1])
+    _damage(ledger, keys[1], labelled=keys[2])
     report = ledger.verify_views()
     damaged = [d for d in report["sims"] if d.key == keys[1]]
     assert damaged and damaged[0].live and damaged[0].rebuilt
@@ -393,8 +420,13 @@ def test_a_parallel_rebuild_whose_second_process_fails_folds_everything_itself(
     runner.parallel_from = 0
     runner.child_env = {**postgres_env, "PERSISTENCE_MODULE": "no.such.module"}
     before = ledger.sims(limit=100).items
-    assert runner._fold_in_two(ledger.views.max_notification_id()) == (None, None)
-    ledger.rebuild_views()
+    with rebuild_parts() as parts, view_log() as logged:
+        ledger.rebuild_views()
+    assert len(parts) == 1
+    [failed] = [e for e in logged if e["event"] == "views.rebuild.part_failed"]
+    assert failed["code"] != 0 and "no.such.module" in failed["stderr"]
+    [done] = [e for e in logged if e["event"] == "views.rebuild.done"]
+    assert done["sims"] == 6  # this process folded every SIM itself
     assert ledger.sims(limit=100).items == before
     assert ledger.verify_views() == NO_DIFFERENCES
     ledger.close()
@@ -409,11 +441,11 @@ def test_a_parallel_rebuild_drops_the_staged_rows_of_one_that_died(
     store: Any = ledger.views.store
     ledger.views.parallel_from = 0
     store.stage_sims("view_sims_staged_deadbeef", [])  # what a killed rebuild leaves behind
-    with store._conn() as conn:
+    with pg_connect(postgres_env) as conn:
         conn.execute(f"CREATE TABLE {store.q('view_sims_stagedX')} (x int)")  # not a stage
 
     def tables() -> set[str]:
-        with store._conn() as conn:
+        with pg_connect(postgres_env) as conn:
             rows = conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = %s", (store.schema,)
             ).fetchall()

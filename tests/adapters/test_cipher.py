@@ -15,15 +15,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from eventsourcing.cipher import AESCipher
+from helpers import FakeClock, clean_env, iccids, ready_sim
 
 from simledger import SimLedger, SimType
 from simledger.application.audit import verify_store
 from simledger.domain.errors import InvalidInput, StoreUnreadable
 from simledger.domain.sim import Sim
 from simledger.runners.cli_audit import audit_records
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import FakeClock, iccids, ready_sim
 
 EMAIL = "grace.hopper@example.com"
 CIPHER = "eventsourcing.cipher:AESCipher"
@@ -175,8 +173,6 @@ def test_the_command_line_without_the_key_says_so_in_one_line(tmp_path: Path, ke
     ledger.close()
 
     def run(extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-        from test_cli import clean_env
-
         return subprocess.run(
             [sys.executable, "-m", "simledger.runners.cli", *args],
             capture_output=True,

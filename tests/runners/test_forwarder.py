@@ -16,6 +16,16 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import (
+    COMPANY,
+    MSISDN,
+    OPERATOR,
+    FakeClock,
+    event_count,
+    iccids,
+    make_package,
+    sim_in_status,
+)
 
 from simledger import ConcurrencyConflict, SimLedger, SimStatus
 from simledger.adapters.carrier.gateway import CarrierAnswer, CarrierOperation, CarrierRequest
@@ -30,18 +40,6 @@ from simledger.application.forwarding import (
     request_id,
 )
 from simledger.application.results import ConfirmResult
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    COMPANY,
-    MSISDN,
-    OPERATOR,
-    FakeClock,
-    event_count,
-    iccids,
-    make_package,
-    sim_in_status,
-)
 
 ANSWERS = ("Paused", "Resumed", "PauseRefused", "ResumeRefused", "OperationSuperseded")
 
@@ -146,13 +144,8 @@ class ScriptedCarrier:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def ledger(store_env: dict[str, str], clock: FakeClock) -> SimLedger:
-    return SimLedger(store_env, clock=clock)
+def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
+    return store_env  # the ledger on every store
 
 
 # ---- in-process, every store --------------------------------------------------------------

@@ -11,15 +11,19 @@ from typing import Any
 
 import pytest
 from eventsourcing.application import project_aggregate
+from eventsourcing.utils import get_topic
+from helpers import store_reads
 
 from simledger.adapters.store import batch_load
 from simledger.adapters.store.batch_load import load_many
 from simledger.application.ledger import SimLedger
+from simledger.domain.base import Snapshot
 from simledger.domain.errors import SimAlreadyExists
 from simledger.domain.iccid import make_iccid
 from simledger.domain.sim import Sim
 
 SNAPSHOT_EVERY = SimLedger.snapshotting_intervals[Sim]
+SNAPSHOT_TOPIC = get_topic(Snapshot)
 PAST = SNAPSHOT_EVERY // 2 + 1
 """Events past a snapshot, fewer than the interval (so no newer snapshot)."""
 
@@ -160,13 +164,13 @@ def test_reads_only_the_latest_snapshot_and_the_events_after_it(
         app.receive_sims([none, two], operator="3UK", sim_type="prepaid")
         _grow(app, two, 2 * SNAPSHOT_EVERY + PAST)
         assert _latest_snapshot_version(app, two) == 2 * SNAPSHOT_EVERY
-        reader = batch_load._batch_reader(app)
-        assert reader is not None
-        rows: list[tuple[int, str, int]] = []
-        reader.read([two, none], lambda got: rows.extend((r[0], r[1], r[2]) for r in got))
+        with store_reads(app) as read:
+            loaded = load_many(app, [two, none])
     finally:
         app.close()
-    snapshot, event = batch_load._SNAPSHOT, batch_load._EVENT
+    assert set(loaded) == {two, none}
+    snapshot, event = "snapshot", "event"
+    rows = [(snapshot if t == SNAPSHOT_TOPIC else event, i, v) for i, v, t in read]
     after = range(2 * SNAPSHOT_EVERY + 1, 2 * SNAPSHOT_EVERY + PAST + 1)
     assert sorted(rows) == sorted(
         [(event, none, 1), (snapshot, two, 2 * SNAPSHOT_EVERY), *((event, two, v) for v in after)]

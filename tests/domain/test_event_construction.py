@@ -1,17 +1,19 @@
 """Events triggered by commands are built without their dataclass ``__init__``
 (``LedgerAggregate.trigger_event``): they must equal, field by field and in the same order,
-what ``__init__`` builds from the same values."""
+what ``__init__`` builds from the same values. On a :class:`Sim` alone, no store."""
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import new_ledger, ready_sim
+from helpers import active_sim_aggregate
 
-from simledger.domain.base import _init_plan
+from simledger.domain.chain import seal
 from simledger.domain.sim import Sim
 from simledger.domain.types import OperationKind
 
@@ -20,46 +22,60 @@ def rebuilt(event: Any) -> Any:
     return type(event)(**vars(event))
 
 
-def test_triggered_events_equal_those_their_init_builds() -> None:
-    ledger = new_ledger()[0]
-    sim: Sim = ledger._sim(ready_sim(ledger, 1))
+def counting_inits(monkeypatch: pytest.MonkeyPatch, *classes: type[Any]) -> list[type[Any]]:
+    """Calls of the ``__init__`` of ``classes`` from now on, by class."""
+    calls: list[type[Any]] = []
+    for cls in classes:
+        original: Callable[..., None] = cls.__init__
+
+        @functools.wraps(original)
+        def counted(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> None:
+            calls.append(type(self))
+            __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counted)
+    return calls
+
+
+def test_triggered_events_equal_those_their_init_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = active_sim_aggregate(1)
     now = datetime.now(UTC)
     op = str(uuid.uuid4())
+    kinds = (Sim.PauseRequested, Sim.Paused, Sim.LabelsSet, Sim.NoteSet)
+    inits = counting_inits(monkeypatch, *kinds)
     sim.request_operation(OperationKind.PAUSE, op, now, now + timedelta(hours=1))
     sim.confirm_operation(op, ok=True, reason=None)
     sim.set_labels(["north", "fleet"])
     sim.set_note(None)
-    events: list[Any] = list(sim._pending_events)
-    assert len(events) == 4
+    events: list[Any] = list(sim.collect_events())
+    assert [type(e) for e in events] == list(kinds)
+    assert inits == []  # the fast path was taken: no event went through its __init__
     for event in events:
-        assert _init_plan(type(event)) is not None  # the fast path was taken
         again = rebuilt(event)
         assert list(vars(again).items()) == list(vars(event).items())
         assert again == event and event.chain  # sealed
 
 
 def test_arguments_that_do_not_fit_get_eventsourcing_s_error() -> None:
-    ledger = new_ledger()[0]
-    sim: Sim = ledger._sim(ready_sim(ledger, 1))
+    sim = active_sim_aggregate(1)
+    version = sim.version
     with pytest.raises(TypeError, match="Can't construct event"):
         sim.trigger_event(Sim.PauseRequested, operation_id="x", kind="pause")  # no deadline
     with pytest.raises(TypeError, match="Can't construct event"):
         sim.trigger_event(
             Sim.PauseRequested, operation_id="x", kind="pause", deadline=None, colour="red"
         )
-    assert sim._pending_events == []
+    assert sim.collect_events() == [] and sim.version == version
 
 
 def test_an_event_out_of_sequence_or_of_another_aggregate_is_refused_unapplied() -> None:
     from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
 
-    ledger = new_ledger()[0]
-    sim: Sim = ledger._sim(ready_sim(ledger, 1))
-    other: Sim = ledger._sim(ready_sim(ledger, 2))
+    sim, other = active_sim_aggregate(1), active_sim_aggregate(2)
     before = dict(vars(sim))
     now = datetime.now(UTC)
     other.request_operation(OperationKind.PAUSE, "op", now, now + timedelta(hours=1))
-    foreign: Any = other._pending_events[-1]
+    foreign: Any = other.collect_events()[-1]
     with pytest.raises(OriginatorIDError):
         foreign.mutate(sim)
     skipped = type(foreign)(**{**vars(foreign), "originator_id": sim.id})
@@ -70,9 +86,8 @@ def test_an_event_out_of_sequence_or_of_another_aggregate_is_refused_unapplied()
     fitting = type(foreign)(**{**vars(foreign), "originator_id": sim.id})
     object.__setattr__(fitting, "originator_version", sim.version + 1)
     assert fitting.mutate(sim) is sim
-    assert (sim.version, sim.modified_on, sim._chain) == (
-        fitting.originator_version,
-        fitting.timestamp,
-        fitting.chain,
-    )
+    assert (sim.version, sim.modified_on) == (fitting.originator_version, fitting.timestamp)
     assert sim.in_flight is not None
+    sim.set_note("next")  # chained to the event just applied
+    [after] = sim.collect_events()
+    assert after.chain == seal(after, fitting.chain)

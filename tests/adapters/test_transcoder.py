@@ -24,13 +24,14 @@ from eventsourcing.persistence import (
     TranscodingNotRegisteredError,
     UUIDAsHex,
 )
+from helpers import DATETIMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simledger.adapters.store.transcoder import LedgerTranscoder
 from simledger.domain.types import SimStatus, SimType
 
-FIXTURES = Path(__file__).parent / "fixtures" / "first_release_events.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "first_release_events.json"
 
 
 def transcoders() -> tuple[JSONTranscoder, LedgerTranscoder]:
@@ -136,14 +137,7 @@ scalars = st.one_of(
     st.text(),
     st.decimals(allow_nan=False, allow_infinity=False),
     st.uuids(),
-    st.datetimes(timezones=st.just(UTC)),
-    st.datetimes(),
-    st.datetimes(timezones=st.timezones()),
-    st.datetimes(
-        timezones=st.builds(
-            timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
-        )
-    ),
+    DATETIMES,
     st.sampled_from([*SimStatus, *SimType]),
 )
 values = st.recursive(

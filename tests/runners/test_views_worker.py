@@ -16,15 +16,12 @@ import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from helpers import iccids
 
 from simledger import SimLedger
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import iccids
 
 NO_DIFFERENCES: dict[str, list[Any]] = {"sims": [], "pending_activity": [], "shared_groups": []}
 WORKER = [sys.executable, "-m", "simledger.runners.worker"]

@@ -3,12 +3,11 @@ services), R-PF3 (the holding service), R-PF4 (assign to a customer, then activa
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from helpers import MSISDN, event_count, iccids, new_ledger, sim_in_status
 
 from simledger import (
     HoldingServiceNotMigrated,
@@ -22,15 +21,7 @@ from simledger import (
 )
 from simledger.domain.types import HOLDING_SERVICE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import MSISDN, event_count, iccids, new_ledger, sim_in_status
-
 S = SimStatus
-
-
-@pytest.fixture
-def ledger() -> SimLedger:
-    return new_ledger()[0]
 
 
 def _service(ledger: SimLedger) -> UUID:

@@ -4,14 +4,19 @@ prepaid top-up that refills a copy (R-SIM7)."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import (
+    event_count,
+    make_package,
+    new_ledger,
+    ready_sim,
+    received_sim,
+)
 
 from simledger import (
     AlreadyInSharedGroup,
@@ -23,20 +28,6 @@ from simledger import (
     SuspendReason,
     UnknownPackage,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    event_count,
-    make_package,
-    new_ledger,
-    ready_sim,
-    received_sim,
-)
-
-
-@pytest.fixture
-def ledger() -> SimLedger:
-    return new_ledger()[0]
 
 
 def package_events(ledger: SimLedger, key: str) -> list[tuple[str, dict[str, Any]]]:

@@ -9,15 +9,25 @@ refusal as before, and SIMs a refused ``receive_sims`` named do not exist.
 from __future__ import annotations
 
 import re
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import (
+    OPERATOR,
+    FakeClock,
+    event_count,
+    iccid,
+    iccids,
+    make_package,
+    new_ledger,
+    ready_sim,
+    received_sim,
+    user_paused_sim,
+)
 
 import simledger
 from simledger import (
@@ -45,20 +55,6 @@ from simledger import (
     UnknownSim,
 )
 from simledger.domain.bulk import BULK_LIMIT
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    OPERATOR,
-    FakeClock,
-    event_count,
-    iccid,
-    iccids,
-    make_package,
-    new_ledger,
-    ready_sim,
-    received_sim,
-    user_paused_sim,
-)
 
 
 @dataclass

@@ -6,23 +6,19 @@ view itself: the view must agree with the write side on every column it shares w
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
+from helpers import FakeClock, iccid, new_ledger, pg_connect
 
 from simledger import InvalidInput, SimLedger, SimStatus, SimType, SimView
 from simledger.projections.listing import SORTS
 from simledger.projections.models import Page, SimListItem
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import SIM_LIST_SHARED_COLUMNS as SHARED
-from helpers import FakeClock, iccid, new_ledger
 
 OPERATORS = ("3UK", "Orange", "A1")
 TYPES = (SimType.PREPAID, SimType.SUBSCRIPTION, SimType.PAYGO)
@@ -363,9 +359,9 @@ def test_group_ids_in_rows_are_uuids(
     assert ledger.sims(group_id=grouped.group_id).total >= 2
 
 
-def _month_indexes(ledger: SimLedger) -> list[str]:
+def _month_indexes(ledger: SimLedger, env: dict[str, str]) -> list[str]:
     store: Any = ledger.views.store
-    with store._conn() as conn:
+    with pg_connect(env) as conn:
         rows = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
             "AND tablename = 'view_sims' AND indexname LIKE %s",
@@ -401,7 +397,7 @@ def test_postgres_sorts_this_months_mb_by_an_index_of_that_month(
     ascending = order(False)
     assert ascending == sorted(ascending)
     assert order(True) == sorted(ascending, reverse=True)
-    [index] = _month_indexes(ledger)
+    [index] = _month_indexes(ledger, postgres_env)
     assert f"_month_{month.replace('-', '_')}_" in index and f"'{month}'" in index
 
     seen = [month]
@@ -409,14 +405,14 @@ def test_postgres_sorts_this_months_mb_by_an_index_of_that_month(
         clock.advance(timedelta(days=31))
         seen.append(clock().strftime("%Y-%m"))
         assert {mb for mb, _ in order(False)} == {Decimal(0)}  # nothing used this month
-    indexes = _month_indexes(ledger)
+    indexes = _month_indexes(ledger, postgres_env)
     assert [m for m in seen if any(f"'{m}'" in i for i in indexes)] == seen[1:]
 
 
 def test_pages_equal_validated_models(
     fleet: tuple[SimLedger, FakeClock, dict[str, SimView]],
 ) -> None:
-    """Items and pages are built without validation (``_Frozen._trusted``): each must be
+    """Items and pages are built without validation (a speed path): each must be
     exactly what validating its own fields gives, types included."""
     ledger, _, _ = fleet
     page = ledger.sims(limit=5)
@@ -451,7 +447,7 @@ def test_postgres_rebuild_indexes_the_rare_statuses_for_every_sort(
         ledger.activate(key)
     ledger.rebuild_views()
     store: Any = ledger.views.store
-    with store._conn() as conn:
+    with pg_connect(postgres_env) as conn:
         names = [
             name
             for (name,) in conn.execute(

@@ -8,14 +8,22 @@ was at one of its versions or at a moment; asking wrongly raises a typed error w
 from __future__ import annotations
 
 import functools
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import (
+    COMPANY,
+    MSISDN,
+    event_count,
+    iccid,
+    lined_sims,
+    make_package,
+    ready_sim,
+    received_sim,
+)
 
 from simledger import (
     HistoryEntry,
@@ -29,19 +37,6 @@ from simledger import (
     UnknownSim,
 )
 from simledger.application.ledger import SIM_SNAPSHOT_INTERVAL
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    COMPANY,
-    MSISDN,
-    FakeClock,
-    event_count,
-    iccid,
-    iccids,
-    make_package,
-    ready_sim,
-    received_sim,
-)
 
 STATE_FIELDS = (
     "status",
@@ -69,20 +64,8 @@ def state(view: SimView) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ledger(store_env: dict[str, str]) -> Iterator[SimLedger]:
-    app = SimLedger(store_env, clock=FakeClock())
-    yield app
-    app.close()
-
-
-def lined_sims(ledger: SimLedger, n: int, start: int) -> list[str]:
-    """``blank`` SIMs with a line and a company and no package: ready to join a group."""
-    keys = ledger.receive_sims(iccids(n, start), operator="3UK", sim_type="subscription")
-    for key in keys:
-        ledger.complete_integration_check(key, ok=True)
-        ledger.assign_line(key, MSISDN)
-        ledger.assign_to_company(key, COMPANY)
-    return keys
+def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
+    return store_env  # the ledger on every store
 
 
 def shared(entries: list[HistoryEntry], aggregate: str) -> list[tuple[str, int]]:

@@ -16,17 +16,22 @@ import functools
 import logging
 import multiprocessing
 import queue
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import IntegrityError
+from helpers import (
+    FakeClock,
+    event_count,
+    lined_sims,
+    make_package,
+    ready_sim,
+)
 
 import simledger.application.ledger as ledger_module
 from simledger import (
@@ -39,9 +44,6 @@ from simledger import (
     SimStatus,
     SuspendReason,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import COMPANY, MSISDN, FakeClock, event_count, iccids, make_package, ready_sim
 
 THREAD_TIMEOUT = 60.0
 
@@ -80,18 +82,18 @@ def racing_saves(ledger: SimLedger, parties: int = 2) -> Iterator[None]:
     barrier = threading.Barrier(parties, timeout=10)
     first_seen: set[int] = set()
     lock = threading.Lock()
-    original = ledger._record
+    original = ledger.recorder.insert_events
 
-    def record(processing_event: Any) -> Any:
+    def record(stored_events: Any, **kwargs: Any) -> Any:
         with lock:
             first = threading.get_ident() not in first_seen
             first_seen.add(threading.get_ident())
         if first:
             barrier.wait()
-        return original(processing_event)
+        return original(stored_events, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ledger, "_record", record)
+        patch.setattr(ledger.recorder, "insert_events", record)
         yield
 
 
@@ -130,16 +132,6 @@ def events_of(ledger: SimLedger, aggregate_id: str, name: str) -> list[Any]:
     return [e for e in ledger.events.get(aggregate_id) if type(e).__name__ == name]
 
 
-def lined_sims(ledger: SimLedger, n: int, start: int) -> list[str]:
-    """``blank`` SIMs with a line and a company, no package: ready to join a group."""
-    keys = ledger.receive_sims(iccids(n, start), operator="3UK", sim_type="subscription")
-    for key in keys:
-        ledger.complete_integration_check(key, ok=True)
-        ledger.assign_line(key, MSISDN)
-        ledger.assign_to_company(key, COMPANY)
-    return keys
-
-
 def active_group(ledger: SimLedger, n: int, data_mb: int, start: int) -> tuple[UUID, list[str]]:
     keys = lined_sims(ledger, n, start)
     group = ledger.create_shared_group(
@@ -157,10 +149,8 @@ def caplog_info(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 @pytest.fixture
-def ledger(store_env: dict[str, str]) -> Iterator[SimLedger]:
-    app = SimLedger(store_env, clock=FakeClock())
-    yield app
-    app.close()
+def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
+    return store_env  # the ledger on every store
 
 
 # ------------------------------------------------------------------- one SIM, threads
@@ -374,20 +364,20 @@ def test_a_collision_reruns_the_command_on_fresh_state(ledger: SimLedger) -> Non
     """A pause whose first save collides with a system suspension is decided again on the
     SIM as it now is: suspended, so the pause is refused for it (R-SIM4)."""
     key = ready_sim(ledger, 1)
-    original = ledger._record
+    original = ledger.recorder.insert_events
     calls: list[int] = []
 
-    def record(processing_event: Any) -> Any:
-        calls.append(len(processing_event.events))
+    def record(stored_events: Any, **kwargs: Any) -> Any:
+        calls.append(len(stored_events))
         if len(calls) == 1:  # another writer gets in between load and save
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(ledger, "_record", original)
+                patch.setattr(ledger.recorder, "insert_events", original)
                 ledger.suspend_by_system(key, "operator action")
-        return original(processing_event)
+        return original(stored_events, **kwargs)
 
     count = event_count(ledger)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ledger, "_record", record)
+        patch.setattr(ledger.recorder, "insert_events", record)
         answer = ledger.pause([key])
 
     assert len(calls) == 2
@@ -407,12 +397,12 @@ def test_exhausted_retries_raise_concurrency_conflict_and_record_nothing(
     count = event_count(ledger)
     attempts: list[int] = []
 
-    def always_collide(processing_event: Any) -> Any:
-        attempts.append(len(processing_event.events))
+    def always_collide(stored_events: Any, **kwargs: Any) -> Any:
+        attempts.append(len(stored_events))
         raise IntegrityError("duplicate key value violates unique constraint")
 
     monkeypatch.setattr(ledger_module.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(ledger, "_record", always_collide)
+    monkeypatch.setattr(ledger.recorder, "insert_events", always_collide)
     with pytest.raises(ConcurrencyConflict) as info:
         ledger.set_note(key, "never stored")
     with pytest.raises(ConcurrencyConflict):

@@ -7,15 +7,26 @@ Reopening = ``ledger.close()`` then a new ``SimLedger`` on the same env (sqlite,
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import Notification, StoredEvent
+from helpers import (
+    AGGREGATES,
+    COMPANY,
+    MSISDN,
+    FakeClock,
+    event_count,
+    iccid,
+    iccids,
+    make_package,
+    ready_sim,
+    received_sim,
+    sim_in_status,
+)
 
 from simledger import (
     OperationInFlight,
@@ -31,20 +42,6 @@ from simledger.adapters.store.batch_load import load_many
 from simledger.application.ledger import SIM_SNAPSHOT_INTERVAL
 from simledger.application.results import HistoryEntry
 from simledger.domain.sim import Sim
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (
-    COMPANY,
-    MSISDN,
-    FakeClock,
-    event_count,
-    iccid,
-    iccids,
-    make_package,
-    ready_sim,
-    received_sim,
-    sim_in_status,
-)
 
 SNAPSHOT_INTERVAL = SIM_SNAPSHOT_INTERVAL
 
@@ -195,14 +192,7 @@ def test_reopened_store_gives_back_every_sim_group_package_and_history(
     assert before.views[fleet.in_flight].operation_in_flight is not None
     assert before.groups[fleet.groups[0]].data_left_mb == 150
     kinds = {n.topic.split(":")[-1].split(".")[0] for n in before.notifications}
-    assert kinds == {
-        "Sim",
-        "Package",
-        "SharedGroup",
-        "SimOrder",
-        "CustomerService",
-        "BulkOperation",
-    }
+    assert kinds == AGGREGATES
 
     assert after.notifications == before.notifications
     assert event_count(reopened) == len(before.notifications)
@@ -335,7 +325,6 @@ def assert_loads_from_snapshot(
 def test_snapshot_is_taken_and_loads_the_same_state_as_a_full_replay(
     store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert SimLedger.snapshotting_intervals == {Sim: SNAPSHOT_INTERVAL}
     ledger = SimLedger(store_env, clock=FakeClock())
     last = 22 * SNAPSHOT_INTERVAL + 2
     key, last_note = long_lived_sim(ledger, last)
@@ -364,6 +353,19 @@ def test_snapshot_is_taken_and_loads_the_same_state_as_a_full_replay(
     ledger.confirm(view_in_flight["operation_id"], key)
     assert ledger.sim(key).status is SimStatus.SUSPENDED
     assert ledger.sim(key).suspended_reason is SuspendReason.USER
+    ledger.close()
+
+
+def test_only_sims_are_snapshotted(store_env: dict[str, str]) -> None:
+    """A package copy with more events than the SIM interval gets no snapshot; its SIM does."""
+    ledger = SimLedger(store_env, clock=FakeClock())
+    key = ready_sim(ledger, 1, data_mb=10_000)
+    for _ in range(2 * SNAPSHOT_INTERVAL):
+        ledger.record_usage(key, 1)
+    copy = str(ledger.sim(key).copy_id)
+    assert len(list(ledger.events.get(copy))) > SNAPSHOT_INTERVAL
+    assert snapshot_versions(ledger, copy) == []
+    assert snapshot_versions(ledger, key) != []
     ledger.close()
 
 

@@ -1,0 +1,89 @@
+"""R-SIM1 on the ICCID functions alone (domain/iccid.py), no ledger: the Luhn check digit,
+normalising, and what normalising remembers. The ledger's side of R-SIM1 (identity, refusals)
+is in tests/application/test_rules_sim.py."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from helpers import iccid, iccids
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simledger.domain import iccid as iccid_module
+from simledger.domain.errors import InvalidIccid
+from simledger.domain.iccid import luhn_check_digit, make_iccid, normalise_iccid
+
+
+def _textbook_luhn(payload: str) -> int:
+    """The check digit as E.118 / ISO 7812 spell it out, digit by digit."""
+    total = 0
+    for position, digit in enumerate(reversed(payload)):
+        value = int(digit) * (2 if position % 2 == 0 else 1)
+        total += value // 10 + value % 10
+    return (10 - total % 10) % 10
+
+
+@given(st.text(alphabet="0123456789", max_size=24))
+def test_r_sim1_check_digit_is_luhns(payload: str) -> None:
+    assert luhn_check_digit(payload) == _textbook_luhn(payload)
+
+
+def test_r_sim1_check_digit_of_known_numbers() -> None:
+    assert luhn_check_digit("7992739871") == 3  # ISO/IEC 7812's worked example
+    assert make_iccid("8901410321111851072") == "89014103211118510720"  # a published ICCID
+    with pytest.raises(InvalidIccid):
+        make_iccid("8931a")
+
+
+def _outcome(raw: object) -> str:
+    try:
+        return "ok " + normalise_iccid(raw)
+    except InvalidIccid as error:
+        return f"refused {error.reason}"
+
+
+_iccid_like = st.one_of(
+    st.text(alphabet="0123456789 -a", max_size=24),
+    st.builds(lambda n: make_iccid(f"89{n:017d}"), st.integers(0, 10**17 - 1)),
+    st.builds(
+        lambda n, k: make_iccid(f"89{n:017d}")[:-1] + str(k), st.integers(0, 99), st.integers(0, 9)
+    ),
+)
+
+
+@given(st.lists(_iccid_like, max_size=12))
+def test_r_sim1_a_string_normalised_again_gives_the_same_outcome(raws: list[str]) -> None:
+    """Whatever normalising remembers, a string gives the same outcome every time: an
+    invalid one is refused again, a valid one gives the same ICCID."""
+    first = [_outcome(raw) for raw in raws]
+    assert [_outcome(raw) for raw in raws] == first
+    for raw, outcome in zip(raws, first, strict=True):
+        digits = raw.replace(" ", "").replace("-", "")
+        valid = (
+            digits.isdigit()
+            and 18 <= len(digits) <= 22
+            and digits.startswith("89")
+            and _textbook_luhn(digits[:-1]) == int(digits[-1])
+        )
+        assert (
+            outcome == (f"ok {digits}" if valid else outcome) and outcome.startswith("ok ") == valid
+        )
+
+
+def test_r_sim1_remembered_iccids_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Normalising 20,000 distinct strings with room for 1,000 keeps well under the memory
+    20,000 remembered ones take (about 1.8 MB), and every answer stays right."""
+    monkeypatch.setattr(iccid_module, "KNOWN_AT_MOST", 1000, raising=False)  # if it remembers
+    spaced = [" " + k for k in iccids(20_000, 5_000_000)]
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        assert [normalise_iccid(s) for s in spaced] == [s[1:] for s in spaced]
+        kept = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert kept < 600_000, kept
+    keys = [iccid(n) for n in range(10)]
+    assert [normalise_iccid(k) for k in keys] == keys
