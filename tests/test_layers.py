@@ -39,15 +39,6 @@ ALLOWED_CYCLES: list[frozenset[str]] = [
             "simledger.application.history",
         }
     ),
-    frozenset({"simledger.adapters.views.base", "simledger.adapters.views.memory"}),
-    frozenset(
-        {
-            "simledger.projections.batch",
-            "simledger.projections.pending_activity",
-            "simledger.projections.shared_groups",
-            "simledger.projections.sim_list",
-        }
-    ),
 ]
 
 
