@@ -30,14 +30,14 @@ def test_a_bulk_command_reads_the_sims_it_just_saved_from_the_cache(
         loaded.append(list(ids))
         return real(app, ids)
 
-    monkeypatch.setattr("simledger.application.ledger.load_many", spy)
+    monkeypatch.setattr("simledger.application.unit_of_work.load_many", spy)
     confirmed = ledger.confirm_many(paused.operation_id, dict.fromkeys(keys, True))
     assert sorted(confirmed.applied) == sorted(keys)
     assert loaded == []  # every SIM came from the cache
     for key in keys:
         from_store: Any = ledger.repository.get(key)
         assert from_store.status is SimStatus.SUSPENDED
-        assert state(ledger._sims([key])[key]) == state(from_store)
+        assert state(ledger.unit_of_work.sims([key])[key]) == state(from_store)
     ledger.close()
 
 
@@ -50,10 +50,10 @@ def test_a_sim_changed_by_another_ledger_is_loaded_from_the_store(
     second = SimLedger(persistent_store_env, clock=FakeClock())
     key = ready_sim(first, 1)
     first.set_note(key, "saved by the first ledger")
-    assert key in first._sim_cache._items  # cached after its own save
+    assert key in first.unit_of_work.cache._items  # cached after its own save
     assert second.pause([key]).accepted == [key]  # the other ledger puts a pause in flight
-    assert first._sim_cache.take(first, [key]) == {}  # stale: dropped
-    assert key not in first._sim_cache._items
+    assert first.unit_of_work.cache.take(first, [key]) == {}  # stale: dropped
+    assert key not in first.unit_of_work.cache._items
     count = event_count(first)
     answer = first.pause([key])
     assert answer.accepted == [] and "R-BK6" in answer.rejected[key]
@@ -68,10 +68,10 @@ def test_copies_share_no_state_with_the_cache_or_the_saved_object(
     ledger = SimLedger(store_env, clock=FakeClock())
     key = ready_sim(ledger, 1)
     ledger.set_labels(key, ["north"])
-    [taken] = ledger._sims([key]).values()
+    [taken] = ledger.unit_of_work.sims([key]).values()
     taken.labels.append("changed in place")
     taken.set_note("pending, never saved")
-    [again] = ledger._sims([key]).values()
+    [again] = ledger.unit_of_work.sims([key]).values()
     assert again.labels == ["north"] and again.note is None
     assert again._pending_events == []
     stored: Any = ledger.repository.get(key)
@@ -84,8 +84,8 @@ def test_a_failed_save_leaves_nothing_in_the_cache(
 ) -> None:
     ledger = SimLedger(store_env, clock=FakeClock())
     key = ready_sim(ledger, 1)
-    before = state(ledger._sims([key])[key])
-    [sim] = ledger._sims([key]).values()
+    before = state(ledger.unit_of_work.sims([key])[key])
+    [sim] = ledger.unit_of_work.sims([key]).values()
     sim.set_note("lost")
 
     def fail(*args: Any, **kwargs: Any) -> Any:
@@ -95,7 +95,7 @@ def test_a_failed_save_leaves_nothing_in_the_cache(
     with pytest.raises(RuntimeError):
         ledger.save(sim)
     monkeypatch.undo()
-    assert state(ledger._sims([key])[key]) == before
+    assert state(ledger.unit_of_work.sims([key])[key]) == before
     ledger.close()
 
 
@@ -144,7 +144,7 @@ def test_threads_of_one_ledger_share_the_cache_safely(store_env: dict[str, str])
                 key = keys[(n + offset) % len(keys)]
                 if n % 2:
                     ledger.set_note(key, f"{offset}-{n}")
-                ledger._sims(keys)
+                ledger.unit_of_work.sims(keys)
         except BaseException as error:
             errors.append(error)
 
@@ -154,7 +154,7 @@ def test_threads_of_one_ledger_share_the_cache_safely(store_env: dict[str, str])
     for thread in threads:
         thread.join()
     assert errors == []
-    for key, sim in ledger._sims(keys).items():
+    for key, sim in ledger.unit_of_work.sims(keys).items():
         assert state(sim) == state(ledger.repository.get(key))
     ledger.close()
 
@@ -165,13 +165,13 @@ def test_an_entry_is_handed_to_one_taker_and_a_refused_sim_comes_back(
     ledger = SimLedger(store_env, clock=FakeClock())
     keys = [ready_sim(ledger, n) for n in range(1, 3)]
     ledger.pause(keys[:1])
-    assert list(ledger._sim_cache.take(ledger, keys[:1])) == keys[:1]
-    assert ledger._sim_cache.take(ledger, keys[:1]) == {}  # taken: gone until saved again
+    assert list(ledger.unit_of_work.cache.take(ledger, keys[:1])) == keys[:1]
+    assert ledger.unit_of_work.cache.take(ledger, keys[:1]) == {}  # taken: gone until saved again
     first = ledger.pause(keys)  # both loaded from the store
     assert first.accepted == [keys[1]] and "R-BK6" in first.rejected[keys[0]]
     # the refused SIM went back unchanged; the accepted one was saved and kept
-    assert set(ledger._sim_cache._items) >= set(keys)
-    for key, sim in ledger._sim_cache.take(ledger, keys).items():
+    assert set(ledger.unit_of_work.cache._items) >= set(keys)
+    for key, sim in ledger.unit_of_work.cache.take(ledger, keys).items():
         assert state(sim) == state(ledger.repository.get(key))
     ledger.close()
 
@@ -184,7 +184,7 @@ def test_an_aggregate_saved_by_the_caller_is_cached_as_a_copy(store_env: dict[st
     ledger.save(mine)
     mine.labels.append("changed after the save")
     mine.set_note("never saved")
-    [cached] = ledger._sim_cache.take(ledger, [key]).values()
+    [cached] = ledger.unit_of_work.cache.take(ledger, [key]).values()
     assert cached is not mine
     assert cached.labels == ["east"] and cached.note is None
     assert state(cached) == state(ledger.repository.get(key))
@@ -200,7 +200,7 @@ def test_a_refusal_resting_on_a_stale_cached_sim_is_decided_again_from_the_store
     second = SimLedger(persistent_store_env, clock=FakeClock())
     key = ready_sim(first, 1)
     paused = first.pause([key])
-    assert key in first._sim_cache._items  # the copy with the pause in flight
+    assert key in first.unit_of_work.cache._items  # the copy with the pause in flight
     second.confirm(paused.operation_id, key)
     count = event_count(first)
     answer = first.resume([key])

@@ -28,7 +28,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-import simledger.application.ledger as ledger_module
+import simledger.application.unit_of_work as unit_of_work
 from simledger import (
     AlreadyInSharedGroup,
     ConcurrencyConflict,
@@ -411,7 +411,7 @@ def test_exhausted_retries_raise_concurrency_conflict_and_record_nothing(
         attempts.append(len(processing_event.events))
         raise IntegrityError("duplicate key value violates unique constraint")
 
-    monkeypatch.setattr(ledger_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(unit_of_work.time, "sleep", lambda seconds: None)
     monkeypatch.setattr(ledger, "_record", always_collide)
     with pytest.raises(ConcurrencyConflict) as info:
         ledger.set_note(key, "never stored")
@@ -421,8 +421,8 @@ def test_exhausted_retries_raise_concurrency_conflict_and_record_nothing(
 
     assert info.value.rule == "R-ES1"
     assert isinstance(info.value.__cause__, IntegrityError)
-    assert len(attempts) == 2 * ledger_module.MAX_ATTEMPTS
-    assert conflicts(caplog_info) == 2 * ledger_module.MAX_ATTEMPTS
+    assert len(attempts) == 2 * unit_of_work.MAX_ATTEMPTS
+    assert conflicts(caplog_info) == 2 * unit_of_work.MAX_ATTEMPTS
     assert event_count(ledger) == count
     assert ledger.sim(key) == before
     assert ledger.sim(key).operation_in_flight is None

@@ -22,7 +22,7 @@ def rebuilt(event: Any) -> Any:
 
 def test_triggered_events_equal_those_their_init_builds() -> None:
     ledger = new_ledger()[0]
-    sim: Sim = ledger._sim(ready_sim(ledger, 1))
+    sim: Sim = ledger.unit_of_work.sim(ready_sim(ledger, 1))
     now = datetime.now(UTC)
     op = str(uuid.uuid4())
     sim.request_operation(OperationKind.PAUSE, op, now, now + timedelta(hours=1))
@@ -40,7 +40,7 @@ def test_triggered_events_equal_those_their_init_builds() -> None:
 
 def test_arguments_that_do_not_fit_get_eventsourcing_s_error() -> None:
     ledger = new_ledger()[0]
-    sim: Sim = ledger._sim(ready_sim(ledger, 1))
+    sim: Sim = ledger.unit_of_work.sim(ready_sim(ledger, 1))
     with pytest.raises(TypeError, match="Can't construct event"):
         sim.trigger_event(Sim.PauseRequested, operation_id="x", kind="pause")  # no deadline
     with pytest.raises(TypeError, match="Can't construct event"):
@@ -54,8 +54,8 @@ def test_an_event_out_of_sequence_or_of_another_aggregate_is_refused_unapplied()
     from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
 
     ledger = new_ledger()[0]
-    sim: Sim = ledger._sim(ready_sim(ledger, 1))
-    other: Sim = ledger._sim(ready_sim(ledger, 2))
+    sim: Sim = ledger.unit_of_work.sim(ready_sim(ledger, 1))
+    other: Sim = ledger.unit_of_work.sim(ready_sim(ledger, 2))
     before = dict(vars(sim))
     now = datetime.now(UTC)
     other.request_operation(OperationKind.PAUSE, "op", now, now + timedelta(hours=1))

@@ -63,7 +63,7 @@ def _snapshot(aggregate_id: str, topic: str, state: dict[str, Any]) -> Snapshot:
 
 def test_a_sim_snapshot_rebuilds_the_sim_with_its_enums() -> None:
     ledger = new_ledger()[0]
-    sim: Sim = ledger._sim(ready_sim(ledger, 1))
+    sim: Sim = ledger.unit_of_work.sim(ready_sim(ledger, 1))
     now = datetime.now(UTC)
     sim.request_operation(OperationKind.PAUSE, "op", now, now)
     sim.confirm_operation("op", ok=True, reason=None)
