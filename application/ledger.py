@@ -53,9 +53,6 @@ class _Delegate(Generic[P, R]):
         self.method = method
         self.__doc__ = method.__doc__
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
     @overload
     def __get__(self, ledger: None, owner: type) -> Callable[Concatenate[Any, P], R]: ...
     @overload
