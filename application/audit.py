@@ -1,7 +1,7 @@
 """The replayable audit (``simledger verify``): replay the whole store and prove it.
 
-:func:`verify_store` reads the notification log page by page (one query per page), decodes
-each stored event once, and for every aggregate:
+:meth:`StoreAudit.verify_store` reads the notification log page by page (one query per
+page), decodes each stored event once, and for every aggregate:
 
 * **tamper evidence** -- recomputes the hash chain (:mod:`simledger.domain.chain`) in version
   order and names the FIRST altered, missing or out-of-sequence event;
@@ -39,7 +39,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from eventsourcing.application import Application
 
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
@@ -48,10 +50,7 @@ from simledger.adapters.store.persistence import persistence_module
 from simledger.domain.chain import ChainCheck, content
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
-
-if TYPE_CHECKING:
-    from simledger.application.ledger import SimLedger
-    from simledger.projections.models import RowDiff
+from simledger.projections.models import RowDiff
 
 log = get_logger("simledger")
 
@@ -143,9 +142,9 @@ class _Tracked:
         """The aggregate as a load sees it: the snapshot, then the events after it."""
 
 
-def _state_decoder(ledger: SimLedger) -> Callable[[bytes], dict[str, Any]]:
+def _state_decoder(app: Application[str]) -> Callable[[bytes], dict[str, Any]]:
     """Stored state bytes -> the stored field dict (before upcasting), as the mapper reads."""
-    mapper = ledger.mapper
+    mapper = app.mapper
     decode = mapper.transcoder.decode
     cipher, compressor = mapper.cipher, mapper.compressor
 
@@ -257,91 +256,94 @@ def _check_pool_end(tracked: _Tracked) -> str | None:
     return None
 
 
-def verify_store(
-    ledger: SimLedger,
-    *,
-    views: bool = True,
-    view_names: Sequence[str] | None = None,
-    page: int = PAGE,
-    parallel: bool = True,
-) -> VerifyReport:
-    """Replay the whole store and check it (module docstring); never raises for what it finds.
+ViewsCheck = Callable[[Sequence[str] | None], dict[str, list[RowDiff]]]
+"""Rebuilds the named views (None: all) into scratch space and lists the rows that differ."""
 
-    With ``views`` (``view_names``: all by default) the views are compared with their
-    rebuild too (``report.view_diffs``; each differing row is also a ``view`` problem). On
-    a SQLite or PostgreSQL store, with ``parallel``, the replay runs in a second process
-    while this one verifies the views: the two are independent reads of the same log.
-    Logs ``audit.progress`` (``events``: log position reached, ``upto``: last position)
-    after every page of a replay run in this process.
-    """
-    started = time.monotonic()
-    diffs: dict[str, list[RowDiff]] = {}
-    if views and parallel and persistence_module(ledger.env) != "eventsourcing.popo":
-        child = subprocess.Popen(
-            [sys.executable, "-P", "-m", "simledger.application.audit"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        request = json.dumps({"env": dict(ledger.env), "page": page}).encode()
-        with ThreadPoolExecutor(1) as talk:
-            answer = talk.submit(child.communicate, request)
-            diffs = ledger.verify_views(view_names)
-            out, err = answer.result()
-        if child.returncode == 0:
-            report: VerifyReport = pickle.loads(out)  # our own child's answer
-        else:
-            log.warning("audit.child_failed", code=child.returncode, stderr=err.decode()[-2000:])
-            report = replay_store(ledger, page=page)
-    else:
-        report = replay_store(ledger, page=page)
-        if views:
-            diffs = ledger.verify_views(view_names)
-    report.view_diffs = diffs
-    report.views_checked = sorted(diffs)
-    for view, rows in diffs.items():
-        for row in rows:
-            report.problems.append(
-                Problem(
-                    "view",
-                    None,
-                    None,
-                    f"{view} {row.key}: live={row.live!r} rebuilt={row.rebuilt!r}",
-                )
+CHILD = "simledger.runners.verify_part"
+"""The module run as the second process of a parallel audit (``python -m``)."""
+
+
+class StoreAudit:
+    """The audit of one ledger's store: ``app`` is its application, ``verify_views`` its
+    check of the views."""
+
+    def __init__(self, app: Application[str], verify_views: ViewsCheck) -> None:
+        self.app = app
+        self.verify_views = verify_views
+
+    def verify_store(
+        self,
+        *,
+        views: bool = True,
+        view_names: Sequence[str] | None = None,
+        page: int = PAGE,
+        parallel: bool = True,
+    ) -> VerifyReport:
+        """Replay the whole store and check it (module docstring); never raises for what it
+        finds.
+
+        With ``views`` (``view_names``: all by default) the views are compared with their
+        rebuild too (``report.view_diffs``; each differing row is also a ``view`` problem).
+        On a SQLite or PostgreSQL store, with ``parallel``, the replay runs in a second
+        process (:data:`CHILD`) while this one verifies the views: the two are independent
+        reads of the same log. Logs ``audit.progress`` (``events``: log position reached,
+        ``upto``: last position) after every page of a replay run in this process.
+        """
+        app = self.app
+        started = time.monotonic()
+        diffs: dict[str, list[RowDiff]] = {}
+        if views and parallel and persistence_module(app.env) != "eventsourcing.popo":
+            child = subprocess.Popen(
+                [sys.executable, "-P", "-m", CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
-    report.seconds = time.monotonic() - started
-    log.info("audit.done", problems=len(report.problems), seconds=round(report.seconds, 2))
-    return report
+            request = json.dumps({"env": dict(app.env), "page": page}).encode()
+            with ThreadPoolExecutor(1) as talk:
+                answer = talk.submit(child.communicate, request)
+                diffs = self.verify_views(view_names)
+                out, err = answer.result()
+            if child.returncode == 0:
+                report: VerifyReport = pickle.loads(out)  # our own child's answer
+            else:
+                log.warning(
+                    "audit.child_failed", code=child.returncode, stderr=err.decode()[-2000:]
+                )
+                report = replay_store(app, page=page)
+        else:
+            report = replay_store(app, page=page)
+            if views:
+                diffs = self.verify_views(view_names)
+        report.view_diffs = diffs
+        report.views_checked = sorted(diffs)
+        for view, rows in diffs.items():
+            for row in rows:
+                report.problems.append(
+                    Problem(
+                        "view",
+                        None,
+                        None,
+                        f"{view} {row.key}: live={row.live!r} rebuilt={row.rebuilt!r}",
+                    )
+                )
+        report.seconds = time.monotonic() - started
+        log.info("audit.done", problems=len(report.problems), seconds=round(report.seconds, 2))
+        return report
 
 
-def _child_main() -> int:
-    """``python -m simledger.application.audit``: :func:`replay_store` on a ledger of its own,
-    for :func:`verify_store`; the request (settings, page) as JSON on stdin, the report
-    pickled on stdout."""
-    from simledger.application.ledger import SimLedger
-
-    request = json.loads(sys.stdin.buffer.read())
-    ledger = SimLedger(env=request["env"])
-    try:
-        report = replay_store(ledger, page=int(request["page"]))
-    finally:
-        ledger.close()
-    sys.stdout.buffer.write(pickle.dumps(report))
-    return 0
-
-
-def replay_store(ledger: SimLedger, *, page: int = PAGE) -> VerifyReport:
-    """Every check of :func:`verify_store` but the views."""
+def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
+    """Every check of :meth:`StoreAudit.verify_store` but the views."""
     started = time.monotonic()
     report = VerifyReport()
     problems = report.problems
     tracked: dict[str, _Tracked] = {}
-    last = ledger.recorder.max_notification_id() or 0
+    last = app.recorder.max_notification_id() or 0
     with gc_paused():  # one object per aggregate, acyclic: collections cost as much as the fold
-        for snapshot in latest_snapshots(ledger):
+        for snapshot in latest_snapshots(app):
             one = tracked[snapshot.originator_id] = _Tracked()
             one.snapshot, one.snapshot_at = snapshot, snapshot.originator_version
-        _replay(ledger, report, tracked, last, page)
+        _replay(app, report, tracked, last, page)
     report.chains_checked = len(tracked)
     heads = hashlib.sha256()
     for originator_id in sorted(tracked):
@@ -372,12 +374,12 @@ def replay_store(ledger: SimLedger, *, page: int = PAGE) -> VerifyReport:
 
 
 def _replay(
-    ledger: SimLedger, report: VerifyReport, tracked: dict[str, _Tracked], last: int, page: int
+    app: Application[str], report: VerifyReport, tracked: dict[str, _Tracked], last: int, page: int
 ) -> int:
     """Read the log up to ``last``, one query per page; fold and check every event."""
     problems = report.problems
-    state_of = _state_decoder(ledger)
-    recorder = ledger.recorder
+    state_of = _state_decoder(app)
+    recorder = app.recorder
     position = 0
     while position < last:
         notifications = recorder.select_notifications(
@@ -494,7 +496,8 @@ def _state(aggregate: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
 
 
-if __name__ == "__main__":
-    from simledger.application import audit  # the module's own classes, not __main__'s, get pickled
-
-    sys.exit(audit._child_main())
+def verify_store(ledger: Application[str], **options: Any) -> VerifyReport:
+    """:meth:`StoreAudit.verify_store` of ``ledger`` (a ``SimLedger``), checking its views
+    with its own ``verify_views``."""
+    views_check: ViewsCheck = ledger.verify_views  # type: ignore[attr-defined]
+    return StoreAudit(ledger, views_check).verify_store(**options)

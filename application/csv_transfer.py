@@ -1,172 +1,47 @@
-"""CSV import and export of SimLedger (R-IO1, R-BK4).
-
-Two different formats, kept apart from the commands in ``ledger.py``:
-
-* the **delivery file** read by ``import_sims_csv``: the four columns ``iccid,operator,
-  sim_type,esim`` describing SIMs that arrive (:data:`IMPORT_COLUMNS`);
-* the **SIM list export** written by ``export_sims_csv``: every column of the SIM list view
-  (:data:`EXPORT_COLUMNS`). An export is not a delivery file and cannot be imported back.
-"""
+"""CSV import and export of SimLedger (R-IO1, R-BK4): a delivery file received in one
+transaction, the SIM list view written out page by page. The formats themselves are in
+adapters/csv_format.py."""
 
 from __future__ import annotations
 
 import csv
-import io
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
-from enum import Enum
-from typing import IO, TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable
+from typing import IO, Any, Protocol
 
+from simledger.adapters.csv_format import (
+    EXPORT_COLUMNS,
+    EXPORT_PAGE,
+    IMPORT_COLUMNS,
+    LIST_SEPARATOR,
+    DeliveryRow,
+    csv_value,
+    export_row,
+    read_delivery,
+    text_stream,
+)
 from simledger.adapters.logs import get_logger
-from simledger.adapters.store.batch_load import load_many
-from simledger.domain.errors import CsvImportError, InvalidIccid, InvalidInput
-from simledger.domain.iccid import normalise_iccid
-from simledger.domain.types import LABEL_SEPARATOR, SimType
+from simledger.application.commands.lifecycle import LifecycleCommands
+from simledger.application.unit_of_work import UnitOfWork, command
+from simledger.domain.errors import CsvImportError, InvalidInput
+from simledger.domain.sim import Sim
+from simledger.domain.types import SimType
+from simledger.projections.models import Page
 
-if TYPE_CHECKING:
-    from simledger.application.ledger import SimLedger
-    from simledger.domain.sim import Sim
+__all__ = [
+    "EXPORT_COLUMNS",
+    "EXPORT_FILTERS",
+    "EXPORT_PAGE",
+    "IMPORT_COLUMNS",
+    "LIST_SEPARATOR",
+    "PROGRESS_EVERY",
+    "CsvTransfer",
+    "csv_value",
+]
 
 log = get_logger("simledger")
 
-IMPORT_COLUMNS = ("iccid", "operator", "sim_type", "esim")
-"""The columns of a delivery file, named in its header (any order, case-insensitive)."""
-
 PROGRESS_EVERY = 10_000
-"""Rows between two progress log records."""
-
-_TRUE = frozenset({"true", "yes", "1"})
-_FALSE = frozenset({"false", "no", "0", ""})
-
-
-@dataclass(frozen=True)
-class DeliveryRow:
-    """A valid row of a delivery file."""
-
-    line: int
-    iccid: str
-    operator: str
-    sim_type: SimType
-    esim: bool
-
-
-def _text_lines(stream: IO[str] | IO[bytes] | Iterable[str]) -> Iterable[str]:
-    """Text lines of ``stream``; a binary stream is read as UTF-8 (a BOM is dropped)."""
-    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
-        return io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8-sig", newline="")
-    return cast(Iterable[str], stream)
-
-
-Record = list[str] | csv.Error
-
-
-def _records(lines: Iterable[str]) -> Iterator[tuple[int, Record]]:
-    """(line number where the record starts, its fields or why it is unreadable) for every
-    record that is not blank."""
-    reader = csv.reader(lines)
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            yield start, error
-            continue
-        if any(cell.strip() for cell in row):
-            yield start, row
-
-
-def _header(fields: list[str]) -> dict[str, int] | str:
-    """Column positions by name, or why the header is wrong."""
-    names = [f.strip().lstrip("\ufeff").strip().lower() for f in fields]
-    expected = ",".join(IMPORT_COLUMNS)
-    missing = [c for c in IMPORT_COLUMNS if c not in names]
-    unknown = [n for n in names if n not in IMPORT_COLUMNS]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if not (missing or unknown or repeated):
-        return {name: names.index(name) for name in IMPORT_COLUMNS}
-    problems = []
-    if missing:
-        problems.append(f"missing column(s) {', '.join(missing)}")
-    if unknown:
-        problems.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
-    if repeated:
-        problems.append(f"column(s) named twice: {', '.join(repeated)}")
-    return f"expected the header {expected}; {'; '.join(problems)}"
-
-
-def _esim(value: str) -> bool | None:
-    flag = value.strip().lower()
-    if flag in _TRUE:
-        return True
-    if flag in _FALSE:
-        return False
-    return None
-
-
-def _row(line: int, fields: Record, columns: dict[str, int]) -> DeliveryRow | str:
-    """A valid row, or every reason it is not (joined with ``; ``)."""
-    if isinstance(fields, csv.Error):
-        return f"unreadable CSV: {fields}"
-    if len(fields) != len(IMPORT_COLUMNS):
-        return (
-            f"expected {len(IMPORT_COLUMNS)} fields ({','.join(IMPORT_COLUMNS)}), got {len(fields)}"
-        )
-    raw = {name: fields[index] for name, index in columns.items()}
-    reasons: list[str] = []
-    iccid = ""
-    try:
-        iccid = normalise_iccid(raw["iccid"])
-    except InvalidIccid as error:
-        reasons.append(error.message)
-    operator = raw["operator"].strip()
-    if not operator:
-        reasons.append("operator is empty")
-    sim_type: SimType | None = None
-    try:
-        sim_type = SimType(raw["sim_type"].strip().lower())
-    except ValueError:
-        reasons.append(
-            f"unknown SIM type {raw['sim_type']!r}; one of {', '.join(t.value for t in SimType)}"
-        )
-    esim = _esim(raw["esim"])
-    if esim is None:
-        reasons.append(f"eSIM must be true/false, yes/no or 1/0 (or blank): {raw['esim']!r}")
-    if reasons or sim_type is None or esim is None:
-        return "; ".join(reasons)
-    return DeliveryRow(line=line, iccid=iccid, operator=operator, sim_type=sim_type, esim=esim)
-
-
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "iccid",
-    "esim",
-    "status",
-    "in_session",
-    "operator",
-    "plan",
-    "company",
-    "end_user",
-    "data_left_mb",
-    "days_left",
-    "this_month_mb",
-    "note",
-    "rules",
-    "labels",
-    "sim_type",
-    "group_id",
-    "package_id",
-    "copy_id",
-    "expires_at",
-    "suspended_reason",
-    "version",
-    "updated_at",
-)
-"""The header of a SIM list export: the fields of ``SimListItem`` (the R-SIM2 columns of the
-SIM list view, then the ids and times it carries), in their order. Stable: a column is only
-ever added at the end."""
+"""Rows between two progress log records of an export."""
 
 EXPORT_FILTERS = frozenset(
     {
@@ -183,35 +58,22 @@ EXPORT_FILTERS = frozenset(
 )
 """The keywords of ``sims()`` that ``export_sims_csv`` accepts."""
 
-EXPORT_PAGE = 1000
-"""Rows read from the view per ``sims()`` call (its largest ``limit``)."""
 
-LIST_SEPARATOR = LABEL_SEPARATOR
-"""Joins the items of a list column (labels, rules) in one CSV field."""
+class SimList(Protocol):
+    """Where an export reads the SIM list view from (the ledger's ``sims``)."""
 
-
-def csv_value(value: object) -> str:
-    """The text of one export field: "" for None, ``true``/``false``, an enum's value, a
-    decimal in plain notation (never ``1E+3``), a time in ISO 8601 UTC, list items joined
-    with :data:`LIST_SEPARATOR`, anything else (ICCIDs, UUIDs, whole numbers) as ``str``."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, datetime):
-        when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return when.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, (list, tuple)):
-        return LIST_SEPARATOR.join(csv_value(item) for item in value)
-    return str(value)
+    @property
+    def sims(self) -> Callable[..., Page]: ...
 
 
 class CsvTransfer:
-    """Mixin of SimLedger: delivery import and SIM list export."""
+    """Delivery import (received as ``lifecycle`` receives SIMs) and SIM list export (read
+    from ``listing``)."""
+
+    def __init__(self, uow: UnitOfWork, lifecycle: LifecycleCommands, listing: SimList) -> None:
+        self.uow = uow
+        self.lifecycle = lifecycle
+        self.listing = listing
 
     def import_sims_csv(self, stream: IO[str] | IO[bytes] | Iterable[str]) -> list[str]:
         """Receive the SIMs of a delivery file (header ``iccid,operator,sim_type,esim``).
@@ -222,43 +84,14 @@ class CsvTransfer:
         path as ``receive_sims`` (each SIM ``pending``, or ``not_available`` for an operator
         without integration). Returns the ICCIDs received, in file order.
         """
-        records = _records(_text_lines(stream))
-        first = next(records, None)
-        if first is None:
-            raise CsvImportError({1: f"empty file; expected the header {','.join(IMPORT_COLUMNS)}"})
-        header_line, header_fields = first
-        columns = (
-            f"unreadable CSV: {header_fields}"
-            if isinstance(header_fields, csv.Error)
-            else _header(header_fields)
-        )
-        if isinstance(columns, str):
-            raise CsvImportError({header_line: columns})
-        errors: dict[int, str] = {}
-        rows: list[DeliveryRow] = []
-        first_seen: dict[str, int] = {}
-        count = 0
-        for count, (line, fields) in enumerate(records, 1):
-            parsed = _row(line, fields, columns)
-            if isinstance(parsed, str):
-                errors[line] = parsed
-            elif parsed.iccid in first_seen:
-                errors[line] = f"ICCID {parsed.iccid} is already on line {first_seen[parsed.iccid]}"
-            else:
-                first_seen[parsed.iccid] = line
-                rows.append(parsed)
-            if count % PROGRESS_EVERY == 0:
-                log.info("csv.import.progress", rows=count, bad=len(errors))
-        log.info("csv.import.read", rows=count, bad=len(errors))
-        from simledger.application.ledger import command
+        rows, errors = read_delivery(stream)
+        return self._receive_delivery(rows, errors)
 
-        return command(self._receive_delivery)(rows, errors)
-
+    @command
     def _receive_delivery(self, rows: list[DeliveryRow], errors: dict[int, str]) -> list[str]:
         """Check the rows against the store, then save them all at once (re-run on conflict)."""
-        ledger = cast("SimLedger", self)
         errors = dict(errors)
-        existing = load_many(ledger, [row.iccid for row in rows])
+        existing = set(self.uow.existing([row.iccid for row in rows]))
         for row in rows:
             if row.iccid in existing:
                 errors[row.line] = f"ICCID {row.iccid} was already received"
@@ -270,13 +103,13 @@ class CsvTransfer:
             groups.setdefault((row.operator, row.sim_type, row.esim), []).append(row.iccid)
         sims: list[Sim] = []
         for (operator, sim_type, esim), keys in groups.items():
-            sims.extend(ledger._new_sims(keys, operator, sim_type, esim))
+            sims.extend(self.lifecycle.new_sims(keys, operator, sim_type, esim))
         if sims:
-            ledger.save(*sims)
+            self.uow.save(*sims)
         log.info("sims.imported", count=len(sims), groups=len(groups))
         return [row.iccid for row in rows]
 
-    def export_sims_csv(self, stream: IO[str] | IO[bytes], **filters: Any) -> int:
+    def export_sims_csv(self, /, stream: IO[str] | IO[bytes], **filters: Any) -> int:
         """Write the SIM list rows that ``sims(**filters)`` selects as CSV (R-BK4); returns
         how many rows were written (the header not counted).
 
@@ -318,32 +151,20 @@ class CsvTransfer:
                 f"the filters are {', '.join(sorted(EXPORT_FILTERS))}",
                 rule="R-BK4",
             )
-        ledger = cast("SimLedger", self)
-        page = ledger.sims(**filters, limit=EXPORT_PAGE)  # refuses bad filters: nothing written
-        wrapper: io.TextIOWrapper | None = None
-        text = cast(IO[str], stream)
-        if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
-            wrapper = io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8", newline="")
-            text = wrapper
+        listing = self.listing
+        page = listing.sims(**filters, limit=EXPORT_PAGE)  # refuses bad filters: nothing written
         log.info("csv.export.start", total=page.total, filters=sorted(filters))
         written = 0
-        try:
+        with text_stream(stream) as text:
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(EXPORT_COLUMNS)
             while True:
-                writer.writerows(
-                    [csv_value(getattr(item, column)) for column in EXPORT_COLUMNS]
-                    for item in page.items
-                )
+                writer.writerows(export_row(item) for item in page.items)
                 before, written = written, written + len(page.items)
                 if written // PROGRESS_EVERY > before // PROGRESS_EVERY:
                     log.info("csv.export.progress", rows=written, total=page.total)
                 if page.next_cursor is None:
                     break
-                page = ledger.sims(**filters, limit=EXPORT_PAGE, cursor=page.next_cursor)
-        finally:
-            if wrapper is not None:
-                wrapper.flush()
-                wrapper.detach()
+                page = listing.sims(**filters, limit=EXPORT_PAGE, cursor=page.next_cursor)
         log.info("csv.export.written", rows=written)
         return written

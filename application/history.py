@@ -1,22 +1,24 @@
-"""A SIM's audit trail across aggregates, and its state as of a past moment (R-ES3)."""
+"""A SIM's state now, its audit trail across aggregates, and its state as of a past moment
+(R-ES3); a shared group's state. Read from the aggregates, not the views."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from uuid import UUID
 
-from eventsourcing.application import project_aggregate
+from eventsourcing.application import Application, project_aggregate
 
-from simledger.application.results import HistoryEntry
+from simledger.application.results import HistoryEntry, SharedGroupView, SimView
+from simledger.application.unit_of_work import UnitOfWork
+from simledger.domain import values
 from simledger.domain.base import DomainEvent
-from simledger.domain.errors import InvalidInput, UnknownSim
+from simledger.domain.errors import InvalidInput, UnknownGroup, UnknownSim
+from simledger.domain.iccid import normalise_iccid
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
-
-if TYPE_CHECKING:
-    from simledger.application.ledger import SimLedger
 
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic", "chain")
 
@@ -80,31 +82,31 @@ def _group_events_for(iccid: str, events: Iterable[DomainEvent]) -> list[DomainE
     return touching
 
 
-def sim_history(ledger: SimLedger, sim: Sim) -> list[HistoryEntry]:
-    sim_events: list[DomainEvent] = list(ledger.events.get(sim.id))  # type: ignore[arg-type]
+def sim_history(app: Application[str], sim: Sim) -> list[HistoryEntry]:
+    sim_events: list[DomainEvent] = list(app.events.get(sim.id))  # type: ignore[arg-type]
     copies, groups = _related_ids(sim_events)
     events = list(sim_events)
     for copy_id in copies:
-        events.extend(ledger.events.get(copy_id))  # type: ignore[arg-type]
+        events.extend(app.events.get(copy_id))  # type: ignore[arg-type]
     for group_id in groups:
-        group_events: list[DomainEvent] = list(ledger.events.get(group_id))  # type: ignore[arg-type]
+        group_events: list[DomainEvent] = list(app.events.get(group_id))  # type: ignore[arg-type]
         events.extend(_group_events_for(sim.id, group_events))
     events.sort(key=lambda e: e.timestamp)  # stable: within one aggregate, version order
     return [_entry(e) for e in events]
 
 
-def _project_until(ledger: SimLedger, aggregate_id: str, when: datetime) -> Any:
-    events = [e for e in ledger.events.get(aggregate_id) if e.timestamp <= when]  # type: ignore[attr-defined]
+def _project_until(app: Application[str], aggregate_id: str, when: datetime) -> Any:
+    events = [e for e in app.events.get(aggregate_id) if e.timestamp <= when]  # type: ignore[attr-defined]
     return project_aggregate(None, events) if events else None
 
 
 def sim_state_as_of(
-    ledger: SimLedger, iccid: str, *, at: datetime | None, version: int | None
+    app: Application[str], iccid: str, *, at: datetime | None, version: int | None
 ) -> tuple[Sim, Package | None, SharedGroup | None, datetime]:
     """The SIM, its copy and its group as they were at ``at`` or at the SIM's ``version``."""
     if (at is None) == (version is None):
         raise InvalidInput("give exactly one of at= or version=", rule="R-ES3")
-    sim_events: list[DomainEvent] = list(ledger.events.get(iccid))  # type: ignore[arg-type]
+    sim_events: list[DomainEvent] = list(app.events.get(iccid))  # type: ignore[arg-type]
     if not sim_events:
         raise UnknownSim(iccid)
     if version is not None:
@@ -125,8 +127,41 @@ def sim_state_as_of(
         if not earlier:
             raise UnknownSim(iccid)
         target = earlier[-1]
-    sim: Sim = ledger.repository.get(iccid, version=target)
+    sim: Sim = app.repository.get(iccid, version=target)
     when = at if at is not None else sim.modified_on
-    copy = _project_until(ledger, sim.copy_id, when) if sim.copy_id else None
-    group = _project_until(ledger, sim.group_id, when) if sim.group_id else None
+    copy = _project_until(app, sim.copy_id, when) if sim.copy_id else None
+    group = _project_until(app, sim.group_id, when) if sim.group_id else None
     return sim, copy, group, when
+
+
+class SimReads:
+    """The queries of one ledger answered from its aggregates (``uow`` loads them)."""
+
+    def __init__(self, uow: UnitOfWork, clock: Callable[[], datetime]) -> None:
+        self.uow = uow
+        self.clock = clock
+
+    def sim(self, iccid: object) -> SimView:
+        sim = self.uow.sim(iccid)
+        copy = self.uow.copy(sim)
+        group = self.uow.get(sim.group_id, SharedGroup) if sim.group_id else None
+        return SimView.of(sim, copy, group, self.clock())
+
+    def sim_as_of(
+        self, iccid: object, *, at: datetime | None = None, version: int | None = None
+    ) -> SimView:
+        """The SIM as it was at time ``at`` or at its own ``version`` (R-ES3)."""
+        key = normalise_iccid(iccid)
+        sim, copy, group, when = sim_state_as_of(self.uow.app, key, at=at, version=version)
+        return SimView.of(sim, copy, group, when)
+
+    def history(self, iccid: object) -> list[HistoryEntry]:
+        """Every event that touched the SIM, from any aggregate, oldest first."""
+        return sim_history(self.uow.app, self.uow.sim(iccid))
+
+    def shared_group(self, group_id: UUID | str) -> SharedGroupView:
+        key = values.uuid_text(group_id, UnknownGroup)
+        group = self.uow.get(key, SharedGroup)
+        if group is None:
+            raise UnknownGroup(group_id)
+        return SharedGroupView.of(group)

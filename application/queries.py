@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
 
 from simledger.adapters.logs import get_logger
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
@@ -34,11 +36,6 @@ from simledger.projections.models import (
     SimListItem,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
-
 log = get_logger("simledger.views")
 
 EMBEDDED = "embedded"
@@ -46,54 +43,64 @@ EXTERNAL = "external"
 _CREATE_LOCK = threading.Lock()
 
 
-def _setting(ledger: object, key: str) -> str | None:
-    value = cast(Any, ledger).env.get(key)
-    return str(value) if value is not None else None
-
-
 class ViewQueries:
-    """Mixin of SimLedger: queries answered from the projections."""
+    """The queries answered from the projections, and the runner that keeps them, of one
+    ledger (``env``: its settings; ``recorder``, ``mapper``: its event store's)."""
 
-    if TYPE_CHECKING:
-        clock: Callable[[], datetime]
-        recorder: ApplicationRecorder
-        mapper: Mapper[Any]
+    def __init__(
+        self,
+        env: Mapping[str, Any],
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.env = env
+        self.recorder = recorder
+        self.mapper = mapper
+        self.clock = clock
+        self._runner: ViewRunner | None = None
+        self._last_saved_id = 0
+
+    def _setting(self, key: str) -> str | None:
+        value = self.env.get(key)
+        return str(value) if value is not None else None
 
     # ---- the views ------------------------------------------------------------------------
     @property
     def views(self) -> ViewRunner:
         """The runner that keeps this ledger's read models (created on first use)."""
-        runner: ViewRunner | None = self.__dict__.get("_view_runner")
+        runner = self._runner
         if runner is None:
             with _CREATE_LOCK:
-                runner = self.__dict__.get("_view_runner")
+                runner = self._runner
                 if runner is None:
-                    bulk_from = _setting(self, "VIEWS_BULK_FROM")
+                    bulk_from = self._setting("VIEWS_BULK_FROM")
                     runner = ViewRunner(
                         store_for(self.recorder),
                         self.recorder,
                         self.mapper,
                         bulk_from=int(bulk_from) if bulk_from else BULK_FROM,
                     )
-                    runner.child_env = dict(cast(Any, self).env)
-                    self.__dict__["_view_runner"] = runner
+                    runner.child_env = dict(self.env)
+                    self._runner = runner
         return runner
 
     @property
     def views_mode(self) -> str:
-        mode = (_setting(self, "VIEWS_MODE") or EMBEDDED).strip().lower()
+        mode = (self._setting("VIEWS_MODE") or EMBEDDED).strip().lower()
         if mode not in (EMBEDDED, EXTERNAL):
             raise InvalidInput(
                 f"VIEWS_MODE is {EMBEDDED} or {EXTERNAL}, not {mode!r}", rule="R-ES3"
             )
         return mode
 
-    def _notify(self, recordings: list[Recording[Any]]) -> None:
-        super()._notify(recordings)  # type: ignore[misc]
+    def saved(self, recordings: list[Recording[Any]]) -> None:
+        """After a save: note its position, and fold it into the views when they are kept
+        in this process."""
         if not recordings:
             return
         last = max(r.notification.id for r in recordings)
-        self.__dict__["_last_saved_id"] = max(self.__dict__.get("_last_saved_id", 0), last)
+        self._last_saved_id = max(self._last_saved_id, last)
         if self.views_mode != EMBEDDED:
             return
         try:
@@ -104,8 +111,8 @@ class ViewQueries:
     def _fresh_views(self) -> ViewRunner:
         runner = self.views
         if self.views_mode == EXTERNAL:
-            target: int = self.__dict__.get("_last_saved_id", 0)
-            wait = float(_setting(self, "VIEWS_WAIT_SECONDS") or 5)
+            target = self._last_saved_id
+            wait = float(self._setting("VIEWS_WAIT_SECONDS") or 5)
             deadline = time.monotonic() + wait
             while runner.store.position() < target and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -197,11 +204,8 @@ class ViewQueries:
         live view (R-ES3: none expected)."""
         return self.views.verify(views)
 
-    def close_views(self) -> None:
-        runner: ViewRunner | None = self.__dict__.pop("_view_runner", None)
+    def close(self) -> None:
+        """Close the views' store (the runner is made again on next use)."""
+        runner, self._runner = self._runner, None
         if runner is not None:
             runner.store.close()
-
-    def close(self) -> None:
-        self.close_views()
-        super().close()  # type: ignore[misc]

@@ -9,7 +9,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from simledger.domain.package import Package
+from simledger.domain.shared_group import SharedGroup
+from simledger.domain.sim import Sim
 from simledger.domain.types import SimStatus, SimType, SuspendReason
+from simledger.projections.models import SharedGroupFields
 
 
 class _Frozen(BaseModel):
@@ -65,20 +69,81 @@ class SimView(_Frozen):
     version: int
     updated_at: datetime
 
+    @classmethod
+    def of(
+        cls, sim: Sim, copy: Package | None, group: SharedGroup | None, now: datetime
+    ) -> SimView:
+        """The SIM with its copy or its group's pool, as seen at ``now``."""
+        data_left: Decimal | None = None
+        expires_at: datetime | None = None
+        # A depleted package has nothing left to use, whatever its last balance was.
+        if group is not None:
+            data_left = Decimal(0) if group.depleted else group.data_left_mb
+            expires_at = group.expires_at
+        elif copy is not None:
+            data_left = Decimal(0) if copy.depleted else copy.data_left_mb
+            expires_at = copy.expires_at
+        days_left = None
+        if expires_at is not None:
+            days_left = max(0, (expires_at - now).days + (1 if (expires_at - now).seconds else 0))
+        month = now.strftime("%Y-%m")
+        return cls(
+            iccid=sim.id,
+            status=sim.status,
+            sim_type=sim.sim_type,
+            operator=sim.operator,
+            esim=sim.esim,
+            activation_code=sim.activation_code,
+            msisdn=sim.msisdn,
+            company=sim.company,
+            store_use=sim.store_use,
+            end_user=sim.end_user,
+            note=sim.note,
+            labels=list(sim.labels),
+            package_id=UUID(sim.package_id) if sim.package_id else None,
+            copy_id=UUID(sim.copy_id) if sim.copy_id else None,
+            plan=sim.plan,
+            group_id=UUID(sim.group_id) if sim.group_id else None,
+            data_left_mb=data_left,
+            expires_at=expires_at,
+            days_left=days_left,
+            this_month_mb=sim.usage_month_mb if sim.usage_month == month else Decimal(0),
+            suspended_reason=SuspendReason(sim.suspended_reason) if sim.suspended_reason else None,
+            system_cause=sim.system_cause,
+            cause_cleared=sim.cause_cleared,
+            operation_in_flight=dict(sim.in_flight) if sim.in_flight else None,
+            order_id=UUID(sim.order_id) if sim.order_id else None,
+            service=sim.service,
+            customer_service_id=UUID(sim.customer_service_id) if sim.customer_service_id else None,
+            version=sim.version,
+            updated_at=sim.modified_on,
+        )
 
-class SharedGroupView(_Frozen):
-    group_id: UUID
-    name: str
+
+class SharedGroupView(SharedGroupFields):
+    """A shared group's state (``shared_group``): the fields of the list's
+    ``SharedGroupSummary``, with its members instead of their count."""
+
     members: list[str]
-    package_id: UUID
-    data_mb: Decimal
-    data_left_mb: Decimal
-    expires_at: datetime | None
-    locked: bool
-    depleted: bool
-    deleted: bool
     notify_users: bool
     version: int
+
+    @classmethod
+    def of(cls, group: SharedGroup) -> SharedGroupView:
+        return cls(
+            group_id=UUID(group.id),
+            name=group.name,
+            members=list(group.members),
+            package_id=UUID(group.package_id),
+            data_mb=group.data_mb,
+            data_left_mb=Decimal(0) if group.depleted else group.data_left_mb,
+            expires_at=group.expires_at,
+            locked=group.locked,
+            depleted=group.depleted,
+            deleted=group.deleted,
+            notify_users=group.notify_users,
+            version=group.version,
+        )
 
 
 class HistoryEntry(_Frozen):

@@ -152,20 +152,26 @@ class PendingActivity(_Frozen):
         )
 
 
-class SharedGroupSummary(_Frozen):
-    """One shared group of ``shared_groups()``."""
+class SharedGroupFields(_Frozen):
+    """What every answer about a shared group holds: the list's ``SharedGroupSummary`` and
+    the ledger's ``SharedGroupView`` (application/results.py) add their own fields."""
 
     group_id: UUID
     name: str
-    member_count: int
     package_id: UUID
-    package_name: str
     data_mb: Decimal
     data_left_mb: Decimal
     expires_at: datetime | None
     locked: bool
     depleted: bool
     deleted: bool
+
+
+class SharedGroupSummary(SharedGroupFields):
+    """One shared group of ``shared_groups()``."""
+
+    member_count: int
+    package_name: str
 
     @classmethod
     def of(cls, row: GroupRow) -> SharedGroupSummary:

@@ -2,7 +2,7 @@
 
 Every command either applies once or is refused, and the store holds exactly the events the
 applied commands imply. A save that collides with another writer's is re-run on fresh state
-by the ``command`` wrapper of ``application/ledger.py``; after ``MAX_ATTEMPTS`` collisions it
+by the ``command`` wrapper of ``application/unit_of_work.py``; after ``MAX_ATTEMPTS`` collisions it
 gives up with ``ConcurrencyConflict`` and records nothing.
 
 Threads share one ``SimLedger`` (memory, sqlite, postgres); the PostgreSQL test at the end
@@ -33,7 +33,7 @@ from helpers import (
     ready_sim,
 )
 
-import simledger.application.ledger as ledger_module
+import simledger.application.unit_of_work as ledger_module
 from simledger import (
     AlreadyInSharedGroup,
     ConcurrencyConflict,

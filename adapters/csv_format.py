@@ -1,0 +1,249 @@
+"""The CSV formats of the ledger (R-IO1, R-BK4): reading a delivery file, writing a SIM list
+export.
+
+Two different formats:
+
+* the **delivery file** (:func:`read_delivery`): the four columns ``iccid,operator,
+  sim_type,esim`` describing SIMs that arrive (:data:`IMPORT_COLUMNS`);
+* the **SIM list export** (:func:`export_row`): every column of the SIM list view
+  (:data:`EXPORT_COLUMNS`). An export is not a delivery file and cannot be read as one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import IO, Any, cast
+
+from simledger.adapters.logs import get_logger
+from simledger.domain.errors import CsvImportError, InvalidIccid
+from simledger.domain.iccid import normalise_iccid
+from simledger.domain.types import LABEL_SEPARATOR, SimType
+
+log = get_logger("simledger")
+
+IMPORT_COLUMNS = ("iccid", "operator", "sim_type", "esim")
+"""The columns of a delivery file, named in its header (any order, case-insensitive)."""
+
+PROGRESS_EVERY = 10_000
+"""Rows between two progress log records."""
+
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0", ""})
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A valid row of a delivery file."""
+
+    line: int
+    iccid: str
+    operator: str
+    sim_type: SimType
+    esim: bool
+
+
+def _text_lines(stream: IO[str] | IO[bytes] | Iterable[str]) -> Iterable[str]:
+    """Text lines of ``stream``; a binary stream is read as UTF-8 (a BOM is dropped)."""
+    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+        return io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8-sig", newline="")
+    return cast(Iterable[str], stream)
+
+
+Record = list[str] | csv.Error
+
+
+def _records(lines: Iterable[str]) -> Iterator[tuple[int, Record]]:
+    """(line number where the record starts, its fields or why it is unreadable) for every
+    record that is not blank."""
+    reader = csv.reader(lines)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield start, error
+            continue
+        if any(cell.strip() for cell in row):
+            yield start, row
+
+
+def _header(fields: list[str]) -> dict[str, int] | str:
+    """Column positions by name, or why the header is wrong."""
+    names = [f.strip().lstrip("\ufeff").strip().lower() for f in fields]
+    expected = ",".join(IMPORT_COLUMNS)
+    missing = [c for c in IMPORT_COLUMNS if c not in names]
+    unknown = [n for n in names if n not in IMPORT_COLUMNS]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if not (missing or unknown or repeated):
+        return {name: names.index(name) for name in IMPORT_COLUMNS}
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
+    if repeated:
+        problems.append(f"column(s) named twice: {', '.join(repeated)}")
+    return f"expected the header {expected}; {'; '.join(problems)}"
+
+
+def _esim(value: str) -> bool | None:
+    flag = value.strip().lower()
+    if flag in _TRUE:
+        return True
+    if flag in _FALSE:
+        return False
+    return None
+
+
+def _row(line: int, fields: Record, columns: dict[str, int]) -> DeliveryRow | str:
+    """A valid row, or every reason it is not (joined with ``; ``)."""
+    if isinstance(fields, csv.Error):
+        return f"unreadable CSV: {fields}"
+    if len(fields) != len(IMPORT_COLUMNS):
+        return (
+            f"expected {len(IMPORT_COLUMNS)} fields ({','.join(IMPORT_COLUMNS)}), got {len(fields)}"
+        )
+    raw = {name: fields[index] for name, index in columns.items()}
+    reasons: list[str] = []
+    iccid = ""
+    try:
+        iccid = normalise_iccid(raw["iccid"])
+    except InvalidIccid as error:
+        reasons.append(error.message)
+    operator = raw["operator"].strip()
+    if not operator:
+        reasons.append("operator is empty")
+    sim_type: SimType | None = None
+    try:
+        sim_type = SimType(raw["sim_type"].strip().lower())
+    except ValueError:
+        reasons.append(
+            f"unknown SIM type {raw['sim_type']!r}; one of {', '.join(t.value for t in SimType)}"
+        )
+    esim = _esim(raw["esim"])
+    if esim is None:
+        reasons.append(f"eSIM must be true/false, yes/no or 1/0 (or blank): {raw['esim']!r}")
+    if reasons or sim_type is None or esim is None:
+        return "; ".join(reasons)
+    return DeliveryRow(line=line, iccid=iccid, operator=operator, sim_type=sim_type, esim=esim)
+
+
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "iccid",
+    "esim",
+    "status",
+    "in_session",
+    "operator",
+    "plan",
+    "company",
+    "end_user",
+    "data_left_mb",
+    "days_left",
+    "this_month_mb",
+    "note",
+    "rules",
+    "labels",
+    "sim_type",
+    "group_id",
+    "package_id",
+    "copy_id",
+    "expires_at",
+    "suspended_reason",
+    "version",
+    "updated_at",
+)
+"""The header of a SIM list export: the fields of ``SimListItem`` (the R-SIM2 columns of the
+SIM list view, then the ids and times it carries), in their order. Stable: a column is only
+ever added at the end."""
+
+EXPORT_PAGE = 1000
+"""Rows read from the view per ``sims()`` call (its largest ``limit``)."""
+
+LIST_SEPARATOR = LABEL_SEPARATOR
+"""Joins the items of a list column (labels, rules) in one CSV field."""
+
+
+def csv_value(value: object) -> str:
+    """The text of one export field: "" for None, ``true``/``false``, an enum's value, a
+    decimal in plain notation (never ``1E+3``), a time in ISO 8601 UTC, list items joined
+    with :data:`LIST_SEPARATOR`, anything else (ICCIDs, UUIDs, whole numbers) as ``str``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, datetime):
+        when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return when.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (list, tuple)):
+        return LIST_SEPARATOR.join(csv_value(item) for item in value)
+    return str(value)
+
+
+def read_delivery(
+    stream: IO[str] | IO[bytes] | Iterable[str],
+) -> tuple[list[DeliveryRow], dict[int, str]]:
+    """The valid rows of a delivery file, in file order, and every bad line's reasons (an
+    ICCID listed twice is bad on its second line). A missing or wrong header raises
+    :class:`CsvImportError` at once."""
+    records = _records(_text_lines(stream))
+    first = next(records, None)
+    if first is None:
+        raise CsvImportError({1: f"empty file; expected the header {','.join(IMPORT_COLUMNS)}"})
+    header_line, header_fields = first
+    columns = (
+        f"unreadable CSV: {header_fields}"
+        if isinstance(header_fields, csv.Error)
+        else _header(header_fields)
+    )
+    if isinstance(columns, str):
+        raise CsvImportError({header_line: columns})
+    errors: dict[int, str] = {}
+    rows: list[DeliveryRow] = []
+    first_seen: dict[str, int] = {}
+    count = 0
+    for count, (line, fields) in enumerate(records, 1):
+        parsed = _row(line, fields, columns)
+        if isinstance(parsed, str):
+            errors[line] = parsed
+        elif parsed.iccid in first_seen:
+            errors[line] = f"ICCID {parsed.iccid} is already on line {first_seen[parsed.iccid]}"
+        else:
+            first_seen[parsed.iccid] = line
+            rows.append(parsed)
+        if count % PROGRESS_EVERY == 0:
+            log.info("csv.import.progress", rows=count, bad=len(errors))
+    log.info("csv.import.read", rows=count, bad=len(errors))
+    return rows, errors
+
+
+def export_row(item: Any) -> list[str]:
+    """The fields of one SIM list item (``SimListItem``) in :data:`EXPORT_COLUMNS` order."""
+    return [csv_value(getattr(item, column)) for column in EXPORT_COLUMNS]
+
+
+@contextmanager
+def text_stream(stream: IO[str] | IO[bytes]) -> Iterator[IO[str]]:
+    """``stream`` to write text to: itself, or a binary one wrapped to write UTF-8 (flushed
+    and left open at the end)."""
+    if not isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+        yield cast(IO[str], stream)
+        return
+    wrapper = io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8", newline="")
+    try:
+        yield wrapper
+    finally:
+        wrapper.flush()
+        wrapper.detach()

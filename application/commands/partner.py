@@ -1,0 +1,68 @@
+"""The partner flow: SIM orders, customer services, migration and customers (R-PF1..4)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from uuid import UUID
+
+from simledger.application.commands.base import Commands
+from simledger.application.unit_of_work import command
+from simledger.domain import values
+from simledger.domain.errors import InvalidInput, UnknownCustomerService
+from simledger.domain.partner import CustomerService, SimOrder
+from simledger.domain.types import HOLDING_SERVICE
+
+
+class PartnerCommands(Commands):
+    """The partner flow's commands."""
+
+    @command
+    def order_sims(self, operator: str, quantity: int) -> UUID:
+        order_id = uuid.uuid4()
+        operator = values.text(operator, "operator", rule="R-PF1")
+        order = SimOrder.place(str(order_id), operator, quantity)
+        self.uow.save(order)
+        return order_id
+
+    @command
+    def create_customer_service(
+        self,
+        name: str,
+        *,
+        data_mb_per_month: int,
+        networks: Iterable[str] = (),
+        minimum_term_months: int = 0,
+    ) -> UUID:
+        service_id = uuid.uuid4()
+        service = CustomerService.create(
+            str(service_id),
+            name=values.text(name, "service name", rule="R-PF2"),
+            data_mb_per_month=int(data_mb_per_month),
+            networks=[str(n) for n in networks],
+            minimum_term_months=int(minimum_term_months),
+        )
+        self.uow.save(service)
+        return service_id
+
+    @command
+    def migrate_to_partner_service(self, iccid: object, partner_service: str) -> None:
+        service = values.text(partner_service, "partner service", rule="R-PF3")
+        if service == HOLDING_SERVICE:
+            raise InvalidInput("the holding service is not a partner service", rule="R-PF3")
+        sim = self.uow.sim(iccid)
+        sim.migrate_to_partner_service(service)
+        self.uow.save(sim)
+
+    @command
+    def assign_to_customer(self, iccid: object, company: str, service_id: UUID | str) -> None:
+        company = values.text(company, "company", rule="R-PF4")
+        key = values.uuid_text(
+            service_id, lambda v: UnknownCustomerService(f"no customer service {v}")
+        )
+        service = self.uow.get(key, CustomerService)
+        if service is None:
+            raise UnknownCustomerService(f"no customer service {service_id}")
+        sim = self.uow.sim(iccid)
+        sim.assign_to_customer(company, service.id, service.name)
+        self.uow.save(sim)

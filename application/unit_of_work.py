@@ -1,0 +1,258 @@
+"""The unit of work every command runs in: load, let the domain decide, save.
+
+* **Load**: an aggregate by id (:meth:`UnitOfWork.get` and its typed shortcuts), or many
+  SIMs at once (:meth:`UnitOfWork.sims`): those this ledger saved last come from its cache
+  of SIMs (adapters/store/aggregate_cache.py), the others are loaded in batches.
+* **Save**: every aggregate a command changed, in one transaction; the saved SIMs go back
+  into the cache, and the aggregates whose new events crossed a snapshot interval are
+  snapshotted from the saved objects themselves.
+* **Retry**: :func:`command` re-runs a command on fresh state when its save collides with
+  another writer, a bounded number of times, then raises :class:`ConcurrencyConflict`.
+* **Bulk**: :meth:`UnitOfWork.on_sims` decides a command over up to 10,000 SIMs and saves
+  it whole; :func:`without_gc` pauses the cyclic garbage collector around such a command.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Recording
+
+from simledger.adapters.logs import get_logger
+from simledger.adapters.store.aggregate_cache import AggregateCache
+from simledger.adapters.store.batch_load import fast_project, gc_paused, load_many
+from simledger.domain import values
+from simledger.domain.base import LedgerAggregate, Snapshot
+from simledger.domain.errors import ConcurrencyConflict, UnknownGroup, UnknownPackage, UnknownSim
+from simledger.domain.iccid import normalise_iccid
+from simledger.domain.package import Package
+from simledger.domain.shared_group import SharedGroup
+from simledger.domain.sim import Sim
+
+log = get_logger("simledger")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+A = TypeVar("A", bound=LedgerAggregate)
+
+MAX_ATTEMPTS = 8
+"""Runs of a command whose save keeps colliding with other writers, before it gives up."""
+
+
+def command(method: Callable[P, R]) -> Callable[P, R]:
+    """Re-run ``method`` on fresh state when its save collides with another writer."""
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return method(*args, **kwargs)
+            except IntegrityError as conflict:
+                log.info("command.conflict", command=method.__name__, attempt=attempt)
+                if attempt == MAX_ATTEMPTS:
+                    raise ConcurrencyConflict(
+                        f"{method.__name__} collided with concurrent writers {attempt} times; "
+                        "nothing was recorded, try again"
+                    ) from conflict
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
+
+
+def without_gc(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a bulk ``method`` with the cyclic garbage collector paused (``gc_paused``): a
+    command over 10,000 SIMs allocates a few hundred thousand acyclic objects, and every
+    collection during it would walk them all, and the SIM cache."""
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with gc_paused():
+            return method(*args, **kwargs)
+
+    return run
+
+
+@dataclass
+class Decision(Generic[R]):
+    """What a bulk command decided: its answer, the SIMs it changed, those it refused
+    (id -> reason), and other aggregates to save with them."""
+
+    result: R
+    changed: list[Sim]
+    refused: Mapping[str, str]
+    others: list[Any] = field(default_factory=list)
+
+
+class UnitOfWork:
+    """Loads and saves the aggregates of one ledger (``app``: its eventsourcing
+    application, whose recorder, repository and snapshot store it uses)."""
+
+    def __init__(
+        self,
+        app: Application[str],
+        *,
+        cache_size: int,
+    ) -> None:
+        self.app = app
+        self.cache = AggregateCache(cache_size)
+
+    # ---- load -------------------------------------------------------------------------------
+    def get(self, aggregate_id: str, kind: type[A]) -> A | None:
+        """The aggregate ``aggregate_id`` if it exists and is a ``kind``."""
+        try:
+            aggregate: object = self.app.repository.get(aggregate_id, projector_func=fast_project)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, kind) else None
+
+    def sim(self, iccid: object) -> Sim:
+        key = normalise_iccid(iccid)
+        sim = self.get(key, Sim)
+        if sim is None:
+            raise UnknownSim(key)
+        return sim
+
+    def copy(self, sim: Sim) -> Package | None:
+        """The SIM's own package copy, if it has one."""
+        return self.get(sim.copy_id, Package) if sim.copy_id else None
+
+    def catalogue_package(self, package_id: object) -> Package:
+        key = values.uuid_text(package_id, UnknownPackage)
+        package = self.get(key, Package)
+        if package is None or package.is_copy:
+            raise UnknownPackage(package_id)
+        return package
+
+    def group(self, group_id: object) -> SharedGroup:
+        """A shared group that is not deleted."""
+        key = values.uuid_text(group_id, UnknownGroup)
+        group = self.get(key, SharedGroup)
+        if group is None:
+            raise UnknownGroup(group_id)
+        if group.deleted:
+            raise UnknownGroup(group_id, " (deleted)")
+        return group
+
+    def sims(self, iccids: Sequence[str]) -> dict[str, Sim]:
+        """The SIMs among ``iccids``: those this ledger saved last and nobody changed since
+        taken from its cache, the others loaded in batches. The caller owns them: it saves
+        them with :meth:`save_owned` or drops them."""
+        return self._sims_for(iccids, trust_cache=False)[0]
+
+    def _sims_for(
+        self, iccids: Sequence[str], *, trust_cache: bool
+    ) -> tuple[dict[str, Sim], set[str]]:
+        """``sims``; with ``trust_cache``, cached SIMs are taken without asking the store
+        for their version (see :meth:`on_sims`), and the second value names them."""
+        found = self.cache.take(self.app, iccids, checked=not trust_cache)
+        unchecked = set(found) if trust_cache else set()
+        missing = [i for i in iccids if i not in found]
+        if missing:
+            found.update(load_many(self.app, missing))
+        return {k: v for k, v in found.items() if isinstance(v, Sim)}, unchecked
+
+    def existing(self, iccids: Sequence[str]) -> list[str]:
+        """Those of ``iccids`` that are recorded already."""
+        return list(load_many(self.app, iccids))
+
+    def _give_back(self, taken: Mapping[str, Sim], changed: Sequence[Sim]) -> None:
+        """Return to the cache the SIMs a command took and left unchanged (a refused
+        request): they are still the latest. Only after its save succeeded."""
+        saved = {id(sim) for sim in changed}
+        self.cache.put(
+            (s for s in taken.values() if id(s) not in saved and not s._pending_events),
+            owned=True,
+        )
+
+    # ---- save -------------------------------------------------------------------------------
+    def save(self, *aggregates: LedgerAggregate) -> list[Recording[str]]:
+        """Record the new events of ``aggregates`` in one transaction."""
+        return self.record(aggregates, {}, owned=False)
+
+    def save_owned(self, aggregates: Sequence[LedgerAggregate]) -> list[Recording[str]]:
+        """``save``, for a caller that drops ``aggregates`` afterwards: the SIM cache keeps
+        them as they are instead of copies."""
+        return self.record(aggregates, {}, owned=True)
+
+    def record(
+        self, objs: Sequence[LedgerAggregate], kwargs: dict[str, Any], *, owned: bool
+    ) -> list[Recording[str]]:
+        """``Application.save`` for our aggregates, collecting their events directly:
+        eventsourcing's ``ProcessingEvent.collect_events`` runs two runtime ``Protocol``
+        isinstance checks per object, whose outcome is known for a ``LedgerAggregate``."""
+        app = self.app
+        processing_event: ProcessingEvent[str] = ProcessingEvent()
+        for aggregate in objs:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = app._record(processing_event)
+        self.cache.put(
+            (a for a in processing_event.aggregates.values() if isinstance(a, Sim)), owned=owned
+        )
+        self.take_snapshots(processing_event)
+        app._notify(recordings)
+        app.notify(processing_event.events)  # deprecated hook, called as the original does
+        return recordings
+
+    def take_snapshots(self, processing_event: ProcessingEvent[str]) -> None:
+        """Snapshot each saved aggregate whose new events crossed a multiple of its
+        interval, from the saved object itself, all in one write.
+
+        eventsourcing's own ``_take_snapshots`` re-reads every such aggregate from the store
+        (``take_snapshot``: one query each, 10,000 for a bulk command) and writes each
+        snapshot on its own. The saved object already is the aggregate at its last version,
+        so the snapshot is taken at that version (not necessarily the multiple itself).
+        Snapshots are a cache: they are written after the events' transaction, as
+        eventsourcing writes them, and a crash in between only means a longer load.
+        """
+        snapshots = self.app.snapshots
+        if snapshots is None:
+            return
+        new_events: dict[str, int] = {}
+        for event in processing_event.events:
+            new_events[event.originator_id] = new_events.get(event.originator_id, 0) + 1
+        taken = []
+        for aggregate_id, count in new_events.items():
+            aggregate = processing_event.aggregates.get(aggregate_id)
+            # The application's setting, read at each save (eventsourcing's own place for it).
+            interval = self.app.snapshotting_intervals.get(type(aggregate))
+            if not interval or not isinstance(aggregate, LedgerAggregate):
+                continue
+            version = aggregate.version
+            if version // interval > (version - count) // interval:
+                taken.append(Snapshot.take(aggregate))
+        if taken:
+            snapshots.put(taken)
+
+    # ---- bulk -------------------------------------------------------------------------------
+    def on_sims(self, keys: list[str], decide: Callable[[Mapping[str, Sim]], Decision[R]]) -> R:
+        """Run a bulk command's ``decide`` on the SIMs of ``keys`` and save what it changed,
+        in one transaction.
+
+        SIMs this ledger saved last are taken from its cache WITHOUT asking the store
+        whether they are still the latest (a query per 1,000 SIMs): the store checks that
+        itself, since each new event's (SIM, version) must be new. If another writer changed
+        one meanwhile, the save fails whole (``IntegrityError``, nothing recorded) and
+        :func:`command` runs the command again: the SIMs it took are out of the cache, so
+        they are read from the store. A refusal writes no event that would catch a stale
+        copy, so the SIMs ``decide`` refused are checked against the store before the save;
+        if one changed, the command is decided again on SIMs read from the store.
+        """
+        sims, unchecked = self._sims_for(keys, trust_cache=True)
+        decision = decide(sims)
+        doubtful = [k for k in decision.refused if k in unchecked]
+        if doubtful and not self.cache.still_latest(self.app, {k: sims[k] for k in doubtful}):
+            log.info("bulk.cache_stale", refused=len(doubtful))
+            sims, _ = self._sims_for(keys, trust_cache=False)
+            decision = decide(sims)
+        self.save_owned((*decision.others, *decision.changed))
+        self._give_back(sims, decision.changed)
+        return decision.result
