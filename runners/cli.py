@@ -32,11 +32,11 @@ from typer.main import get_command
 
 from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
 from simledger.application.audit import VerifyReport
+from simledger.application.audit_log import audit_records
 from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, csv_value
 from simledger.application.ledger import SimLedger
 from simledger.domain.errors import CsvImportError, InvalidInput, SimledgerError
 from simledger.runners import cli_output as fmt
-from simledger.runners.cli_audit import audit_records, write_jsonl
 
 DEFAULT_DB = "simledger.db"
 VIEWS = {"sims": [SIMS], "activity": [PENDING_ACTIVITY], "groups": [SHARED_GROUPS]}
@@ -503,10 +503,10 @@ def cmd_export_audit(
         )
         if output:
             with open(output, "w", encoding="utf-8", newline="\n") as out:
-                count = write_jsonl(records, out)
+                count = fmt.write_jsonl(records, out)
             destination = output
         else:
-            count = write_jsonl(records, sys.stdout)
+            count = fmt.write_jsonl(records, sys.stdout)
             destination = "stdout"
     sys.stderr.write(f"exported {count} event(s) to {destination}\n")
     return 0

@@ -12,12 +12,9 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
-from enum import Enum
 from typing import IO, Any
-from uuid import UUID
 
 from pydantic import BaseModel
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -28,34 +25,10 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from simledger.application.audit_log import plain
+
 UNLIMITED = 1_000_000
 """The width tables are laid out in: wider than any table, so Rich never fits or wraps one."""
-
-
-def plain(value: Any) -> Any:
-    """``value`` with only JSON types: Decimals as strings, times in ISO 8601, UUIDs and enums
-    as strings, sets as sorted lists, models as dicts."""
-    if value is None or (isinstance(value, (bool, int, float)) and not isinstance(value, Enum)):
-        return value
-    if isinstance(value, Enum):
-        return plain(value.value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, BaseModel):
-        return plain(value.model_dump())
-    if isinstance(value, Mapping):
-        return {str(plain(k)): plain(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted((plain(v) for v in value), key=str)
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return str(value)
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
@@ -223,3 +196,12 @@ class ProgressFromLogs(logging.Handler):
         total = entry.get(self.total_key) if self.total_key else None
         if isinstance(done, int):
             self.progress.update(done, total if isinstance(total, int) else None)
+
+
+def write_jsonl(records: Iterator[dict[str, Any]], out: IO[str]) -> int:
+    """One compact JSON object per line; returns how many lines were written."""
+    count = 0
+    for record in records:
+        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        count += 1
+    return count

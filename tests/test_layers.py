@@ -27,12 +27,6 @@ import pytest
 
 PACKAGE = "simledger"
 
-# Cycles that exist on main today, each as the set of modules that import each other
-# (a strongly connected component of the import graph).
-# Removed by the restructuring; this list must be empty.
-ALLOWED_CYCLES: list[frozenset[str]] = []
-
-
 def import_cycles(graph: grimp.ImportGraph) -> list[frozenset[str]]:
     """The strongly connected components of more than one module (Tarjan, iterative):
     each a set of modules every one of which imports every other, directly or not."""
@@ -108,22 +102,9 @@ def test_the_graph_is_the_whole_package(graph: grimp.ImportGraph) -> None:
 
 
 def test_no_import_cycles(graph: grimp.ImportGraph) -> None:
-    new = [
-        cycle
-        for cycle in import_cycles(graph)
-        if not any(cycle <= allowed for allowed in ALLOWED_CYCLES)
-    ]
-    assert not new, "modules that import each other (directly or through a chain):\n" + (
-        "\n".join(describe(graph, cycle) for cycle in new)
-    )
-
-
-def test_every_allowed_cycle_still_exists(graph: grimp.ImportGraph) -> None:
-    """An entry whose cycle is gone must leave ALLOWED_CYCLES, so the list only shrinks."""
     cycles = import_cycles(graph)
-    gone = [allowed for allowed in ALLOWED_CYCLES if not any(cycle <= allowed for cycle in cycles)]
-    assert not gone, "no longer a cycle, delete from ALLOWED_CYCLES: " + "; ".join(
-        " <-> ".join(sorted(allowed)) for allowed in gone
+    assert not cycles, "modules that import each other (directly or through a chain):\n" + (
+        "\n".join(describe(graph, cycle) for cycle in cycles)
     )
 
 

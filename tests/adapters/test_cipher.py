@@ -19,9 +19,9 @@ from helpers import FakeClock, clean_env, iccids, ready_sim
 
 from simledger import SimLedger, SimType
 from simledger.application.audit import verify_store
+from simledger.application.audit_log import audit_records
 from simledger.domain.errors import InvalidInput, StoreUnreadable
 from simledger.domain.sim import Sim
-from simledger.runners.cli_audit import audit_records
 
 EMAIL = "grace.hopper@example.com"
 CIPHER = "eventsourcing.cipher:AESCipher"

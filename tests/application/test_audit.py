@@ -31,10 +31,10 @@ from psycopg import sql
 
 from simledger import SimLedger
 from simledger.application.audit import Problem, VerifyReport
+from simledger.application.audit_log import audit_records
 from simledger.domain.chain import content, link
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
-from simledger.runners.cli_audit import audit_records
 
 CHAIN_KINDS = {"altered", "missing", "out-of-sequence", "unsealed"}
 

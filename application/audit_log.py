@@ -1,17 +1,20 @@
-"""``simledger export-audit``: every stored event as JSON Lines, read from the notification log."""
+"""The audit log: every stored event, in log order, as plain JSON-safe records
+(``simledger export-audit`` writes them as JSON Lines)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
-from typing import IO, Any
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
+from pydantic import BaseModel
 
 from simledger.application.history import event_data
 from simledger.application.ledger import SimLedger
-from simledger.runners.cli_output import plain
 
 PAGE = 2000
 """Notifications read per ``select_notifications`` call."""
@@ -80,10 +83,27 @@ def audit_records(
             on_page(position, last)
 
 
-def write_jsonl(records: Iterator[dict[str, Any]], out: IO[str]) -> int:
-    """One compact JSON object per line; returns how many lines were written."""
-    count = 0
-    for record in records:
-        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        count += 1
-    return count
+def plain(value: Any) -> Any:
+    """``value`` with only JSON types: Decimals as strings, times in ISO 8601, UUIDs and enums
+    as strings, sets as sorted lists, models as dicts."""
+    if value is None or (isinstance(value, (bool, int, float)) and not isinstance(value, Enum)):
+        return value
+    if isinstance(value, Enum):
+        return plain(value.value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return plain(value.model_dump())
+    if isinstance(value, Mapping):
+        return {str(plain(k)): plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((plain(v) for v in value), key=str)
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return str(value)
