@@ -27,7 +27,7 @@ from simledger import (
     SuspendReason,
     UnknownSim,
 )
-from simledger.domain import iccid as iccid_module
+from simledger.adapters.store.iccid_memo import IccidMemo
 from simledger.domain.iccid import luhn_check_digit, make_iccid, normalise_iccid
 from simledger.domain.lifecycle import TRANSITIONS, Cmd
 
@@ -121,9 +121,9 @@ def test_r_sim1_check_digit_of_known_numbers() -> None:
         make_iccid("8931a")
 
 
-def _outcome(raw: object) -> str:
+def _outcome(raw: object, normalise: Callable[[object], str] = normalise_iccid) -> str:
     try:
-        return "ok " + normalise_iccid(raw)
+        return "ok " + normalise(raw)
     except InvalidIccid as error:
         return f"refused {error.reason}"
 
@@ -139,11 +139,15 @@ _iccid_like = st.one_of(
 
 @given(st.lists(_iccid_like, max_size=12))
 def test_r_sim1_a_string_normalised_again_gives_the_same_outcome(raws: list[str]) -> None:
-    """Normalised ICCIDs are remembered (domain/iccid.py); an invalid one never is."""
+    """Normalised ICCIDs may be remembered (adapters/store/iccid_memo.py): through the memo,
+    again and again, the outcome is normalise_iccid's; an invalid one is never kept."""
+    memo = IccidMemo()
     first = [_outcome(raw) for raw in raws]
+    assert [_outcome(raw, memo.normalise) for raw in raws] == first
+    assert [_outcome(raw, memo.normalise) for raw in raws] == first
     assert [_outcome(raw) for raw in raws] == first
     for raw, outcome in zip(raws, first, strict=True):
-        assert iccid_module._KNOWN.get(raw) == (outcome[3:] if outcome.startswith("ok ") else None)
+        assert (raw in memo) == outcome.startswith("ok ")
         digits = raw.replace(" ", "").replace("-", "")
         valid = (
             digits.isdigit()
@@ -156,13 +160,12 @@ def test_r_sim1_a_string_normalised_again_gives_the_same_outcome(raws: list[str]
         )
 
 
-def test_r_sim1_remembered_iccids_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(iccid_module, "KNOWN_AT_MOST", 3)
-    monkeypatch.setattr(iccid_module, "_KNOWN", {})
+def test_r_sim1_remembered_iccids_are_bounded() -> None:
+    memo = IccidMemo(size=3)
     keys = [iccid(n) for n in range(10)]
-    assert [normalise_iccid(k) for k in keys] == keys
-    assert len(iccid_module._KNOWN) <= 3
-    assert [normalise_iccid(k) for k in keys] == keys
+    assert [memo.normalise(k) for k in keys] == keys
+    assert len(memo) <= 3
+    assert [memo.normalise(k) for k in keys] == keys
 
 
 def test_r_sim1_unknown_sim_is_refused(ledger: SimLedger) -> None:
