@@ -5,7 +5,8 @@ PostgreSQL stores :func:`load_many` instead reads a whole chunk of ids with ONE 
 latest snapshot of each id plus only the events recorded after it. Rows are decoded with
 the application's own mapper (so cipher and compression settings keep working) and each
 aggregate is projected exactly as the repository would: snapshot first, then events
-(``project_aggregate``'s fold, with its per-event protocol check done once per class).
+(:func:`~simledger.adapters.store.fast_replay.fast_project`, ``project_aggregate``'s fold
+with what is the same for every event of a class done once per class).
 
 Any other store (the in-memory one, a custom recorder, UUID-typed ids) falls back to
 ``repository.get`` per id. The aggregate cache, if the application enables one, is not
@@ -15,8 +16,8 @@ be fast-forwarded to anyway.
 On PostgreSQL the chunks' queries go in one pipeline (psycopg's pipeline mode, one
 connection, one read-only transaction): the query of the next chunk is sent as soon as the
 rows of the current one have arrived, so the server runs it while this process decodes
-the current rows. The server's share of a 10,000-SIM load (index lookups, ~14 µs per SIM)
-then overlaps the decoding instead of adding to it (bench/README.md).
+the current rows. The server's share of a bulk load (its index lookups) then overlaps the
+decoding instead of adding to it (bench/README.md).
 """
 
 from __future__ import annotations
@@ -103,8 +104,7 @@ def gc_paused() -> Iterator[None]:
     Decoding tens of thousands of events allocates hundreds of thousands of young objects
     that all stay alive (rows, dicts, events, aggregates: no reference cycles), so every
     collection during it is wasted work, and the older generations' collections walk all
-    of them again: measured on 60,000 events, 3-7 µs per event decoded with the collector
-    on, 0.9 µs (orjson's parse) with it paused. Reference counting still frees everything.
+    of them again. Reference counting still frees everything.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -316,7 +316,7 @@ def _postgres_template() -> str:
     """:func:`_batch_template` with snapshots, as PostgreSQL runs it best: each id's latest
     snapshot row is found by ONE backward scan of the snapshots' primary key (a lateral
     ``ORDER BY version DESC LIMIT 1``), not by a ``MAX`` lookup and then a second lookup
-    of the row it names: a quarter less server time per id (bench/README.md)."""
+    of the row it names (bench/README.md)."""
     return (
         "WITH {ids}, "
         "latest AS ("
