@@ -8,11 +8,10 @@ hash that makes tampering evident (:mod:`simledger.domain.chain`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -106,9 +105,18 @@ class Snapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
         return aggregate
 
 
-EventTrigger = Callable[[Any, type[Any], dict[str, Any]], bool]
-"""``trigger(aggregate, event_class, fields)``: trigger the event as ``trigger_event`` would
-(made, applied, pending), or return False having done nothing."""
+class EventShortcut(Protocol):
+    """Another way to record an aggregate's events, with the same outcome as eventsourcing's
+    (the event made, applied and pending); each method may decline, having done nothing,
+    and the event then takes eventsourcing's way."""
+
+    def create(
+        self, aggregate_class: type[Any], event_class: type[Any], id: str, fields: dict[str, Any]
+    ) -> Any | None:
+        """The new aggregate of ``aggregate_class._create``, or None to decline."""
+
+    def trigger(self, aggregate: Any, event_class: type[Any], fields: dict[str, Any]) -> bool:
+        """Trigger the event as ``trigger_event`` would; False to decline."""
 
 
 class LedgerAggregate(BaseAggregate[str]):
@@ -121,16 +129,15 @@ class LedgerAggregate(BaseAggregate[str]):
     """The chain hash of the aggregate's last event (kept in snapshots: ``Snapshot.take``
     copies every attribute but the id, version and pending events)."""
 
-    event_trigger: ClassVar[EventTrigger | None] = None
-    """Another way for :meth:`trigger_event` to trigger an event with the same outcome,
-    set by the application (one that does per class what eventsourcing does per event);
-    None: eventsourcing's ``trigger_event``."""
+    event_shortcut: ClassVar[EventShortcut | None] = None
+    """How events are recorded when not eventsourcing's way (None): set by the application
+    to one that does per event class what eventsourcing does per event."""
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """``BaseAggregate.trigger_event``, then the new event is sealed into the chain."""
         previous = self._chain  # before the new event's mutate moves it on
-        trigger = LedgerAggregate.event_trigger
-        if trigger is None or not trigger(self, event_class, kwargs):
+        shortcut = LedgerAggregate.event_shortcut
+        if shortcut is None or not shortcut.trigger(self, event_class, kwargs):
             super().trigger_event(event_class, **kwargs)
         self._seal(self._pending_events[-1], previous)
 
@@ -142,7 +149,12 @@ class LedgerAggregate(BaseAggregate[str]):
         id: str | None = None,
         **kwargs: Any,
     ) -> Self:
-        aggregate = super()._create(event_class, id=id, **kwargs)
+        shortcut = LedgerAggregate.event_shortcut
+        aggregate = None
+        if shortcut is not None and id is not None:
+            aggregate = shortcut.create(cls, event_class, id, kwargs)
+        if aggregate is None:
+            aggregate = super()._create(event_class, id=id, **kwargs)
         aggregate._seal(aggregate._pending_events[-1], "")
         return aggregate
 

@@ -1,5 +1,5 @@
-"""Events triggered through ``LedgerAggregate.event_trigger`` set to the store's
-:func:`~simledger.adapters.store.fast_events.trigger_fast` (built without their dataclass
+"""Events recorded through ``LedgerAggregate.event_shortcut`` set to the store's
+:data:`~simledger.adapters.store.fast_events.FAST_EVENTS` (built without their dataclass
 ``__init__``) must equal, field by field and in the same order, what ``__init__`` builds
 from the same values; and what it cannot build takes eventsourcing's path and errors."""
 
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from helpers import new_ledger, ready_sim
 
-from simledger.adapters.store.fast_events import trigger_fast
+from simledger.adapters.store.fast_events import FAST_EVENTS
 from simledger.domain.base import LedgerAggregate
 from simledger.domain.sim import Sim
-from simledger.domain.types import OperationKind
+from simledger.domain.types import OperationKind, SimType
 
 
 def rebuilt(event: Any) -> Any:
@@ -28,11 +28,19 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     """The fast trigger in effect; what it answered for each event, in order."""
     answers: list[bool] = []
 
-    def spy(aggregate: Any, event_class: type[Any], kwargs: dict[str, Any]) -> bool:
-        answers.append(trigger_fast(aggregate, event_class, kwargs))
-        return answers[-1]
+    class Spy:
+        def trigger(self, aggregate: Any, event_class: type[Any], fields: dict[str, Any]) -> bool:
+            answers.append(FAST_EVENTS.trigger(aggregate, event_class, fields))
+            return answers[-1]
 
-    monkeypatch.setattr(LedgerAggregate, "event_trigger", spy)
+        def create(
+            self, cls: type[Any], event_class: type[Any], id: str, fields: dict[str, Any]
+        ) -> Any:
+            created = FAST_EVENTS.create(cls, event_class, id, fields)
+            answers.append(created is not None)
+            return created
+
+    monkeypatch.setattr(LedgerAggregate, "event_shortcut", Spy())
     yield answers
 
 
@@ -66,9 +74,9 @@ def test_the_fast_trigger_and_eventsourcing_s_give_the_same_aggregate(
     ledger = new_ledger()[0]
     key = ready_sim(ledger, 1)
     fast, plain = ledger._sim(key), ledger._sim(key)
-    monkeypatch.setattr(LedgerAggregate, "event_trigger", trigger_fast)
+    monkeypatch.setattr(LedgerAggregate, "event_shortcut", FAST_EVENTS)
     fast_events = _commands(fast)
-    monkeypatch.setattr(LedgerAggregate, "event_trigger", None)
+    monkeypatch.setattr(LedgerAggregate, "event_shortcut", None)
     plain_events = _commands(plain)
     assert [type(e) for e in fast_events] == [type(e) for e in plain_events]
     for one, other in zip(fast_events, plain_events, strict=True):
@@ -76,6 +84,41 @@ def test_the_fast_trigger_and_eventsourcing_s_give_the_same_aggregate(
         same = {k: v for k, v in vars(one).items() if k not in ("timestamp", "chain")}
         assert same == {k: v for k, v in vars(other).items() if k not in ("timestamp", "chain")}
     skip = ("_modified_on", "_chain", "_pending_events")
+    assert {k: v for k, v in vars(fast).items() if k not in skip} == {
+        k: v for k, v in vars(plain).items() if k not in skip
+    }
+
+
+def _received(key: str) -> Sim:
+    return Sim.receive(
+        key,
+        operator="Orange",
+        sim_type=SimType.SUBSCRIPTION,
+        esim=False,
+        activation_code=None,
+        integrated=True,
+        order_id=None,
+    )
+
+
+def test_a_created_aggregate_equals_the_one_eventsourcing_creates(
+    taken: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "89440000000000000028"
+    fast = _received(key)
+    assert taken == [True]  # the fast path was taken
+    monkeypatch.setattr(LedgerAggregate, "event_shortcut", None)
+    plain = _received(key)
+    fast_event: Any = fast._pending_events[0]
+    plain_event: Any = plain._pending_events[0]
+    assert len(fast._pending_events) == len(plain._pending_events) == 1
+    assert list(vars(fast_event)) == list(vars(plain_event))
+    assert fast_event == type(plain_event)(
+        **{**vars(plain_event), "timestamp": fast_event.timestamp, "chain": fast_event.chain}
+    )
+    assert fast_event.chain and rebuilt(fast_event) == fast_event
+    skip = ("_created_on", "_modified_on", "_chain", "_pending_events")
+    assert list(vars(fast)) == list(vars(plain))
     assert {k: v for k, v in vars(fast).items() if k not in skip} == {
         k: v for k, v in vars(plain).items() if k not in skip
     }
