@@ -6,7 +6,6 @@ from the same values; and what it cannot build takes eventsourcing's path and er
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,9 +22,8 @@ def rebuilt(event: Any) -> Any:
     return type(event)(**vars(event))
 
 
-@pytest.fixture
-def taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
-    """The fast trigger in effect; what it answered for each event, in order."""
+def spied(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The fast way in effect from now on; what it answers for each event, in order."""
     answers: list[bool] = []
 
     class Spy:
@@ -41,7 +39,7 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
             return created
 
     monkeypatch.setattr(LedgerAggregate, "event_shortcut", Spy())
-    yield answers
+    return answers
 
 
 NOW = datetime.now(UTC)
@@ -56,10 +54,10 @@ def _commands(sim: Sim, now: datetime = NOW, op: str = OP) -> list[Any]:
     return list(sim._pending_events)
 
 
-def test_triggered_events_equal_those_their_init_builds(taken: list[bool]) -> None:
+def test_triggered_events_equal_those_their_init_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = new_ledger()[0]
     sim: Sim = ledger._sim(ready_sim(ledger, 1))
-    taken.clear()
+    taken = spied(monkeypatch)
     events = _commands(sim)
     assert len(events) == 4 and taken == [True] * 4  # the fast path was taken
     for event in events:
@@ -102,9 +100,10 @@ def _received(key: str) -> Sim:
 
 
 def test_a_created_aggregate_equals_the_one_eventsourcing_creates(
-    taken: list[bool], monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key = "89440000000000000028"
+    taken = spied(monkeypatch)
     fast = _received(key)
     assert taken == [True]  # the fast path was taken
     monkeypatch.setattr(LedgerAggregate, "event_shortcut", None)
@@ -124,10 +123,12 @@ def test_a_created_aggregate_equals_the_one_eventsourcing_creates(
     }
 
 
-def test_arguments_that_do_not_fit_get_eventsourcing_s_error(taken: list[bool]) -> None:
+def test_arguments_that_do_not_fit_get_eventsourcing_s_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ledger = new_ledger()[0]
     sim: Sim = ledger._sim(ready_sim(ledger, 1))
-    taken.clear()
+    taken = spied(monkeypatch)
     with pytest.raises(TypeError, match="Can't construct event"):
         sim.trigger_event(Sim.PauseRequested, operation_id="x", kind="pause")  # no deadline
     with pytest.raises(TypeError, match="Can't construct event"):
