@@ -27,10 +27,10 @@ from eventsourcing.persistence import IntegrityError, Recording
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.aggregate_cache import AggregateCache
 from simledger.adapters.store.batch_load import fast_project, gc_paused, load_many
+from simledger.application.iccid_memo import IccidMemo
 from simledger.domain import values
 from simledger.domain.base import LedgerAggregate, Snapshot
 from simledger.domain.errors import ConcurrencyConflict, UnknownGroup, UnknownPackage, UnknownSim
-from simledger.domain.iccid import normalise_iccid
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
@@ -102,6 +102,9 @@ class UnitOfWork:
     ) -> None:
         self.app = app
         self.cache = AggregateCache(cache_size)
+        self.iccids = IccidMemo()
+        """The ICCIDs this ledger normalised: a bulk pause's come back in its carriers'
+        answers and in the resume, each time as the caller's strings."""
 
     # ---- load -------------------------------------------------------------------------------
     def get(self, aggregate_id: str, kind: type[A]) -> A | None:
@@ -112,8 +115,12 @@ class UnitOfWork:
             return None
         return aggregate if isinstance(aggregate, kind) else None
 
+    def iccid(self, raw: object) -> str:
+        """``normalise_iccid(raw)``, remembered for this ledger (R-SIM1)."""
+        return self.iccids.normalise(raw)
+
     def sim(self, iccid: object) -> Sim:
-        key = normalise_iccid(iccid)
+        key = self.iccids.normalise(iccid)
         sim = self.get(key, Sim)
         if sim is None:
             raise UnknownSim(key)

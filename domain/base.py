@@ -2,18 +2,16 @@
 
 eventsourcing's ``Aggregate`` only takes UUID ids; a SIM's id is its normalised ICCID so
 that the event store reads as an audit log by ICCID. So every aggregate here derives from
-``BaseAggregate[str]`` with the frozen event classes below.
+``BaseAggregate[str]`` with the frozen event classes below. Every event carries the chain
+hash that makes tampering evident (:mod:`simledger.domain.chain`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -21,10 +19,8 @@ from eventsourcing.domain import (
     CanMutateAggregate,
     CanSnapshotAggregate,
     MetaDomainEvent,
-    OriginatorIDError,
-    OriginatorVersionError,
 )
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic
 
 from simledger.domain.chain import seal
 
@@ -44,18 +40,9 @@ class DomainEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
         """Evolve ``aggregate``; subclasses set the attributes they change."""
 
     def mutate(self, aggregate: Any) -> Any:
-        """``CanMutateAggregate.mutate`` (the same checks and errors, ``apply``, then the
-        version and modification time), on the attributes behind ``BaseAggregate``'s
-        properties, which our aggregates do not override; then the chain hash."""
-        assert aggregate is not None
-        if self.originator_id != aggregate._id:
-            raise OriginatorIDError(self.originator_id, aggregate._id)
-        next_version = aggregate._version + 1
-        if self.originator_version != next_version:
-            raise OriginatorVersionError(self.originator_version, next_version)
-        self.apply(aggregate)
-        aggregate._version = self.originator_version
-        aggregate._modified_on = self.timestamp
+        """eventsourcing's ``mutate`` (checks, ``apply``, version, modification time); the
+        aggregate's chain then ends at this event, so its next event is sealed onto it."""
+        aggregate = super().mutate(aggregate)
         aggregate._chain = self.chain
         return aggregate
 
@@ -65,34 +52,12 @@ class CreatedEvent(CanInitAggregate[str], DomainEvent):
     originator_topic: str
 
     def mutate(self, aggregate: Any) -> Any:
-        """``CanInitAggregate.mutate`` for our aggregates, whose ``__init__`` takes no
-        argument: the same steps (a shell object, ``__base_init__``, ``__init__``,
-        ``apply``) without matching the event's fields to the two init signatures per
-        event, a third of a full replay's time. Any other class takes the original path."""
-        cls = _created_classes.get(self.originator_topic)
-        if cls is None:
-            created: Any = super().mutate(aggregate)
-            if _plain_init(type(created)):
-                _created_classes[self.originator_topic] = type(created)
-        else:
-            created = object.__new__(cls)
-            created.__base_init__(self.originator_id, self.originator_version, self.timestamp)
-            created.__init__()
-            self.apply(created)
+        """eventsourcing's ``mutate`` of a first event; the new aggregate's chain starts
+        at this event."""
+        created = super().mutate(aggregate)
+        assert created is not None
         created._chain = self.chain
         return created
-
-
-_created_classes: dict[str, type[Any]] = {}
-"""Aggregate classes by topic whose creation takes the fast path of CreatedEvent.mutate."""
-
-
-def _plain_init(cls: type[Any]) -> bool:
-    """True when ``cls`` is one of ours and its ``__init__`` takes only ``self``."""
-    if not issubclass(cls, LedgerAggregate):
-        return False
-    params = list(inspect.signature(cls.__init__).parameters.values())
-    return len(params) == 1 and cls.__base_init__ is BaseAggregate.__base_init__
 
 
 @dataclass(frozen=True)
@@ -107,13 +72,15 @@ class Snapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
 
     @classmethod
     def take(cls, aggregate: Any) -> Self:
+        """As eventsourcing's ``take`` (which keeps the id, version and pending events of
+        any aggregate but its own ``Aggregate``): the state without them, and the class
+        version that wrote it, so ``mutate`` upcasts only older ones (ARCHITECTURE.md,
+        "Event versions")."""
         state = {
             k: v
             for k, v in vars(aggregate).items()
             if k not in ("_id", "_version", "_pending_events")
         }
-        # As eventsourcing's own ``take``: a snapshot says which class version wrote it, so
-        # ``mutate`` upcasts only older ones (ARCHITECTURE.md, "Event versions").
         class_version = getattr(type(aggregate), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
@@ -126,100 +93,30 @@ class Snapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
         )
 
     def mutate(self, _: None) -> Any:
-        """Rebuild the aggregate; enum attributes, stored as plain JSON strings, get their
-        enum type back (code compares them with ``is``).
-
-        The steps of eventsourcing's ``CanSnapshotAggregate.mutate`` (a copy of the state,
-        upcast from the class version that wrote it, id, version, no pending events, an
-        object made without ``__init__``), with the class and its enum attributes looked
-        up once per topic: a bulk command rebuilds 10,000 SIMs from snapshots.
-        """
-        restore = _restorer(self.topic)
-        state = dict(self.state)
-        from_version = state.pop("class_version", 1)
-        while from_version < restore.class_version:
-            getattr(restore.cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
-        for name, members, enum in restore.enums:
+        """eventsourcing's ``mutate`` (the state upcast to the class's version); then the
+        enum attributes, stored as plain JSON strings, get their enum type back: code
+        compares them with ``is``."""
+        aggregate = super().mutate(None)
+        state = vars(aggregate)
+        for name, enum in getattr(type(aggregate), "snapshot_enums", {}).items():
             value = state.get(name)
             if value is not None:
-                member = members.get(value)
-                state[name] = enum(value) if member is None else member
-        state["_id"] = self.originator_id
-        state["_version"] = self.originator_version
-        state["_pending_events"] = []
-        aggregate = object.__new__(restore.cls)
-        object.__setattr__(aggregate, "__dict__", state)
+                state[name] = enum(value)
         return aggregate
 
 
-@dataclass(frozen=True)
-class _Restorer:
-    cls: type[Any]
-    class_version: int
-    enums: tuple[tuple[str, dict[Any, Enum], type[Enum]], ...]
-    """(attribute, value -> member, enum) for each of ``cls.snapshot_enums``."""
+class EventShortcut(Protocol):
+    """Another way to record an aggregate's events, with the same outcome as eventsourcing's
+    (the event made, applied and pending); each method may decline, having done nothing,
+    and the event then takes eventsourcing's way."""
 
+    def create(
+        self, aggregate_class: type[Any], event_class: type[Any], id: str, fields: dict[str, Any]
+    ) -> Any | None:
+        """The new aggregate of ``aggregate_class._create``, or None to decline."""
 
-@functools.cache
-def _restorer(topic: str) -> _Restorer:
-    cls = resolve_topic(topic)
-    return _Restorer(
-        cls=cls,
-        class_version=getattr(cls, "class_version", 1),
-        enums=tuple(
-            (name, dict(enum._value2member_map_), enum)
-            for name, enum in getattr(cls, "snapshot_enums", {}).items()
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class _InitPlan:
-    names: tuple[str, ...]
-    """Every field, in the dataclass's order (its ``__init__`` sets them in that order)."""
-    required: frozenset[str]
-    """The fields a command must give (no default; the id, version and timestamp are
-    filled in by ``trigger_event``)."""
-    given: frozenset[str]
-    """The fields a command may give."""
-    defaults: dict[str, Any]
-
-
-_INHERENT = frozenset({"originator_id", "originator_version", "timestamp"})
-_init_plans: dict[type[Any], _InitPlan | None] = {}
-
-
-def _init_plan(cls: type[Any]) -> _InitPlan | None:
-    """How to build an event of ``cls`` without its ``__init__``, or None when that could
-    differ: not one of our frozen dataclass events, a ``__post_init__``, a field set by a
-    factory or left out of ``__init__``, slots, an ``__init__`` not taking exactly the
-    fields (one written by hand)."""
-    if cls in _init_plans:
-        return _init_plans[cls]
-    plan = None
-    if (
-        issubclass(cls, DomainEvent)
-        and dataclasses.is_dataclass(cls)
-        and not hasattr(cls, "__post_init__")
-        and "__slots__" not in vars(cls)
-        and cls.__dataclass_params__.init  # type: ignore[attr-defined]
-    ):
-        fields = dataclasses.fields(cls)
-        takes = list(inspect.signature(cls.__init__).parameters)[1:]
-        if sorted(takes) == sorted(f.name for f in fields) and all(
-            f.init and f.default_factory is dataclasses.MISSING for f in fields
-        ):
-            names = tuple(f.name for f in fields)
-            defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-            plan = _InitPlan(
-                names=names,
-                required=frozenset(names) - defaults.keys() - _INHERENT,
-                given=frozenset(names) - _INHERENT,
-                defaults=defaults,
-            )
-    _init_plans[cls] = plan
-    return plan
+    def trigger(self, aggregate: Any, event_class: type[Any], fields: dict[str, Any]) -> bool:
+        """Trigger the event as ``trigger_event`` would; False to decline."""
 
 
 class LedgerAggregate(BaseAggregate[str]):
@@ -232,34 +129,16 @@ class LedgerAggregate(BaseAggregate[str]):
     """The chain hash of the aggregate's last event (kept in snapshots: ``Snapshot.take``
     copies every attribute but the id, version and pending events)."""
 
-    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
-        """``BaseAggregate.trigger_event``, then the new event is sealed into the chain.
+    event_shortcut: ClassVar[EventShortcut | None] = None
+    """How events are recorded when not eventsourcing's way (None): set by the application
+    to one that does per event class what eventsourcing does per event."""
 
-        The event object is built as its dataclass ``__init__`` would build it (the same
-        fields, in the same order, defaults filled in) but written straight into its
-        ``__dict__``: a frozen dataclass's ``__init__`` sets each field through
-        ``object.__setattr__``, a tenth of a bulk command's time. Arguments that do not
-        fit the fields, and classes this cannot copy (see :func:`_init_plan`), take the
-        original path, which raises eventsourcing's own error.
-        """
-        previous = self._chain  # before the new event's mutate resets it to its empty chain
-        plan = _init_plan(event_class)
-        if plan is None or not (plan.required <= kwargs.keys() <= plan.given):
+    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
+        """``BaseAggregate.trigger_event``, then the new event is sealed into the chain."""
+        previous = self._chain  # before the new event's mutate moves it on
+        shortcut = LedgerAggregate.event_shortcut
+        if shortcut is None or not shortcut.trigger(self, event_class, kwargs):
             super().trigger_event(event_class, **kwargs)
-        else:
-            kwargs["originator_id"] = self._id
-            kwargs["originator_version"] = self._version + 1
-            if kwargs.get("timestamp") is None:
-                kwargs["timestamp"] = event_class.create_timestamp()
-            event = object.__new__(event_class)
-            defaults = plan.defaults
-            object.__setattr__(
-                event,
-                "__dict__",
-                {name: kwargs[name] if name in kwargs else defaults[name] for name in plan.names},
-            )
-            event.mutate(self)
-            self._pending_events.append(event)
         self._seal(self._pending_events[-1], previous)
 
     @classmethod
@@ -270,7 +149,12 @@ class LedgerAggregate(BaseAggregate[str]):
         id: str | None = None,
         **kwargs: Any,
     ) -> Self:
-        aggregate = super()._create(event_class, id=id, **kwargs)
+        shortcut = LedgerAggregate.event_shortcut
+        aggregate = None
+        if shortcut is not None and id is not None:
+            aggregate = shortcut.create(cls, event_class, id, kwargs)
+        if aggregate is None:
+            aggregate = super()._create(event_class, id=id, **kwargs)
         aggregate._seal(aggregate._pending_events[-1], "")
         return aggregate
 

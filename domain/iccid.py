@@ -22,28 +22,8 @@ def luhn_check_digit(digits: str) -> int:
     return (10 - total % 10) % 10
 
 
-_KNOWN: dict[str, str] = {}
-"""Strings already normalised, and their ICCID: the same ICCIDs come back again and again
-(a bulk pause, its 10,000 carrier answers, the resume). Only valid ones are kept."""
-KNOWN_AT_MOST = 1 << 17
-"""Entries of ``_KNOWN`` (about 20 MB at most); it is emptied when full."""
-
-
 def normalise_iccid(raw: object) -> str:
     """Return the ICCID as a string of digits, or raise ``InvalidIccid`` naming the reason."""
-    if type(raw) is str:
-        known = _KNOWN.get(raw)
-        if known is not None:
-            return known
-        iccid = _normalised(raw)
-        if len(_KNOWN) >= KNOWN_AT_MOST:
-            _KNOWN.clear()
-        _KNOWN[raw] = iccid
-        return iccid
-    return _normalised(raw)
-
-
-def _normalised(raw: object) -> str:
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str):

@@ -2,8 +2,8 @@
 
 A *catalogue* package is created once (``Created``). Assigning it to a SIM makes the SIM
 its own *copy*, a Package aggregate of its own that starts with ``Assigned`` and that the
-SIM's usage draws down (R-PK2). A shared group's pool is not a copy: it lives in the
-group (R-SG1).
+SIM's usage draws down (R-PK2): a :class:`~simledger.domain.pool.Pool`. A shared group's
+pool is not a copy: it lives in the group (R-SG1).
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
-from simledger.domain.errors import InvalidInput
-
-MAX_RENEWALS_PER_RECORD = 1000
+from simledger.domain.pool import Pool
 
 
-class Package(LedgerAggregate):
+class Package(LedgerAggregate, Pool):
     class Event(DomainEvent):
         pass
 
@@ -153,52 +151,13 @@ class Package(LedgerAggregate):
             expires_at=starts_at + timedelta(days=self.validity_days),
         )
 
-    def is_active_at(self, now: datetime) -> bool:
-        """Not depleted, and within its validity (R-PK3)."""
-        return not self.depleted and (self.expires_at is None or now < self.expires_at)
-
-    def draw(self, iccid: str, mb: Decimal, at: datetime) -> bool:
-        """Draw ``mb`` (never below zero); True when this drained the copy.
-
-        With auto-renew, what the old period could not cover is drawn from the new one.
-        """
-        if self.auto_renew and mb > self.data_mb * MAX_RENEWALS_PER_RECORD:
-            raise InvalidInput(
-                f"{mb} MB in one usage record would renew {self.name} more than "
-                f"{MAX_RENEWALS_PER_RECORD} times; split the record",
-                rule="R-PK2",
-            )
-        remaining = mb
-        while True:
-            drawn = min(remaining, self.data_left_mb)
-            if drawn > 0:
-                self.trigger_event(self.UsageDrawn, iccid=iccid, mb=drawn, at=at)
-                remaining -= drawn
-            if self.data_left_mb > 0 or self.depleted:
-                return False
-            if self._run_out("data", at):
-                return True
-            if remaining <= 0 or self.data_mb <= 0:
-                return False
-
-    def expire(self, now: datetime) -> bool:
-        """Deplete (or renew) when the validity has ended by ``now``; True when depleted."""
-        if self.depleted or self.expires_at is None or now < self.expires_at:
-            return False
-        return self._run_out("expired", now)
-
-    def _run_out(self, cause: str, now: datetime) -> bool:
-        if self.auto_renew:
-            start = self.expires_at if cause == "expired" and self.expires_at else now
-            self.trigger_event(
-                self.Renewed,
-                starts_at=start,
-                expires_at=start + timedelta(days=self.validity_days),
-                data_mb=self.data_mb,
-            )
-            return False
-        self.trigger_event(self.Depleted, cause=cause)
-        return True
+    def _renew(self, start: datetime) -> None:
+        self.trigger_event(
+            self.Renewed,
+            starts_at=start,
+            expires_at=start + timedelta(days=self.validity_days),
+            data_mb=self.data_mb,
+        )
 
     def top_up(self, mb: Decimal) -> None:
         self.trigger_event(self.ToppedUp, mb=mb)

@@ -1,7 +1,8 @@
 """Shared groups (R-SG1..4): one package, one pool, drawn by every member.
 
-The group holds the pool itself: members never get individual copies (R-SG1). While the
-pool is not depleted the group is locked (R-SG3).
+The group holds the pool itself (a :class:`~simledger.domain.pool.Pool` that never renews):
+members never get individual copies (R-SG1). While the pool is not depleted the group is
+locked (R-SG3).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from decimal import Decimal
 
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
 from simledger.domain.errors import NotAMember, SharedGroupLocked, UnknownGroup
+from simledger.domain.pool import Pool
 
 
-class SharedGroup(LedgerAggregate):
+class SharedGroup(LedgerAggregate, Pool):
     class Event(DomainEvent):
         pass
 
@@ -178,16 +180,9 @@ class SharedGroup(LedgerAggregate):
         """Draw the pool for a member (never below zero); True when this depleted it."""
         if iccid not in self.members:
             raise NotAMember(f"SIM {iccid} does not draw shared group {self.id}")
-        drawn = min(mb, self.data_left_mb)
-        if drawn > 0:
-            self.trigger_event(self.UsageDrawn, iccid=iccid, mb=drawn, at=at)
-        if self.data_left_mb <= 0 and not self.depleted:
-            self.trigger_event(self.Depleted, cause="data")
-            return True
-        return False
+        return super().draw(iccid, mb, at)
 
     def expire(self, now: datetime) -> bool:
-        if self.depleted or self.deleted or self.expires_at is None or now < self.expires_at:
-            return False
-        self.trigger_event(self.Depleted, cause="expired")
-        return True
+        """Deplete the pool when its validity has ended by ``now`` (a deleted group's is
+        left as it is); True when depleted."""
+        return not self.deleted and super().expire(now)

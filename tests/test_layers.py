@@ -27,6 +27,7 @@ import pytest
 
 PACKAGE = "simledger"
 
+
 def import_cycles(graph: grimp.ImportGraph) -> list[frozenset[str]]:
     """The strongly connected components of more than one module (Tarjan, iterative):
     each a set of modules every one of which imports every other, directly or not."""

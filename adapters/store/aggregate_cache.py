@@ -1,12 +1,16 @@
 """A bounded cache of recently saved aggregates, for bulk commands.
 
-A bulk command over 10,000 SIMs spends a third of its time loading them (a snapshot and an
-event or two each, decoded and folded). The SIMs a bulk command touches were often just
-saved by this process (a pause, then its carriers' answers, then a resume), so the ledger
-keeps a private copy of each SIM it saves. A load takes copies from the cache only after
-asking the store, in one query per chunk, for each SIM's latest version: a SIM another
-process (or another ledger) changed since is loaded from the store as usual. The cache is
-an optimisation only; a version conflict on save is still caught by the store.
+A bulk command loads thousands of SIMs (a snapshot and an event or two each, read, decoded
+and folded). The SIMs it touches were often just saved by this process (a pause, then its
+carriers' answers, then a resume), so the ledger keeps a private copy of each SIM it saves,
+and a load takes what it finds here instead of reading the store.
+
+Whether a taken copy is still the store's latest is asked of the store or left to it, as the
+caller chooses (:meth:`AggregateCache.take`'s ``checked``): checked, the store's latest
+version of each SIM is read (one query per chunk) and a SIM another process (or another
+ledger) changed since is dropped, to be loaded from the store as usual; unchecked, a stale
+copy is caught when its new events are saved, since the store refuses an (id, version) it
+already holds. Either way the cache is an optimisation only.
 
 Each entry has one owner at a time. :meth:`AggregateCache.take` hands entries out and removes
 them (a command mutates what it loads; two threads never get the same object), and a

@@ -5,7 +5,8 @@ PostgreSQL stores :func:`load_many` instead reads a whole chunk of ids with ONE 
 latest snapshot of each id plus only the events recorded after it. Rows are decoded with
 the application's own mapper (so cipher and compression settings keep working) and each
 aggregate is projected exactly as the repository would: snapshot first, then events
-(``project_aggregate``'s fold, with its per-event protocol check done once per class).
+(:func:`~simledger.adapters.store.fast_replay.fast_project`, ``project_aggregate``'s fold
+with what is the same for every event of a class done once per class).
 
 Any other store (the in-memory one, a custom recorder, UUID-typed ids) falls back to
 ``repository.get`` per id. The aggregate cache, if the application enables one, is not
@@ -15,8 +16,8 @@ be fast-forwarded to anyway.
 On PostgreSQL the chunks' queries go in one pipeline (psycopg's pipeline mode, one
 connection, one read-only transaction): the query of the next chunk is sent as soon as the
 rows of the current one have arrived, so the server runs it while this process decodes
-the current rows. The server's share of a 10,000-SIM load (index lookups, ~14 µs per SIM)
-then overlaps the decoding instead of adding to it (bench/README.md).
+the current rows. The server's share of a bulk load (its index lookups) then overlaps the
+decoding instead of adding to it (bench/README.md).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import CanMutateProtocol, DomainEventProtocol
+from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
     AggregateRecorder,
     InterfaceError,
@@ -38,6 +39,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import retry
 
+from simledger.adapters.store.fast_replay import fast_project
 from simledger.adapters.store.mapper import LedgerMapper
 
 SQLITE_CHUNK = 500
@@ -102,8 +104,7 @@ def gc_paused() -> Iterator[None]:
     Decoding tens of thousands of events allocates hundreds of thousands of young objects
     that all stay alive (rows, dicts, events, aggregates: no reference cycles), so every
     collection during it is wasted work, and the older generations' collections walk all
-    of them again: measured on 60,000 events, 3-7 µs per event decoded with the collector
-    on, 0.9 µs (orjson's parse) with it paused. Reference counting still frees everything.
+    of them again. Reference counting still frees everything.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -159,28 +160,6 @@ def _decoder(mapper: Mapper[Any]) -> Decoder:
         return mapper.to_domain_event(StoredEvent(originator_id, version, topic, bytes(state)))
 
     return via_mapper
-
-
-_MUTATING_EVENT_CLASSES: set[type[Any]] = set()
-
-
-def fast_project(aggregate: Any, events: Iterable[DomainEventProtocol[Any]]) -> Any:
-    """``project_aggregate(aggregate, events)`` -- what ``Repository.get`` uses -- made
-    cheaper; a drop-in ``projector_func`` for ``Repository.get``.
-
-    eventsourcing's ``project_aggregate`` asserts ``isinstance(event, CanMutateProtocol)``
-    for every event; a runtime-checkable protocol check is slow (about two thirds of the
-    batch path's time for 10,000 SIMs). The protocol's members are methods and dataclass
-    fields, so the check is made once per event class instead; the fold is the same:
-    ``aggregate = event.mutate(aggregate)`` in order.
-    """
-    for event in events:
-        if type(event) not in _MUTATING_EVENT_CLASSES:
-            if not isinstance(event, CanMutateProtocol):
-                raise TypeError(f"not a mutating domain event: {event!r}")
-            _MUTATING_EVENT_CLASSES.add(type(event))
-        aggregate = cast(CanMutateProtocol[Any], event).mutate(aggregate)
-    return aggregate
 
 
 def _batch_reader(app: Application[str]) -> _BatchReader | None:
@@ -337,7 +316,7 @@ def _postgres_template() -> str:
     """:func:`_batch_template` with snapshots, as PostgreSQL runs it best: each id's latest
     snapshot row is found by ONE backward scan of the snapshots' primary key (a lateral
     ``ORDER BY version DESC LIMIT 1``), not by a ``MAX`` lookup and then a second lookup
-    of the row it names: a quarter less server time per id (bench/README.md)."""
+    of the row it names (bench/README.md)."""
     return (
         "WITH {ids}, "
         "latest AS ("

@@ -1,8 +1,8 @@
 """The ledger's event store: eventsourcing's ``EventStore``, encoding a bulk save as it is written.
 
 ``EventStore.put`` encodes every event (``mapper.to_stored_event``) and only then hands the
-list to the recorder. For a save of 10,000 events on PostgreSQL that is ~50 ms of encoding
-during which the server idles, then the ``COPY`` during which this process mostly waits.
+list to the recorder. For a bulk save on PostgreSQL the server idles while the events are
+encoded, then this process mostly waits during the ``COPY``.
 When the recorder says it can take the events encoded on demand
 (``encodes_on_demand``,
 :class:`~simledger.adapters.store.pg_recorder.BulkPostgresApplicationRecorder` for saves

@@ -133,15 +133,23 @@ def event_class(topic: str) -> tuple[type[Any], int]:
     return cls, getattr(cls, "class_version", 1)
 
 
+def upcast(cls: type[Any], class_version: int, state: dict[str, Any]) -> None:
+    """Bring ``state`` (an event's stored fields, or a snapshot's aggregate state), written
+    at the version its ``class_version`` key names (1 without it), up to ``class_version``
+    with the class's ``upcast_vN_vN+1`` methods in turn, as eventsourcing does; the key is
+    removed (ARCHITECTURE.md, "Event versions")."""
+    from_version = state.pop("class_version", 1)
+    while from_version < class_version:
+        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+        from_version += 1
+
+
 def event_from_state(topic: str, state: dict[str, Any]) -> Any:
     """The domain event of ``topic`` from its stored fields (``originator_id`` and
     ``originator_version`` set; ``state`` becomes the event's ``__dict__``), upcast to the
     class's version, as ``Mapper.to_domain_event`` makes it."""
     cls, class_version = event_class(topic)
-    from_version = state.pop("class_version", 1)
-    while from_version < class_version:
-        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-        from_version += 1
+    upcast(cls, class_version, state)
     event = object.__new__(cls)
     object.__setattr__(event, "__dict__", state)
     return event

@@ -6,7 +6,7 @@ eventsourcing's ``PostgresApplicationRecorder.insert_events`` sends, in one psyc
 problems at fleet scale:
 
 * The array of composite values is dumped in text format by psycopg, in Python, with a
-  regular expression per value: about a fifth of a 10,000-SIM bulk command's time.
+  regular expression per value: a large share of a bulk command's time.
 * A pipeline whose big statement follows other statements hangs for good once the statement
   is large (a few MB: ``receive_sims`` of 40,000 SIMs, or a save of 35,000 events): psycopg
   waits for results while the server still waits for the rest of the message (server state
@@ -24,12 +24,12 @@ records nothing, as before. With ``POSTGRES_ENABLE_DB_FUNCTIONS`` the original p
 A save of at least :data:`COPY_FROM` events (a bulk command) goes faster still: under the same
 lock, its notification ids are drawn from the table's own sequence (``nextval``, as the
 column default would), then the rows, ids included, travel with ``COPY ... FROM STDIN`` in
-binary format: a third of the unnest insert's time for 10,000 events (bench/README.md). The
+binary format, which the server takes without parsing a statement per row (bench/README.md). The
 ids are increasing in the events' order and, the table being locked, gapless. Such a save
 is encoded while it is written (``encodes_on_demand``; adapters/store/event_store.py): the
 events reach :meth:`insert_events` unencoded and each is encoded as its row is sent, so the
 server inserts the rows already sent meanwhile. The table lock is held for that encoding
-too (a few µs per event), which the overlap more than pays for.
+too, which the overlap more than pays for.
 
 :func:`recorder_topic` is what :mod:`simledger.adapters.store.persistence` puts in
 ``APPLICATION_RECORDER_TOPIC`` for the PostgreSQL store (unless the caller names another).

@@ -70,7 +70,7 @@ class BulkCommands(Commands):
         keys: list[str] = []
         for raw in requested:
             try:
-                keys.append(normalise_iccid(raw))
+                keys.append(self.uow.iccid(raw))
             except SimledgerError as error:
                 rejected[str(raw)] = str(error)
         keys = list(dict.fromkeys(keys))
@@ -147,7 +147,7 @@ class BulkCommands(Commands):
         wanted: dict[str, tuple[bool, str | None]] = {}
         for raw, ok, *reason in pairs:
             try:
-                wanted[normalise_iccid(raw)] = (bool(ok), reason[0] if reason else None)
+                wanted[self.uow.iccid(raw)] = (bool(ok), reason[0] if reason else None)
             except SimledgerError as error:
                 skipped[str(raw)] = str(error)
 

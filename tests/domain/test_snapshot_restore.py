@@ -1,8 +1,10 @@
 """``Snapshot.mutate`` (domain/base.py) rebuilds an aggregate as eventsourcing's
-``CanSnapshotAggregate.mutate`` does, plus its enum attributes typed back."""
+``CanSnapshotAggregate.mutate`` does, plus its enum attributes typed back; and so does the
+bulk loader's ``fast_project`` (adapters/store/fast_replay.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -12,6 +14,7 @@ from eventsourcing.domain import CanSnapshotAggregate
 from eventsourcing.utils import get_topic
 from helpers import active_sim_aggregate
 
+from simledger.adapters.store.fast_replay import fast_project
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate, Snapshot
 from simledger.domain.sim import Sim
 from simledger.domain.types import OperationKind, SimStatus, SimType
@@ -51,6 +54,14 @@ class Versioned(LedgerAggregate):
         state["colour"] = "red"
 
 
+Restore = Callable[[Snapshot], Any]
+RESTORES = pytest.mark.parametrize(
+    "restore",
+    [lambda snapshot: snapshot.mutate(None), lambda snapshot: fast_project(None, [snapshot])],
+    ids=["Snapshot.mutate", "fast_project"],
+)
+
+
 def _snapshot(aggregate_id: str, topic: str, state: dict[str, Any]) -> Snapshot:
     return Snapshot(
         originator_id=aggregate_id,
@@ -61,7 +72,8 @@ def _snapshot(aggregate_id: str, topic: str, state: dict[str, Any]) -> Snapshot:
     )
 
 
-def test_a_sim_snapshot_rebuilds_the_sim_with_its_enums() -> None:
+@RESTORES
+def test_a_sim_snapshot_rebuilds_the_sim_with_its_enums(restore: Restore) -> None:
     sim = active_sim_aggregate(1)
     now = datetime.now(UTC)
     sim.request_operation(OperationKind.PAUSE, "op", now, now)
@@ -70,7 +82,7 @@ def test_a_sim_snapshot_rebuilds_the_sim_with_its_enums() -> None:
     # As the store gives it back: enums as their plain values.
     stored_state = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in taken.state.items()}
     snapshot = _snapshot(sim.id, taken.topic, stored_state)
-    rebuilt = snapshot.mutate(None)
+    rebuilt = restore(snapshot)
     plain = CanSnapshotAggregate.mutate(snapshot, None)  # eventsourcing's, enums left as str
     assert type(rebuilt) is Sim and rebuilt.id == sim.id and rebuilt.version == 4
     assert vars(rebuilt).keys() == vars(plain).keys()
@@ -82,20 +94,22 @@ def test_a_sim_snapshot_rebuilds_the_sim_with_its_enums() -> None:
     assert rebuilt.__dict__ is not snapshot.state and snapshot.state == stored_state
 
 
-def test_an_older_snapshot_is_upcast_and_typed() -> None:
+@RESTORES
+def test_an_older_snapshot_is_upcast_and_typed(restore: Restore) -> None:
     topic = get_topic(Versioned)
     first = _snapshot("a", topic, {"name": "one"})  # written at class version 1
-    rebuilt = first.mutate(None)
+    rebuilt = restore(first)
     assert (rebuilt.name, rebuilt.size, rebuilt.colour) == ("one", 0, Colour.RED)
     assert rebuilt.colour is Colour.RED
     second = _snapshot("b", topic, {"name": "two", "size": 5, "class_version": 2})
-    assert (second.mutate(None).size, second.mutate(None).colour) == (5, Colour.RED)
+    assert (restore(second).size, restore(second).colour) == (5, Colour.RED)
     third = _snapshot("c", topic, {"name": "x", "size": 5, "colour": None, "class_version": 3})
-    assert third.mutate(None).colour is None
+    assert restore(third).colour is None
     assert third.state == {"name": "x", "size": 5, "colour": None, "class_version": 3}
 
 
-def test_an_unknown_enum_value_is_refused() -> None:
+@RESTORES
+def test_an_unknown_enum_value_is_refused(restore: Restore) -> None:
     bad = _snapshot("d", get_topic(Versioned), {"name": "x", "colour": "green", "class_version": 3})
     with pytest.raises(ValueError, match="green"):
-        bad.mutate(None)
+        restore(bad)
