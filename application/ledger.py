@@ -1,4 +1,4 @@
-"""The embedded ledger: every command and query of API.md on one eventsourcing Application.
+"""The embedded ledger: every command and query of docs/api.md on one eventsourcing Application.
 
 :class:`SimLedger` is a facade: each public method hands over to the object that does that
 job, built once per ledger around its unit of work (application/unit_of_work.py):
@@ -65,7 +65,7 @@ class _Delegate(Generic[P, R]):
 
 
 class SimLedger(EventSourcedLedger):
-    """The SIM lifecycle engine (API.md). ``env`` follows eventsourcing's settings."""
+    """The SIM lifecycle engine (docs/api.md). ``env`` follows eventsourcing's settings."""
 
     name = "simledger"
 

@@ -3,7 +3,7 @@
 The views live in a store that follows the ledger's event store (in memory, the same
 SQLite file, the same PostgreSQL schema); see :mod:`simledger.application.projection_runner`.
 
-Read your writes (API.md): by default (``VIEWS_MODE=embedded``) the ledger folds new events
+Read your writes (docs/api.md): by default (``VIEWS_MODE=embedded``) the ledger folds new events
 into the views after every save, in batches, before the command returns; a failure there
 is logged and does not fail the command (the events are recorded; the next query or save
 folds them). Queries first catch up with anything recorded since, by this process or any

@@ -229,9 +229,11 @@ class UnitOfWork:
         taken = []
         for aggregate_id, count in new_events.items():
             aggregate = processing_event.aggregates.get(aggregate_id)
+            if not isinstance(aggregate, LedgerAggregate):
+                continue
             # The application's setting, read at each save (eventsourcing's own place for it).
             interval = self.app.snapshotting_intervals.get(type(aggregate))
-            if not interval or not isinstance(aggregate, LedgerAggregate):
+            if not interval:
                 continue
             version = aggregate.version
             if version // interval > (version - count) // interval:

@@ -1,4 +1,4 @@
-"""Typed refusals. Every error names the rule of DOMAIN.md that refused the command."""
+"""Typed refusals. Every error names the rule of docs/rules.md that refused the command."""
 
 from __future__ import annotations
 

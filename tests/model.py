@@ -1,7 +1,7 @@
-"""A plain-Python reference model of the rules of DOMAIN.md, for the stateful tests.
+"""A plain-Python reference model of the rules of docs/rules.md, for the stateful tests.
 
 It knows nothing of the engine: no aggregates, no events, no lifecycle table, no error
-classes. It predicts what each command of API.md does to the SIMs, packages and shared
+classes. It predicts what each command of docs/api.md does to the SIMs, packages and shared
 groups, or which refusal it meets: :class:`Refused` names the error class and the rule.
 Ids of groups and bulk operations are the model's own (``g1``, ``op1``); the tests map
 them to the engine's UUIDs.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from helpers import active_sim_aggregate
@@ -108,8 +108,8 @@ def test_a_created_aggregate_equals_the_one_eventsourcing_creates(
     assert taken == [True]  # the fast path was taken
     monkeypatch.setattr(LedgerAggregate, "event_shortcut", None)
     plain = _received(key)
-    [fast_event] = fast.collect_events()
-    [plain_event] = plain.collect_events()
+    [fast_event] = cast(list[Any], fast.collect_events())
+    [plain_event] = cast(list[Any], plain.collect_events())
     assert list(vars(fast_event)) == list(vars(plain_event))
     assert fast_event == type(plain_event)(
         **{**vars(plain_event), "timestamp": fast_event.timestamp, "chain": fast_event.chain}

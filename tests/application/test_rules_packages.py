@@ -1,4 +1,4 @@
-"""Package rules of DOMAIN.md: R-PK1 (created once, then assigned), R-PK2 (the SIM's own
+"""Package rules of docs/rules.md: R-PK1 (created once, then assigned), R-PK2 (the SIM's own
 copy: usage, depletion, auto-renew, expiry), R-PK3 (one active package per SIM), and the
 prepaid top-up that refills a copy (R-SIM7)."""
 

@@ -1,6 +1,6 @@
-"""Shared groups: R-SG1..R-SG4 of DOMAIN.md, one or more tests per rule.
+"""Shared groups: R-SG1..R-SG4 of docs/rules.md, one or more tests per rule.
 
-R-SG5 (regular groups can be changed at any time) has no command in API.md, so it has no
+R-SG5 (regular groups can be changed at any time) has no command in docs/api.md, so it has no
 test here.
 
 Every refusal is checked for its error class, its ``.rule`` and that it recorded nothing.

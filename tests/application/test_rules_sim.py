@@ -1,4 +1,4 @@
-"""The SIM rules of DOMAIN.md: R-SIM1 .. R-SIM7 (identity, attributes, statuses, the
+"""The SIM rules of docs/rules.md: R-SIM1 .. R-SIM7 (identity, attributes, statuses, the
 lifecycle table, activation readiness, suspension reasons, SIM types)."""
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ def test_r_sim4_illegal_pairs_cover_every_status_and_command() -> None:
     commands = {p.values[1] for p in ILLEGAL_PAIRS}
     assert statuses == set(SimStatus)
     assert commands == set(COMMANDS)
-    # and the table forbids what DOMAIN.md's lifecycle forbids
+    # and the table forbids what the lifecycle of docs/rules.md forbids
     for must_refuse in [
         (S.BLANK, Cmd.ACTIVATE),
         (S.PENDING, Cmd.ACTIVATE),
