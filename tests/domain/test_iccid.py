@@ -74,7 +74,7 @@ def test_r_sim1_a_string_normalised_again_gives_the_same_outcome(raws: list[str]
 def test_r_sim1_normalising_remembers_nothing() -> None:
     """normalise_iccid is a pure function: normalising 20,000 distinct strings keeps well
     under the memory 20,000 remembered ones take (about 1.8 MB), and every answer is right.
-    (A ledger's memo is its own: application/iccid_memo.py, tests/adapters.)"""
+    (A ledger's memo is its own: application/iccid_memo.py.)"""
     spaced = [" " + k for k in iccids(20_000, 5_000_000)]
     tracemalloc.start()
     try:
