@@ -20,6 +20,7 @@ What counts as an import:
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 
 import grimp
@@ -124,3 +125,20 @@ def test_a_cycle_through_a_chain_is_found() -> None:
     assert import_cycles(sample) == [frozenset({"p.a", "p.b", "p.c"})]
     sample.remove_import(importer="p.c", imported="p.a")
     assert import_cycles(sample) == []
+
+
+MAX_LINES = 600
+
+
+def test_no_module_is_over_the_size_of_one_job(graph: grimp.ImportGraph) -> None:
+    """A module that outgrows this holds more than one job (ARCHITECTURE.md)."""
+    too_long = {}
+    for module in sorted(graph.modules):
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        with open(spec.origin, encoding="utf-8") as source:
+            lines = sum(1 for _ in source)
+        if lines > MAX_LINES:
+            too_long[module] = lines
+    assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
