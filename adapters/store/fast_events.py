@@ -25,7 +25,7 @@ from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from simledger.adapters.store.fast_replay import fast_project
+from simledger.adapters.store.fast_replay import fold_one
 from simledger.domain.base import DomainEvent
 
 
@@ -45,7 +45,7 @@ class FastEvents:
         )
         if event is None:
             return False
-        event.mutate(aggregate)
+        fold_one(event, aggregate)  # the event's mutate, decided once per class
         aggregate._pending_events.append(event)
         return True
 
@@ -66,7 +66,7 @@ class FastEvents:
         )
         if event is None:
             return None
-        aggregate = fast_project(None, (event,))
+        aggregate = fold_one(event, None)
         aggregate._pending_events.append(event)
         return aggregate
 

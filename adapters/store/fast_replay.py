@@ -57,6 +57,12 @@ def fast_project(aggregate: Any, events: Iterable[DomainEventProtocol[Any]]) -> 
     return aggregate
 
 
+def fold_one(event: Any, aggregate: Any) -> Any:
+    """``fast_project(aggregate, (event,))`` for one event just triggered (no loop)."""
+    step = _steps.get(type(event)) or _step_for(event)
+    return step(event, aggregate)
+
+
 _steps: dict[type[Any], Step] = {}
 """How each event class seen so far is folded (one entry per class: bounded)."""
 
