@@ -42,7 +42,7 @@ from simledger.adapters.views.base import (
 )
 from simledger.adapters.views.memory import MemoryViewStore
 from simledger.adapters.views.wiring import store_for
-from simledger.projections.batch import fold, keys_of
+from simledger.projections.batch import Changes, fold, keys_of
 from simledger.projections.models import RowDiff
 
 log = get_logger("simledger.views")
@@ -272,6 +272,10 @@ class ViewRunner:
             return None, None
         theirs = pickle.loads(out)  # our own child's answer
         built.add_partition(theirs["counts"], theirs["operations"])
+        # Together the two halves hold every event up to ``upto``; this half's last event
+        # may be older (the log's last ones can be SIM events of the other half), and a
+        # position short of ``upto`` would have those folded a second time afterwards.
+        built.tx().write(Changes(), upto)
         built.staged_sims = staged
         return built, staged
 

@@ -202,7 +202,9 @@ def catch_up_rate(ledger: SimLedger, schema: str, upto: int, *, bulk: bool = Fal
     finally:
         progress.set()
     elapsed = time.perf_counter() - started
-    assert runner.store.position() >= upto and folded >= upto, (folded, upto)
+    # Notification ids may have gaps (a rolled-back insert keeps its sequence value), so the
+    # events folded can be fewer than the position reached.
+    assert runner.store.position() >= upto and folded > 0, (folded, upto)
     return runner.store.position() / elapsed
 
 

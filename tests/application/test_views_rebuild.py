@@ -410,6 +410,39 @@ def test_a_cold_catch_up_far_behind_loads_in_bulk(
 
 
 @pytest.mark.postgres
+def test_a_parallel_rebuild_ends_at_the_last_event_whichever_half_it_is_in(
+    postgres_env: dict[str, str],
+) -> None:
+    """The two processes of a rebuild together fold every event up to the log's end, so
+    the views' position is the log's last event even when that event is a SIM's of the
+    other process's half; the events after it are folded once, never again. (External
+    views: nothing has been folded before the rebuild.)"""
+    ledger, _ = new_ledger({**postgres_env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"})
+    keys = ledger.receive_sims([iccid(n) for n in range(8)], operator="3UK", sim_type="paygo")
+    with pg_connect(postgres_env) as conn:
+        halves = {
+            key: conn.execute(
+                "SELECT mod(hashtext(%s)::bigint + 2147483648, 2)", (key,)
+            ).fetchone()[0]  # type: ignore[index]
+            for key in keys
+        }
+    theirs = [k for k in keys if halves[k] == 1]  # the second process's half
+    assert theirs, "some SIM falls in the second half"
+    runner = ledger.views
+    runner.parallel_from = 0
+    ledger.set_note(theirs[0], "the log's last event")
+    with rebuild_parts() as parts:
+        position = ledger.rebuild_views()
+    assert parts, "a second process was started"
+    assert position == ledger.recorder.max_notification_id()
+    ledger.set_labels(theirs[0], ["after"])
+    assert [i.labels for i in ledger.sims(label="after").items] == [["after"]]
+    assert ledger.sims(limit=100).total == len(keys)
+    assert ledger.verify_views() == NO_DIFFERENCES
+    ledger.close()
+
+
+@pytest.mark.postgres
 def test_a_parallel_rebuild_whose_second_process_fails_folds_everything_itself(
     postgres_env: dict[str, str],
 ) -> None:
