@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
@@ -33,8 +33,8 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 from hypothesis import strategies as st
 
-from simledger import SimLedger, SimStatus, SimType
-from simledger.domain.iccid import make_iccid
+from simledger import InvalidIccid, SimLedger, SimStatus, SimType
+from simledger.domain.iccid import make_iccid, normalise_iccid
 from simledger.domain.sim import Sim
 
 T0 = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
@@ -313,3 +313,21 @@ SIM_LIST_SHARED_COLUMNS = (
     "updated_at",
 )
 """Columns the SIM list view shares with ``ledger.sim()``: they must be equal."""
+
+
+def iccid_outcome(raw: object, normalise: Callable[[object], str] = normalise_iccid) -> str:
+    """What normalising ``raw`` gives: ``ok <ICCID>`` or ``refused <reason>`` (R-SIM1)."""
+    try:
+        return "ok " + normalise(raw)
+    except InvalidIccid as error:
+        return f"refused {error.reason}"
+
+
+ICCID_LIKE = st.one_of(
+    st.text(alphabet="0123456789 -a", max_size=24),
+    st.builds(lambda n: make_iccid(f"89{n:017d}"), st.integers(0, 10**17 - 1)),
+    st.builds(
+        lambda n, k: make_iccid(f"89{n:017d}")[:-1] + str(k), st.integers(0, 99), st.integers(0, 9)
+    ),
+)
+"""Strings that look like ICCIDs: any digits, valid ICCIDs, and ones off by their check digit."""
