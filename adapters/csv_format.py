@@ -172,10 +172,26 @@ LIST_SEPARATOR = LABEL_SEPARATOR
 """Joins the items of a list column (labels, rules) in one CSV field."""
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""The first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
+injection"): a text cell that starts with one is written with a ``'`` before it."""
+
+
 def csv_value(value: object) -> str:
     """The text of one export field: "" for None, ``true``/``false``, an enum's value, a
     decimal in plain notation (never ``1E+3``), a time in ISO 8601 UTC, list items joined
-    with :data:`LIST_SEPARATOR`, anything else (ICCIDs, UUIDs, whole numbers) as ``str``."""
+    with :data:`LIST_SEPARATOR`, anything else (ICCIDs, UUIDs, whole numbers) as ``str``.
+
+    Text (a ``str`` or a list, never a number, time or enum) that starts with one of
+    :data:`FORMULA_STARTS` gets a ``'`` in front, so that a spreadsheet opening the export
+    shows it as text instead of running it as a formula (an operator or a note the ledger
+    was given is not trusted)."""
+    text = _text(value)
+    is_text = isinstance(value, (str, list, tuple)) and not isinstance(value, Enum)
+    return "'" + text if is_text and text.startswith(FORMULA_STARTS) else text
+
+
+def _text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -188,7 +204,7 @@ def csv_value(value: object) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, (list, tuple)):
-        return LIST_SEPARATOR.join(csv_value(item) for item in value)
+        return LIST_SEPARATOR.join(_text(item) for item in value)
     return str(value)
 
 

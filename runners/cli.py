@@ -33,7 +33,7 @@ from typer.main import get_command
 from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
 from simledger.application.audit import VerifyReport
 from simledger.application.audit_log import audit_records
-from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, csv_value
+from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, export_row
 from simledger.application.ledger import SimLedger
 from simledger.domain.errors import CsvImportError, InvalidInput, SimledgerError
 from simledger.runners import cli_output as fmt
@@ -315,7 +315,7 @@ def cmd_list(
     elif form == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
-        writer.writerows([csv_value(getattr(i, c)) for c in EXPORT_COLUMNS] for i in items)
+        writer.writerows(export_row(item) for item in items)
     else:
         fmt.table(LIST_COLUMNS, ([getattr(i, c) for c in LIST_COLUMNS] for i in items), out)
         out.write(f"{len(items)} of {page.total} SIM(s)\n")

@@ -170,6 +170,20 @@ def test_list_filters_in_table_csv_and_json_and_pages(db: Path, ledger: SimLedge
 
 
 # ---- show, history, as-of --------------------------------------------------------------------
+def test_list_as_csv_quotes_text_a_spreadsheet_would_run(db: Path, ledger: SimLedger) -> None:
+    [key] = ledger.receive_sims(iccids(1), operator="=cmd|' /C calc'!A0", sim_type=SimType.PAYGO)
+    ledger.set_note(key, "-2")
+    listed = cli("--db", str(db), "list", "--format", "csv")
+    assert listed.code == 0, listed.err
+    [row] = list(csv.DictReader(io.StringIO(listed.out)))
+    assert (row["operator"], row["note"]) == ("'=cmd|' /C calc'!A0", "'-2")
+    assert (row["this_month_mb"], row["version"]) == ("0", "2")
+    exported = io.StringIO(newline="")
+    ledger.export_sims_csv(exported)
+    [same] = list(csv.DictReader(io.StringIO(exported.getvalue(), newline="")))
+    assert same == row
+
+
 def test_show_history_and_as_of_by_version_and_time(db: Path, ledger: SimLedger) -> None:
     key = ready_sim(ledger, 1, activate=False)
     time.sleep(0.01)
