@@ -84,6 +84,9 @@ class CsvTransfer:
         and nothing is recorded. A good file is received in one transaction through the same
         path as ``receive_sims`` (each SIM ``pending``, or ``not_available`` for an operator
         without integration). Returns the ICCIDs received, in file order.
+
+        A binary stream is read once, as it comes (a pipe works), as UTF-8 (a BOM first is
+        dropped); a line with bytes that are not UTF-8 is a bad row, reported at that line.
         """
         rows, errors = read_delivery(stream)
         return self._receive_delivery(rows, errors)

@@ -118,6 +118,25 @@ def test_import_bad_file_lists_every_bad_line_and_records_nothing_then_good_file
     assert event_count(ledger) == 3
 
 
+def test_import_of_a_file_that_is_not_utf8_names_the_line(
+    tmp_path: Path, db: Path, ledger: SimLedger
+) -> None:
+    a, b = iccids(2)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(
+        f"iccid,operator,sim_type,esim\n{a},3UK,prepaid,no\n{b},T\xe9l\xe9com,prepaid,no\n".encode(
+            "latin-1"
+        )
+    )
+    refused = cli("--db", str(db), "import", str(latin1))
+    assert refused.code == 2
+    assert refused.err.splitlines() == [
+        "error: R-IO1: 1 bad row(s), nothing imported",
+        "line 3: not UTF-8 text: byte 0xE9 at character 23; save the file as UTF-8",
+    ]
+    assert event_count(ledger) == 0
+
+
 # ---- list ------------------------------------------------------------------------------------
 def _fleet(ledger: SimLedger) -> dict[str, list[str]]:
     """Two operators; of the 3UK SIMs some active with labels, the rest pending."""
