@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import typer
 from typer.main import get_command
@@ -248,16 +248,16 @@ def cmd_demo(options: Options) -> int:
 def cmd_import(
     options: Options,
     file: Annotated[
-        str, typer.Argument(metavar="FILE", help="columns iccid,operator,sim_type,esim")
+        str,
+        typer.Argument(metavar="FILE", help="columns iccid,operator,sim_type,esim; - for stdin"),
     ],
 ) -> int:
-    path = Path(file)
-    with path.open("rb") as counting:
-        rows = max(0, sum(1 for _ in counting) - 1)
+    # The file is read once, as it comes: a pipe or /dev/stdin cannot be read a second time
+    # (to count its rows first), so the progress counts rows without a total.
     with (
         open_ledger(options) as ledger,
-        path.open("rb") as stream,
-        _progress_from_logs("import", "rows", total=rows),
+        _input(file) as stream,
+        _progress_from_logs("import", "rows"),
     ):
         try:
             received = ledger.import_sims_csv(stream)
@@ -267,8 +267,15 @@ def cmd_import(
             for line, reason in error.errors.items():
                 sys.stderr.write(f"line {line}: {reason}\n")
             return EXIT_REFUSED
-    print(f"imported {len(received)} SIM(s) from {path}")
+    print(f"imported {len(received)} SIM(s) from {'stdin' if file == '-' else Path(file)}")
     return 0
+
+
+def _input(file: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """The bytes of ``file``; ``-`` is stdin (left open)."""
+    if file == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    return Path(file).open("rb")
 
 
 @command("list", "the SIM list, filtered")

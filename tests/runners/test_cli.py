@@ -137,6 +137,28 @@ def test_import_of_a_file_that_is_not_utf8_names_the_line(
     assert event_count(ledger) == 0
 
 
+@pytest.mark.parametrize("source", ["/dev/stdin", "-"])
+def test_import_reads_a_pipe_once(source: str, db: Path, ledger: SimLedger) -> None:
+    keys = iccids(2)
+    delivery = "iccid,operator,sim_type,esim\n" + "".join(f"{k},3UK,prepaid,no\n" for k in keys)
+    with subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as cat:
+        assert cat.stdin is not None
+        cat.stdin.write(delivery.encode())
+        cat.stdin.close()
+        done = subprocess.run(
+            [sys.executable, "-m", "simledger.runners.cli", "--db", str(db), "import", source],
+            stdin=cat.stdout,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    shown = "stdin" if source == "-" else source
+    assert done.stdout == f"imported 2 SIM(s) from {shown}\n"
+    assert [item.iccid for item in ledger.sims().items] == sorted(keys)
+
+
 # ---- list ------------------------------------------------------------------------------------
 def _fleet(ledger: SimLedger) -> dict[str, list[str]]:
     """Two operators; of the 3UK SIMs some active with labels, the rest pending."""
