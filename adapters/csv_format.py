@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,19 +50,46 @@ class DeliveryRow:
     esim: bool
 
 
-def _text_lines(stream: IO[str] | IO[bytes] | Iterable[str]) -> Iterable[str]:
-    """Text lines of ``stream``; a binary stream is read as UTF-8 (a BOM is dropped)."""
-    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
-        return io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8-sig", newline="")
-    return cast(Iterable[str], stream)
+_ESCAPED = re.compile("[\udc80-\udcff]")
+"""A byte that is not UTF-8, as the ``surrogateescape`` error handler decodes it."""
 
 
-Record = list[str] | csv.Error
+def _text_lines(
+    stream: IO[str] | IO[bytes] | Iterable[str], undecodable: dict[int, str]
+) -> Iterable[str]:
+    """Text lines of ``stream``, read once as they come (a pipe cannot be read twice); a
+    binary stream is read as UTF-8 (a BOM is dropped) and each line holding bytes that are
+    not UTF-8 is noted in ``undecodable`` (line number -> reason)."""
+    if not isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+        return cast(Iterable[str], stream)
+    # surrogateescape, not strict: a strict decoder fails on a whole chunk of the file, far
+    # from the line that holds the bad bytes, and stops the reading of every later row.
+    text = io.TextIOWrapper(
+        cast(IO[bytes], stream), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
+    return _noting_undecodable(text, undecodable)
 
 
-def _records(lines: Iterable[str]) -> Iterator[tuple[int, Record]]:
+def _noting_undecodable(lines: Iterable[str], undecodable: dict[int, str]) -> Iterator[str]:
+    # Numbered as csv.reader numbers them: one per line the stream yields.
+    for number, line in enumerate(lines, 1):
+        if not line.isascii() and (bad := _ESCAPED.search(line)) is not None:
+            byte = ord(bad.group()) - 0xDC00
+            undecodable[number] = (
+                f"not UTF-8 text: byte 0x{byte:02X} at character {bad.start() + 1}; "
+                "save the file as UTF-8"
+            )
+        yield line
+
+
+Record = list[str] | str
+"""A record's fields, or why it cannot be read."""
+
+
+def _records(lines: Iterable[str], undecodable: dict[int, str]) -> Iterator[tuple[int, Record]]:
     """(line number where the record starts, its fields or why it is unreadable) for every
-    record that is not blank."""
+    record that is not blank. A record with bytes that are not UTF-8 is reported at the line
+    that holds them."""
     reader = csv.reader(lines)
     while True:
         start = reader.line_num + 1
@@ -70,8 +98,13 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[int, Record]]:
         except StopIteration:
             return
         except csv.Error as error:
-            yield start, error
+            yield start, f"unreadable CSV: {error}"
             continue
+        if undecodable:
+            bad = [n for n in range(start, reader.line_num + 1) if n in undecodable]
+            if bad:
+                yield bad[0], undecodable[bad[0]]
+                continue
         if any(cell.strip() for cell in row):
             yield start, row
 
@@ -106,8 +139,8 @@ def _esim(value: str) -> bool | None:
 
 def _row(line: int, fields: Record, columns: dict[str, int]) -> DeliveryRow | str:
     """A valid row, or every reason it is not (joined with ``; ``)."""
-    if isinstance(fields, csv.Error):
-        return f"unreadable CSV: {fields}"
+    if isinstance(fields, str):
+        return fields
     if len(fields) != len(IMPORT_COLUMNS):
         return (
             f"expected {len(IMPORT_COLUMNS)} fields ({','.join(IMPORT_COLUMNS)}), got {len(fields)}"
@@ -172,10 +205,26 @@ LIST_SEPARATOR = LABEL_SEPARATOR
 """Joins the items of a list column (labels, rules) in one CSV field."""
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""The first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
+injection"): a text cell that starts with one is written with a ``'`` before it."""
+
+
 def csv_value(value: object) -> str:
     """The text of one export field: "" for None, ``true``/``false``, an enum's value, a
     decimal in plain notation (never ``1E+3``), a time in ISO 8601 UTC, list items joined
-    with :data:`LIST_SEPARATOR`, anything else (ICCIDs, UUIDs, whole numbers) as ``str``."""
+    with :data:`LIST_SEPARATOR`, anything else (ICCIDs, UUIDs, whole numbers) as ``str``.
+
+    Text (a ``str`` or a list, never a number, time or enum) that starts with one of
+    :data:`FORMULA_STARTS` gets a ``'`` in front, so that a spreadsheet opening the export
+    shows it as text instead of running it as a formula (an operator or a note the ledger
+    was given is not trusted)."""
+    text = _text(value)
+    is_text = isinstance(value, (str, list, tuple)) and not isinstance(value, Enum)
+    return "'" + text if is_text and text.startswith(FORMULA_STARTS) else text
+
+
+def _text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -188,7 +237,7 @@ def csv_value(value: object) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, (list, tuple)):
-        return LIST_SEPARATOR.join(csv_value(item) for item in value)
+        return LIST_SEPARATOR.join(_text(item) for item in value)
     return str(value)
 
 
@@ -198,16 +247,13 @@ def read_delivery(
     """The valid rows of a delivery file, in file order, and every bad line's reasons (an
     ICCID listed twice is bad on its second line). A missing or wrong header raises
     :class:`CsvImportError` at once."""
-    records = _records(_text_lines(stream))
+    undecodable: dict[int, str] = {}
+    records = _records(_text_lines(stream, undecodable), undecodable)
     first = next(records, None)
     if first is None:
         raise CsvImportError({1: f"empty file; expected the header {','.join(IMPORT_COLUMNS)}"})
     header_line, header_fields = first
-    columns = (
-        f"unreadable CSV: {header_fields}"
-        if isinstance(header_fields, csv.Error)
-        else _header(header_fields)
-    )
+    columns = header_fields if isinstance(header_fields, str) else _header(header_fields)
     if isinstance(columns, str):
         raise CsvImportError({header_line: columns})
     errors: dict[int, str] = {}

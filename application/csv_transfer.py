@@ -36,6 +36,7 @@ __all__ = [
     "PROGRESS_EVERY",
     "CsvTransfer",
     "csv_value",
+    "export_row",
 ]
 
 log = get_logger("simledger")
@@ -83,6 +84,9 @@ class CsvTransfer:
         and nothing is recorded. A good file is received in one transaction through the same
         path as ``receive_sims`` (each SIM ``pending``, or ``not_available`` for an operator
         without integration). Returns the ICCIDs received, in file order.
+
+        A binary stream is read once, as it comes (a pipe works), as UTF-8 (a BOM first is
+        dropped); a line with bytes that are not UTF-8 is a bad row, reported at that line.
         """
         rows, errors = read_delivery(stream)
         return self._receive_delivery(rows, errors)
@@ -126,7 +130,10 @@ class CsvTransfer:
         ``descending`` give. Fields are those of ``sims()`` in text form (:func:`csv_value`):
         empty for None, ``true``/``false``, enum values, plain decimals, ISO 8601 UTC times,
         labels and rules joined with ``;``; ``days_left`` and ``this_month_mb`` as the view
-        computes them with the ledger's clock when each page is read. Reading the file back
+        computes them with the ledger's clock when each page is read. A text cell that
+        begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a ``'`` in
+        front, so a spreadsheet does not run it as a formula (numbers are never changed).
+        Reading the file back
         with ``csv.DictReader`` gives, row by row, those same strings. An empty selection
         writes the header alone.
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import typer
 from typer.main import get_command
@@ -33,7 +33,7 @@ from typer.main import get_command
 from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
 from simledger.application.audit import VerifyReport
 from simledger.application.audit_log import audit_records
-from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, csv_value
+from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, export_row
 from simledger.application.ledger import SimLedger
 from simledger.domain.errors import CsvImportError, InvalidInput, SimledgerError
 from simledger.runners import cli_output as fmt
@@ -248,16 +248,16 @@ def cmd_demo(options: Options) -> int:
 def cmd_import(
     options: Options,
     file: Annotated[
-        str, typer.Argument(metavar="FILE", help="columns iccid,operator,sim_type,esim")
+        str,
+        typer.Argument(metavar="FILE", help="columns iccid,operator,sim_type,esim; - for stdin"),
     ],
 ) -> int:
-    path = Path(file)
-    with path.open("rb") as counting:
-        rows = max(0, sum(1 for _ in counting) - 1)
+    # The file is read once, as it comes: a pipe or /dev/stdin cannot be read a second time
+    # (to count its rows first), so the progress counts rows without a total.
     with (
         open_ledger(options) as ledger,
-        path.open("rb") as stream,
-        _progress_from_logs("import", "rows", total=rows),
+        _input(file) as stream,
+        _progress_from_logs("import", "rows"),
     ):
         try:
             received = ledger.import_sims_csv(stream)
@@ -267,8 +267,15 @@ def cmd_import(
             for line, reason in error.errors.items():
                 sys.stderr.write(f"line {line}: {reason}\n")
             return EXIT_REFUSED
-    print(f"imported {len(received)} SIM(s) from {path}")
+    print(f"imported {len(received)} SIM(s) from {'stdin' if file == '-' else Path(file)}")
     return 0
+
+
+def _input(file: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """The bytes of ``file``; ``-`` is stdin (left open)."""
+    if file == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    return Path(file).open("rb")
 
 
 @command("list", "the SIM list, filtered")
@@ -315,7 +322,7 @@ def cmd_list(
     elif form == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
-        writer.writerows([csv_value(getattr(i, c)) for c in EXPORT_COLUMNS] for i in items)
+        writer.writerows(export_row(item) for item in items)
     else:
         fmt.table(LIST_COLUMNS, ([getattr(i, c) for c in LIST_COLUMNS] for i in items), out)
         out.write(f"{len(items)} of {page.total} SIM(s)\n")

@@ -287,3 +287,36 @@ def test_binary_stream_and_not_a_delivery_file(memory_env: dict[str, str]) -> No
         ledger.import_sims_csv(io.StringIO(text))
     assert list(refused.value.errors) == [1]
     assert event_count(ledger) == before
+
+
+FORMULAS = ("=cmd|' /C calc'!A0", "+41 79", "-2", "@SUM(A1)")
+"""Operators a spreadsheet would run as formulas (OWASP "CSV injection")."""
+
+
+def test_text_a_spreadsheet_would_run_is_exported_as_text(memory_env: dict[str, str]) -> None:
+    ledger, _ = new_ledger(memory_env)
+    keys = [
+        ledger.receive_sims([key], operator=operator, sim_type=SimType.PREPAID)[0]
+        for key, operator in zip(iccids(len(FORMULAS)), FORMULAS, strict=True)
+    ]
+    ledger.set_note(keys[0], "\t=1+2")
+    ledger.set_note(keys[1], "\r=1+2")
+    ledger.set_labels(keys[2], ["=HYPERLINK(x)", "eu"])
+    ledger.set_labels(keys[3], ["eu", "=x"])  # the cell starts with "eu": left as it is
+    _, _, rows = export(ledger)
+    by_key = {row["iccid"]: row for row in rows}
+    assert [by_key[key]["operator"] for key in keys] == [f"'{op}" for op in FORMULAS]
+    assert by_key[keys[0]]["note"] == "'\t=1+2"
+    assert by_key[keys[1]]["note"] == "'\r=1+2"
+    assert by_key[keys[2]]["labels"] == "'=HYPERLINK(x);eu"
+    assert by_key[keys[3]]["labels"] == "eu;=x"
+    assert {row["this_month_mb"] for row in rows} == {"0"}
+
+
+def test_numbers_stay_numbers_and_only_text_is_quoted() -> None:
+    assert csv_io.csv_value(-5) == "-5"
+    assert csv_io.csv_value(Decimal("-1.50")) == "-1.50"
+    assert csv_io.csv_value("-5") == "'-5"
+    assert csv_io.csv_value(["-a", "b"]) == "'-a;b"
+    assert csv_io.csv_value(SimStatus.ACTIVE) == "active"
+    assert csv_io.csv_value("a=b") == "a=b"

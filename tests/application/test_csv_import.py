@@ -189,3 +189,40 @@ def test_progress_is_logged_every_ten_thousand_rows(caplog: pytest.LogCaptureFix
     progress = [r.getMessage() for r in caplog.records if "csv.import.progress" in r.getMessage()]
     assert len(progress) == 1
     assert '"rows": 10000' in progress[0]
+
+
+def test_bytes_that_are_not_utf8_are_refused_at_their_line(ledger: SimLedger) -> None:
+    a, b, c, d = iccids(4)
+    data = (
+        HEADER.encode()
+        + f"{a},3UK,prepaid,false\n".encode()
+        + f"{b},T\xe9l\xe9com,prepaid,false\n".encode("latin-1")  # line 3
+        + f'{c},"3UK\n\xe9",prepaid,false\n'.encode("latin-1")  # line 5 (in a quoted field)
+        + f"{d},3UK,prepaid,maybe\n".encode()  # line 6: still read and reported
+    )
+    before = event_count(ledger)
+    with pytest.raises(CsvImportError) as caught:
+        ledger.import_sims_csv(io.BytesIO(data))
+    errors = caught.value.errors
+    assert caught.value.rule == "R-IO1"
+    assert list(errors) == [3, 5, 6]
+    assert errors[3] == "not UTF-8 text: byte 0xE9 at character 23; save the file as UTF-8"
+    assert errors[5].startswith("not UTF-8 text: byte 0xE9 at character 1;")
+    assert "maybe" in errors[6]
+    assert event_count(ledger) == before
+
+
+def test_a_header_that_is_not_utf8_is_refused_at_line_one(ledger: SimLedger) -> None:
+    [key] = iccids(1)
+    data = "iccid,op\xe9rator,sim_type,esim\n" + f"{key},3UK,prepaid,false\n"
+    with pytest.raises(CsvImportError) as caught:
+        ledger.import_sims_csv(io.BytesIO(b"\xef\xbb\xbf" + data.encode("latin-1")))
+    assert list(caught.value.errors) == [1]
+    assert caught.value.errors[1].startswith("not UTF-8 text: byte 0xE9 at character 9;")
+
+
+def test_a_utf8_file_with_a_bom_and_accents_is_received(ledger: SimLedger) -> None:
+    [key] = iccids(1)
+    data = ("\ufeff" + HEADER + f"{key},Télécom,prepaid,false\n").encode("utf-8")
+    assert ledger.import_sims_csv(io.BytesIO(data)) == [key]
+    assert ledger.sim(key).operator == "Télécom"

@@ -118,6 +118,47 @@ def test_import_bad_file_lists_every_bad_line_and_records_nothing_then_good_file
     assert event_count(ledger) == 3
 
 
+def test_import_of_a_file_that_is_not_utf8_names_the_line(
+    tmp_path: Path, db: Path, ledger: SimLedger
+) -> None:
+    a, b = iccids(2)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(
+        f"iccid,operator,sim_type,esim\n{a},3UK,prepaid,no\n{b},T\xe9l\xe9com,prepaid,no\n".encode(
+            "latin-1"
+        )
+    )
+    refused = cli("--db", str(db), "import", str(latin1))
+    assert refused.code == 2
+    assert refused.err.splitlines() == [
+        "error: R-IO1: 1 bad row(s), nothing imported",
+        "line 3: not UTF-8 text: byte 0xE9 at character 23; save the file as UTF-8",
+    ]
+    assert event_count(ledger) == 0
+
+
+@pytest.mark.parametrize("source", ["/dev/stdin", "-"])
+def test_import_reads_a_pipe_once(source: str, db: Path, ledger: SimLedger) -> None:
+    keys = iccids(2)
+    delivery = "iccid,operator,sim_type,esim\n" + "".join(f"{k},3UK,prepaid,no\n" for k in keys)
+    with subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as cat:
+        assert cat.stdin is not None
+        cat.stdin.write(delivery.encode())
+        cat.stdin.close()
+        done = subprocess.run(
+            [sys.executable, "-m", "simledger.runners.cli", "--db", str(db), "import", source],
+            stdin=cat.stdout,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    shown = "stdin" if source == "-" else source
+    assert done.stdout == f"imported 2 SIM(s) from {shown}\n"
+    assert [item.iccid for item in ledger.sims().items] == sorted(keys)
+
+
 # ---- list ------------------------------------------------------------------------------------
 def _fleet(ledger: SimLedger) -> dict[str, list[str]]:
     """Two operators; of the 3UK SIMs some active with labels, the rest pending."""
@@ -170,6 +211,20 @@ def test_list_filters_in_table_csv_and_json_and_pages(db: Path, ledger: SimLedge
 
 
 # ---- show, history, as-of --------------------------------------------------------------------
+def test_list_as_csv_quotes_text_a_spreadsheet_would_run(db: Path, ledger: SimLedger) -> None:
+    [key] = ledger.receive_sims(iccids(1), operator="=cmd|' /C calc'!A0", sim_type=SimType.PAYGO)
+    ledger.set_note(key, "-2")
+    listed = cli("--db", str(db), "list", "--format", "csv")
+    assert listed.code == 0, listed.err
+    [row] = list(csv.DictReader(io.StringIO(listed.out)))
+    assert (row["operator"], row["note"]) == ("'=cmd|' /C calc'!A0", "'-2")
+    assert (row["this_month_mb"], row["version"]) == ("0", "2")
+    exported = io.StringIO(newline="")
+    ledger.export_sims_csv(exported)
+    [same] = list(csv.DictReader(io.StringIO(exported.getvalue(), newline="")))
+    assert same == row
+
+
 def test_show_history_and_as_of_by_version_and_time(db: Path, ledger: SimLedger) -> None:
     key = ready_sim(ledger, 1, activate=False)
     time.sleep(0.01)
