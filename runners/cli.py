@@ -196,9 +196,9 @@ def _configure_logging(verbose: bool) -> None:
 
 @contextlib.contextmanager
 def _progress_from_logs(
-    label: str, count_key: str, total_key: str | None = None, total: int | None = None
+    label: str, count_key: str, total_key: str | None = None
 ) -> Iterator[fmt.Progress]:
-    progress = fmt.Progress(label, total)
+    progress = fmt.Progress(label)  # the total, where there is one, comes with the logs
     handler = fmt.ProgressFromLogs(progress, count_key, total_key)
     logger = logging.getLogger("simledger")
     if progress.enabled:
