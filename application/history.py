@@ -10,6 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application, project_aggregate
 
+from simledger.adapters.store.fast_replay import fast_project
 from simledger.application.results import HistoryEntry, SharedGroupView, SimView
 from simledger.application.unit_of_work import UnitOfWork
 from simledger.domain import values
@@ -100,34 +101,73 @@ def _project_until(app: Application[str], aggregate_id: str, when: datetime) -> 
     return project_aggregate(None, events) if events else None
 
 
+def _last_version(app: Application[str], iccid: str) -> int:
+    """The SIM's latest version (one event read), or ``UnknownSim``."""
+    last = list(app.events.get(iccid, desc=True, limit=1))
+    if not last:
+        raise UnknownSim(iccid)
+    return int(last[0].originator_version)
+
+
+def _out_of_range(iccid: str, version: object, last: int) -> InvalidInput:
+    return InvalidInput(f"SIM {iccid} has versions 1 to {last}, not {version!r}", rule="R-ES3")
+
+
+def _sim_at_version(
+    app: Application[str], iccid: str, version: int, events: list[DomainEvent] | None = None
+) -> Sim | None:
+    """The SIM at ``version``: its nearest snapshot at or below it and the events after it
+    (a snapshot is a cache: the fold gives what replaying from the first event gives).
+    ``events``, when the caller already read them all (version order), are not read again."""
+    start: list[Any] = []
+    if app.snapshots is not None:
+        start = list(app.snapshots.get(iccid, lte=version, desc=True, limit=1))
+    after = start[0].originator_version if start else 0
+    rest: Iterable[Any]
+    if events is None:
+        rest = app.events.get(iccid, gt=after or None, lte=version)
+    else:
+        rest = events[after:version]
+    sim: Sim | None = fast_project(None, [*start, *rest])
+    return sim
+
+
+def _version_at(sim_events: list[DomainEvent], iccid: str, at: datetime) -> int:
+    """The SIM's last version recorded at or before ``at``."""
+    if at.tzinfo is None:
+        raise InvalidInput(f"timestamps must carry a time zone: {at!r}", rule="R-ES3")
+    earlier = [e.originator_version for e in sim_events if e.timestamp <= at]
+    if not earlier:
+        raise UnknownSim(iccid)
+    return earlier[-1]
+
+
 def sim_state_as_of(
     app: Application[str], iccid: str, *, at: datetime | None, version: int | None
 ) -> tuple[Sim, Package | None, SharedGroup | None, datetime]:
-    """The SIM, its copy and its group as they were at ``at`` or at the SIM's ``version``."""
+    """The SIM, its copy and its group as they were at ``at`` or at the SIM's ``version``.
+
+    By version, only the SIM's nearest snapshot and the events after it up to ``version``
+    are read; the SIM's latest version is read only to refuse a version out of range."""
     if (at is None) == (version is None):
         raise InvalidInput("give exactly one of at= or version=", rule="R-ES3")
-    sim_events: list[DomainEvent] = list(app.events.get(iccid))  # type: ignore[arg-type]
-    if not sim_events:
-        raise UnknownSim(iccid)
+    sim: Sim | None
     if version is not None:
-        if (
-            isinstance(version, bool)
-            or not isinstance(version, int)
-            or not 1 <= version <= len(sim_events)
-        ):
-            raise InvalidInput(
-                f"SIM {iccid} has versions 1 to {len(sim_events)}, not {version!r}", rule="R-ES3"
-            )
-        target = version
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise _out_of_range(iccid, version, _last_version(app, iccid))
+        sim = _sim_at_version(app, iccid, version)
+        if sim is None:
+            raise UnknownSim(iccid)
+        if sim.version != version:
+            raise _out_of_range(iccid, version, _last_version(app, iccid))
     else:
         assert at is not None
-        if at.tzinfo is None:
-            raise InvalidInput(f"timestamps must carry a time zone: {at!r}", rule="R-ES3")
-        earlier = [e.originator_version for e in sim_events if e.timestamp <= at]
-        if not earlier:
+        # the events' timestamps are in their stored state only, so every one is read
+        sim_events: list[DomainEvent] = list(app.events.get(iccid))  # type: ignore[arg-type]
+        if not sim_events:
             raise UnknownSim(iccid)
-        target = earlier[-1]
-    sim: Sim = app.repository.get(iccid, version=target)
+        sim = _sim_at_version(app, iccid, _version_at(sim_events, iccid, at), sim_events)
+        assert sim is not None
     when = at if at is not None else sim.modified_on
     copy = _project_until(app, sim.copy_id, when) if sim.copy_id else None
     group = _project_until(app, sim.group_id, when) if sim.group_id else None

@@ -8,12 +8,14 @@ was at one of its versions or at a moment; asking wrongly raises a typed error w
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
+from eventsourcing.application import project_aggregate
 from helpers import (
     COMPANY,
     MSISDN,
@@ -37,6 +39,8 @@ from simledger import (
     UnknownSim,
 )
 from simledger.application.ledger import SIM_SNAPSHOT_INTERVAL
+from simledger.domain.base import DomainEvent
+from simledger.domain.sim import Sim
 
 STATE_FIELDS = (
     "status",
@@ -301,6 +305,64 @@ def test_sim_as_of_a_sim_with_a_snapshot(ledger: SimLedger) -> None:
         view = ledger.sim_as_of(key, version=version)
         assert view.version == version
         assert view.note == (None if version == 1 else f"note at version {version}")
+
+
+def replayed(ledger: SimLedger, key: str, version: int, now: datetime | None = None) -> SimView:
+    """The SIM at ``version`` replayed from its first event, no snapshot, seen at ``now``
+    (by default the time of that version)."""
+    sim: Sim | None = project_aggregate(None, ledger.events.get(key, lte=version))
+    assert sim is not None
+    return SimView.of(sim, None, None, now or sim.modified_on)
+
+
+def test_sim_as_of_from_a_snapshot_equals_the_replay_from_the_first_event(
+    ledger: SimLedger,
+) -> None:
+    key = received_sim(ledger, 1)
+    for n in range(60):
+        ledger.set_labels(key, [f"label-{n}"])
+    events: list[DomainEvent] = list(ledger.events.get(key))  # type: ignore[arg-type]
+    assert ledger.snapshots is not None
+    assert len(list(ledger.snapshots.get(key))) == len(events) // SIM_SNAPSHOT_INTERVAL
+    for event in events:
+        version = event.originator_version
+        expected = replayed(ledger, key, version)
+        assert ledger.sim_as_of(key, version=version) == expected
+        moment = event.timestamp
+        assert ledger.sim_as_of(key, at=moment) == replayed(ledger, key, version, moment)
+    # between two events the SIM is as the earlier one left it
+    for earlier, later in itertools.pairwise(events):
+        between = earlier.timestamp + (later.timestamp - earlier.timestamp) / 2
+        expected = replayed(ledger, key, earlier.originator_version, between)
+        assert ledger.sim_as_of(key, at=between) == expected
+
+
+def test_sim_as_of_a_version_reads_only_from_the_nearest_snapshot_on(
+    ledger: SimLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = received_sim(ledger, 1)
+    for n in range(2, 1001):
+        ledger.set_note(key, f"note at version {n}")
+    assert ledger.snapshots is not None
+    read = {"events": 0, "snapshots": 0}
+
+    def counted(store: Any, name: str) -> None:
+        get = store.get
+
+        def counting_get(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for item in get(*args, **kwargs):
+                read[name] += 1
+                yield item
+
+        monkeypatch.setattr(store, "get", counting_get)
+
+    counted(ledger.events, "events")
+    counted(ledger.snapshots, "snapshots")
+    view = ledger.sim_as_of(key, version=500)
+    assert view.version == 500
+    assert view.note == "note at version 500"
+    assert read["snapshots"] == 1
+    assert read["events"] <= SIM_SNAPSHOT_INTERVAL
 
 
 # ----------------------------------------------------------------- refused questions
