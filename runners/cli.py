@@ -53,6 +53,8 @@ LIST_COLUMNS = (
 )
 EXIT_REFUSED = 2
 EXIT_FAILED = 1
+EXIT_BEHIND = 3
+"""``verify``: the views are behind the log (not a failure; ``--allow-behind`` accepts it)."""
 
 app = typer.Typer(
     name="simledger",
@@ -411,12 +413,15 @@ def cmd_rebuild(options: Options, view: Annotated[View, typer.Argument()]) -> in
     return 0
 
 
-@command("verify", "replay the store: hash chains, pools, views; exit 1 on a problem")
+@command("verify", "replay the store: hash chains, pools, views; exit 1 on a problem, 3 if behind")
 def cmd_verify(
     options: Options,
     view: Annotated[View, typer.Argument()] = "all",
     show: Annotated[int, typer.Option(help="differing rows shown per view")] = 5,
     views_only: Annotated[bool, typer.Option("--views-only", help="no replay of events")] = False,
+    allow_behind: Annotated[
+        bool, typer.Option("--allow-behind", help="views behind the log still exit 0")
+    ] = False,
 ) -> int:
     views = _views(view)
     with open_ledger(options) as ledger:
@@ -444,6 +449,13 @@ def cmd_verify(
         print(f"FAILED: {store_problems} problem(s) in the stored events (see above)")
     if differences or store_problems:
         return EXIT_FAILED
+    if behind > 0 and not allow_behind:
+        # Equal to a rebuild up to their position says nothing about the events after it.
+        print(
+            f"BEHIND: the views are {behind} event(s) behind the log and were verified only "
+            f"up to their position {position}; run `simledger project --once` to fold the rest"
+        )
+        return EXIT_BEHIND
     print("OK: every view equals its rebuild from the events")
     return 0
 

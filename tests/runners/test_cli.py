@@ -358,6 +358,36 @@ def test_project_once_folds_what_external_writers_left(db: Path) -> None:
         writer.close()
 
 
+def test_verify_of_views_behind_the_log_exits_3_unless_allowed(db: Path) -> None:
+    external = {"VIEWS_MODE": "external"}  # no worker runs: the views stay where they are
+    writer = SimLedger(env={**sqlite_settings(db), **external})
+    try:
+        writer.receive_sims(iccids(4), operator="3UK", sim_type=SimType.PREPAID)
+        position = writer.views.store.position()
+        behind = (writer.recorder.max_notification_id() or 0) - position
+    finally:
+        writer.close()
+    assert behind > 0
+
+    refused = cli("--db", str(db), "verify", env=external)
+    assert refused.code == 3, refused.out + refused.err
+    last = refused.out.splitlines()[-1]
+    assert f"views are {behind} event(s) behind the log" in last
+    assert f"verified only up to their position {position}" in last
+    assert "OK" not in refused.out
+
+    allowed = cli("--db", str(db), "verify", "--allow-behind", env=external)
+    assert allowed.code == 0, allowed.out + allowed.err
+    assert f"({behind} later event(s) not folded yet)" in allowed.out
+    assert allowed.out.splitlines()[-1].startswith("OK")
+
+    assert cli("--db", str(db), "project", "--once").code == 0
+    current = cli("--db", str(db), "verify", env=external)
+    assert current.code == 0, current.out + current.err
+    assert "not folded yet" not in current.out
+    assert current.out.splitlines()[-1] == "OK: every view equals its rebuild from the events"
+
+
 def test_demo_then_verify(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     demo = cli("--db", str(db), "demo")
