@@ -5,7 +5,7 @@ decodes all of its stored events. The standard library's decoder calls the trans
 ``object_hook`` (a Python function) for every JSON object; orjson parses in C and the
 custom-typed values (``{"_type_": ..., "_data_": ...}``, at most a few per event: the
 timestamp, a Decimal) are restored by one walk afterwards. The result is the same objects
-(``tests/test_transcoder.py`` checks it against the standard decoder on stored events of
+(``tests/adapters/test_transcoder.py`` checks it against the standard decoder on stored events of
 every kind).
 
 Encoding goes through orjson too when the state holds only what orjson writes as the
