@@ -5,7 +5,7 @@ decodes all of its stored events. The standard library's decoder calls the trans
 ``object_hook`` (a Python function) for every JSON object; orjson parses in C and the
 custom-typed values (``{"_type_": ..., "_data_": ...}``, at most a few per event: the
 timestamp, a Decimal) are restored by one walk afterwards. The result is the same objects
-(``tests/test_transcoder.py`` checks it against the standard decoder on stored events of
+(``tests/adapters/test_transcoder.py`` checks it against the standard decoder on stored events of
 every kind).
 
 Encoding goes through orjson too when the state holds only what orjson writes as the
@@ -18,6 +18,13 @@ Anything else (a UUID, which orjson would write as a plain string; NaN, which it
 write as null; sets, dates, custom types) goes to the standard encoder, which applies the
 transcodings or refuses as eventsourcing's does. Either way the stored JSON is what
 eventsourcing's decoder reads back into the same objects.
+
+Integers beyond 64 bits: orjson refuses to write them (so the standard encoder does) and
+parses them as floats, losing their type and digits. orjson parses every integer inside
+the 64-bit range as an int, so a float of magnitude 2**63 or more in its result may have
+been such an integer: the walk that restores the transcoded values checks each float it
+passes, and on one that large the document is parsed again by the standard decoder, which
+keeps every integer exact (a genuine float that large decodes the same either way).
 """
 
 from __future__ import annotations
@@ -42,8 +49,17 @@ _PLAIN = (str, bool, type(None))
 _HANDED_BACK = (datetime, Decimal)
 
 
+# orjson parses an integer at or beyond this magnitude as a float (2**63, exact as a float)
+_BIG = float(2**63)
+
+
 class _NotForOrjson(Exception):
     """Raised inside :meth:`LedgerTranscoder._prepared`: the standard encoder must write it."""
+
+
+class _NotFromOrjson(Exception):
+    """Raised inside :meth:`LedgerTranscoder._restore`: orjson may have parsed an integer
+    beyond 64 bits as a float; the standard decoder must parse the document."""
 
 
 class LedgerTranscoder(JSONTranscoder):
@@ -99,7 +115,10 @@ class LedgerTranscoder(JSONTranscoder):
             # Not strict JSON for orjson (NaN, Infinity), or not JSON at all: the standard
             # decoder accepts the first and raises its usual error for the second.
             return super().decode(bytes(data))
-        return self._restore(parsed)
+        try:
+            return self._restore(parsed)
+        except _NotFromOrjson:
+            return super().decode(bytes(data))
 
     def __init__(self) -> None:
         super().__init__()
@@ -135,14 +154,20 @@ class LedgerTranscoder(JSONTranscoder):
                         value[key] = self._restore(item)
                 elif kind is list:
                     value[key] = self._restore(item)
+                elif kind is float and (item >= _BIG or item <= -_BIG):
+                    raise _NotFromOrjson
             if len(value) == 2 and "_type_" in value and "_data_" in value:
                 return self._transcoding(value["_type_"]).decode(value["_data_"])
             return value
         if kind is list:
             return [
-                self._restore(item) if type(item) is dict or type(item) is list else item
+                self._restore(item)
+                if (k := type(item)) is dict or k is list or k is float
+                else item
                 for item in value
             ]
+        if kind is float and (value >= _BIG or value <= -_BIG):
+            raise _NotFromOrjson
         return value
 
     def _leaf(self, name: str, data: str) -> Any:

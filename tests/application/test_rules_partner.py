@@ -68,6 +68,26 @@ def test_r_pf1_other_quantities_are_refused(
     assert event_count(ledger) == 0
 
 
+def test_r_pf1_an_order_beyond_64_bits_reads_back_exactly_and_verifies(
+    persistent_store_env: dict[str, str],
+) -> None:
+    """JSON numbers past 64 bits must come back as the same int (not a float), and the
+    event's chain hash must verify after the store is reopened."""
+    ledger, _ = new_ledger(persistent_store_env)
+    order = ledger.order_sims("3UK", 10**20)
+    ledger.close()
+    reopened, _ = new_ledger(persistent_store_env)
+    try:
+        quantity: object = reopened.repository.get(str(order)).quantity
+        assert type(quantity) is int
+        assert quantity == 10**20
+        report = reopened.verify_store()
+        assert report.problems == []
+        assert report.chains_checked == 1
+    finally:
+        reopened.close()
+
+
 def test_r_pf1_delivery_cannot_exceed_the_order_or_change_operator(ledger: SimLedger) -> None:
     order = ledger.order_sims("A1", 20)
     ledger.receive_sims(iccids(15), operator="A1", sim_type="prepaid", order_id=order)

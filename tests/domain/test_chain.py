@@ -93,6 +93,17 @@ def test_a_float_is_written_as_the_standard_encoder_writes_it() -> None:
     assert chain.content("t:T", "89440", 1, 1, fields) == standard("t:T", 1, fields)
 
 
+def test_integers_beyond_64_bits_are_written_as_their_digits() -> None:
+    """orjson refuses them; the standard encoder writes every digit, never a float."""
+    for n in (2**64, 10**20, -(2**70), -(2**63) - 1):
+        fields = {"quantity": n, "x": [n], "d": {"n": n}}
+        written = chain.content("t:T", "89440", 1, 1, fields)
+        assert written == standard("t:T", 1, fields)
+        assert str(n).encode() in written
+        assert b"e+" not in written
+    assert b"10000000000000000000000" in chain.content("t:T", "89440", 1, 1, {"n": 10**22})
+
+
 def test_the_stored_bookkeeping_keys_are_not_hashed() -> None:
     fields: dict[str, Any] = {"note": "x", "at": datetime(2024, 1, 1, tzinfo=UTC)}
     bookkeeping = dict.fromkeys(NOT_HASHED, "anything")
