@@ -234,10 +234,9 @@ def ready_sim(
     return key
 
 
-def active_sim_aggregate(number: int = 0) -> Sim:
-    """An ``active`` :class:`Sim` built by its own methods, without a ledger or a store, its
-    events collected (none pending)."""
-    sim = Sim.receive(
+def received_sim_aggregate(number: int = 0) -> Sim:
+    """A newly received :class:`Sim` (its ``Received`` event pending), without a store."""
+    return Sim.receive(
         iccid(number),
         operator=OPERATOR,
         sim_type=SimType.SUBSCRIPTION,
@@ -246,6 +245,12 @@ def active_sim_aggregate(number: int = 0) -> Sim:
         integrated=True,
         order_id=None,
     )
+
+
+def active_sim_aggregate(number: int = 0) -> Sim:
+    """An ``active`` :class:`Sim` built by its own methods, without a ledger or a store, its
+    events collected (none pending)."""
+    sim = received_sim_aggregate(number)
     sim.complete_integration_check(ok=True, reason=None)
     sim.assign_line(MSISDN)
     sim.assign_to_company(COMPANY)

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from helpers import active_sim_aggregate
+from helpers import active_sim_aggregate, received_sim_aggregate
 
 from simledger.adapters.store.fast_events import FAST_EVENTS
 from simledger.domain.base import LedgerAggregate
 from simledger.domain.sim import Sim
-from simledger.domain.types import OperationKind, SimType
+from simledger.domain.types import OperationKind
 
 
 def rebuilt(event: Any) -> Any:
@@ -87,27 +87,14 @@ def test_the_fast_trigger_and_eventsourcing_s_give_the_same_aggregate(
     }
 
 
-def _received(key: str) -> Sim:
-    return Sim.receive(
-        key,
-        operator="Orange",
-        sim_type=SimType.SUBSCRIPTION,
-        esim=False,
-        activation_code=None,
-        integrated=True,
-        order_id=None,
-    )
-
-
 def test_a_created_aggregate_equals_the_one_eventsourcing_creates(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    key = "89440000000000000028"
     taken = spied(monkeypatch)
-    fast = _received(key)
+    fast = received_sim_aggregate(2)
     assert taken == [True]  # the fast path was taken
     monkeypatch.setattr(LedgerAggregate, "event_shortcut", None)
-    plain = _received(key)
+    plain = received_sim_aggregate(2)
     [fast_event] = cast(list[Any], fast.collect_events())
     [plain_event] = cast(list[Any], plain.collect_events())
     assert list(vars(fast_event)) == list(vars(plain_event))
