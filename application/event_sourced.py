@@ -27,6 +27,7 @@ from simledger.adapters.store.transcoder import LedgerTranscoder
 from simledger.application.unit_of_work import UnitOfWork
 from simledger.domain.base import LedgerAggregate, Snapshot
 from simledger.domain.errors import StoreUnreadable
+from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
 
 log = get_logger("simledger")
@@ -41,6 +42,12 @@ SIM_SNAPSHOT_INTERVAL = 5
 """A SIM is snapshotted when a save takes it across a multiple of this many events, so a
 load reads its latest snapshot and at most four events after it. A provisioned SIM
 (received, checked, line, company, package, activated) already has one."""
+
+
+GROUP_SNAPSHOT_INTERVAL = 500
+"""A shared group is snapshotted every this many events (its pool's draws, mostly): a
+snapshot holds every member's ICCID, so not often; a ledger that used the group lately
+reads only the events after the state it knows (adapters/store/aggregate_cache.py)."""
 
 
 def _create_tables_retrying(create: Callable[[], R]) -> R:
@@ -62,7 +69,10 @@ class EventSourcedLedger(Application[str]):
     """The ledger's store and its unit of work. ``env`` follows eventsourcing's settings."""
 
     name = "simledger"
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Sim: SIM_SNAPSHOT_INTERVAL}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        Sim: SIM_SNAPSHOT_INTERVAL,
+        SharedGroup: GROUP_SNAPSHOT_INTERVAL,
+    }
     snapshot_class = Snapshot
 
     def __init__(self, env: EnvType | None = None) -> None:

@@ -83,6 +83,8 @@ class SimLedger(EventSourcedLedger):
         super().__init__(env)
         uow, now = self.unit_of_work, self.clock
         self._queries = ViewQueries(self.env, self.recorder, self.mapper, now)
+        # Embedded, a save folds its events into the views inside its own transaction.
+        uow.in_transaction = self._queries.inline_fold
         self._reads = SimReads(uow, now)
         self._lifecycle = LifecycleCommands(
             uow, clock=now, operators_without_integration=self.operators_without_integration

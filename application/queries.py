@@ -25,8 +25,11 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
 
 from simledger.adapters.logs import get_logger
+from simledger.adapters.store.in_transaction import InTransaction
+from simledger.adapters.views.base import Opening
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
 from simledger.domain.errors import InvalidInput
+from simledger.projections.batch import keys_of
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
     Page,
@@ -41,6 +44,27 @@ log = get_logger("simledger.views")
 EMBEDDED = "embedded"
 EXTERNAL = "external"
 _CREATE_LOCK = threading.Lock()
+
+
+class _InlineFold(InTransaction):
+    """A save's events folded into the views inside its transaction: the tracking lock and
+    the rows are asked for as the INSERT leaves (``before``), the fold written once the
+    ids are known (``after``)."""
+
+    def __init__(self, runner: ViewRunner, events: Sequence[Any], done: threading.local) -> None:
+        self.runner = runner
+        self.events = events
+        self.keys = keys_of(events)
+        self.done = done
+        self.opening: Opening | None = None
+
+    def before(self, connection: Any) -> None:
+        self.opening = self.runner.store.inline_send(connection, self.keys)
+
+    def after(self, connection: Any, ids: Sequence[int]) -> None:
+        if self.runner.fold_inline(connection, self.events, ids, self.keys, self.opening):
+            # Read by ``saved`` on this thread after the commit: nothing left to fold.
+            self.done.upto = ids[-1]
 
 
 class ViewQueries:
@@ -60,6 +84,8 @@ class ViewQueries:
         self.clock = clock
         self._runner: ViewRunner | None = None
         self._last_saved_id = 0
+        self._inline = threading.local()
+        """``upto``: the last id this thread's latest save folded inline."""
 
     def _setting(self, key: str) -> str | None:
         value = self.env.get(key)
@@ -94,14 +120,24 @@ class ViewQueries:
             )
         return mode
 
+    def inline_fold(self, events: Sequence[Any]) -> InTransaction | None:
+        """For a save of ``events`` by this ledger, embedded: the hook that folds them into
+        the views inside the save's own transaction (adapters/store/in_transaction.py);
+        None with external views (a worker folds them)."""
+        if self.views_mode != EMBEDDED:
+            return None
+        return _InlineFold(self.views, events, self._inline)
+
     def saved(self, recordings: list[Recording[Any]]) -> None:
         """After a save: note its position, and fold it into the views when they are kept
-        in this process."""
+        in this process and the save did not fold them inline."""
         if not recordings:
             return
         last = max(r.notification.id for r in recordings)
         self._last_saved_id = max(self._last_saved_id, last)
         if self.views_mode != EMBEDDED:
+            return
+        if getattr(self._inline, "upto", 0) >= last:
             return
         try:
             self.views.catch_up(until=last)

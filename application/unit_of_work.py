@@ -21,12 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording
 
 from simledger.adapters.logs import get_logger
-from simledger.adapters.store.aggregate_cache import AggregateCache
-from simledger.adapters.store.batch_load import fast_project, gc_paused, load_many
+from simledger.adapters.store.aggregate_cache import AggregateCache, GroupCache
+from simledger.adapters.store.batch_load import gc_paused, load_many
+from simledger.adapters.store.in_transaction import InTransaction
 from simledger.application.iccid_memo import IccidMemo
 from simledger.domain import values
 from simledger.domain.base import LedgerAggregate, Snapshot
@@ -44,26 +45,43 @@ A = TypeVar("A", bound=LedgerAggregate)
 MAX_ATTEMPTS = 8
 """Runs of a command whose save keeps colliding with other writers, before it gives up."""
 
+GROUP_CACHE_SIZE = 64
+"""Shared groups a ledger keeps the latest known state of (each up to its members' ids)."""
+
+
+USAGE_ATTEMPTS = 100
+"""Runs of a usage command: a busy shared pool's writers collide on its version all the
+time, and a usage record is never the caller's to retry (the carrier sent it once)."""
+
 
 def command(method: Callable[P, R]) -> Callable[P, R]:
     """Re-run ``method`` on fresh state when its save collides with another writer."""
+    return retried(MAX_ATTEMPTS)(method)
 
-    @functools.wraps(method)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return method(*args, **kwargs)
-            except IntegrityError as conflict:
-                log.info("command.conflict", command=method.__name__, attempt=attempt)
-                if attempt == MAX_ATTEMPTS:
-                    raise ConcurrencyConflict(
-                        f"{method.__name__} collided with concurrent writers {attempt} times; "
-                        "nothing was recorded, try again"
-                    ) from conflict
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    return run
+def retried(attempts: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """:func:`command` with ``attempts`` runs at most (the back-off stops growing at the
+    eighth)."""
+
+    def decorate(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return method(*args, **kwargs)
+                except IntegrityError as conflict:
+                    log.info("command.conflict", command=method.__name__, attempt=attempt)
+                    if attempt == attempts:
+                        raise ConcurrencyConflict(
+                            f"{method.__name__} collided with concurrent writers {attempt} "
+                            "times; nothing was recorded, try again"
+                        ) from conflict
+                    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, MAX_ATTEMPTS)))
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return run
+
+    return decorate
 
 
 def without_gc(method: Callable[P, R]) -> Callable[P, R]:
@@ -102,17 +120,21 @@ class UnitOfWork:
     ) -> None:
         self.app = app
         self.cache = AggregateCache(cache_size)
+        self.in_transaction: Callable[[Sequence[Any]], InTransaction | None] | None = None
+        """Given a save's events, the work to do inside its transaction (the ledger's
+        inline fold of its views), or None."""
         self.iccids = IccidMemo()
+        self.groups = GroupCache(GROUP_CACHE_SIZE)
+        """The shared groups this ledger used last: a busy pool is loaded as the events
+        after the version known here, not as its thousands of members again."""
         """The ICCIDs this ledger normalised: a bulk pause's come back in its carriers'
         answers and in the resume, each time as the caller's strings."""
 
     # ---- load -------------------------------------------------------------------------------
     def get(self, aggregate_id: str, kind: type[A]) -> A | None:
         """The aggregate ``aggregate_id`` if it exists and is a ``kind``."""
-        try:
-            aggregate: object = self.app.repository.get(aggregate_id, projector_func=fast_project)
-        except AggregateNotFoundError:
-            return None
+        # load_many reads the latest snapshot and the events after it in one query.
+        aggregate = load_many(self.app, (aggregate_id,)).get(aggregate_id)
         return aggregate if isinstance(aggregate, kind) else None
 
     def iccid(self, raw: object) -> str:
@@ -140,7 +162,7 @@ class UnitOfWork:
     def group(self, group_id: object) -> SharedGroup:
         """A shared group that is not deleted."""
         key = values.uuid_text(group_id, UnknownGroup)
-        group = self.get(key, SharedGroup)
+        group = self.groups.latest(self.app, key)
         if group is None:
             raise UnknownGroup(group_id)
         if group.deleted:
@@ -200,10 +222,15 @@ class UnitOfWork:
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
         processing_event.saved_kwargs.update(kwargs)
+        if self.in_transaction is not None and processing_event.events:
+            hook = self.in_transaction(processing_event.events)
+            if hook is not None:
+                processing_event.saved_kwargs["in_transaction"] = hook
         recordings = app._record(processing_event)
         self.cache.put(
             (a for a in processing_event.aggregates.values() if isinstance(a, Sim)), owned=owned
         )
+        self.groups.saved(processing_event.aggregates.values())
         self.take_snapshots(processing_event)
         app._notify(recordings)
         app.notify(processing_event.events)  # deprecated hook, called as the original does

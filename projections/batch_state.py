@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
@@ -43,21 +42,18 @@ class Touched:
 class Changes:
     """What a batch changes, for the store to write in one transaction.
 
-    ``pools`` holds, per shared group whose pool moved, the pool's final value: the store
-    sets it as ``data_left_mb`` on every SIM row it holds with that ``group_id`` (the rows
-    in ``sims`` already carry it). ``counts`` are deltas of the per-combination SIM counts
+    ``counts`` are deltas of the per-combination SIM counts
     (:meth:`SimRow.counted_as`). ``labels`` lists the SIMs whose labels changed.
     """
 
     sims: dict[str, SimRow] = field(default_factory=dict)
     groups: dict[str, GroupRow] = field(default_factory=dict)
     operations: dict[str, OperationRow] = field(default_factory=dict)
-    pools: dict[str, Decimal] = field(default_factory=dict)
     counts: dict[CountKey, int] = field(default_factory=dict)
     labels: dict[str, list[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.sims or self.groups or self.operations or self.pools)
+        return bool(self.sims or self.groups or self.operations)
 
 
 class BatchFold:
@@ -71,7 +67,6 @@ class BatchFold:
         self.dirty_sims: set[str] = set()
         self.dirty_groups: set[str] = set()
         self.dirty_operations: set[str] = set()
-        self.pools: dict[str, Decimal] = {}
         self.copy_owner: dict[str, str] = {
             row.copy_id: iccid for iccid, row in touched.sims.items() if row.copy_id
         }
@@ -100,11 +95,9 @@ class BatchFold:
 
     # ---- result -----------------------------------------------------------------------------
     def changes(self) -> Changes:
-        out = Changes(pools=dict(self.pools))
+        out = Changes()
         for iccid in self.dirty_sims:
             row = self.sims[iccid]
-            if row.group_id is not None and row.group_id in self.pools:
-                row.data_left_mb = self.pools[row.group_id]
             out.sims[iccid] = row
             before = self._before.sims.get(iccid)
             if before is not None:

@@ -1,7 +1,7 @@
 """The shared groups view (R-SG1..4): size, package, pool left and the lock of each group.
 
-A draw on the pool changes every member's data left: the new pool value goes to the
-batch's ``pools``, which the store applies to all member rows at once.
+The pool's value lives here only: the SIM list reads a member's data left from its
+group's row (projections/sim_list.py), so a draw writes one row, not one per member.
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ def usage_drawn(fold: BatchFold, event: SharedGroup.UsageDrawn) -> None:
     row = _touch(fold, event)
     if row is not None:
         row.data_left_mb -= event.mb
-        fold.pools[row.group_id] = row.data_left_mb
 
 
 def depleted(fold: BatchFold, event: SharedGroup.Depleted) -> None:
@@ -85,7 +84,6 @@ def depleted(fold: BatchFold, event: SharedGroup.Depleted) -> None:
     if row is not None:
         row.depleted = True
         row.data_left_mb = ZERO
-        fold.pools[row.group_id] = ZERO
 
 
 HANDLERS: dict[type, Handler] = {

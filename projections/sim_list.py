@@ -2,20 +2,21 @@
 
 A SIM's ``data_left_mb`` and ``expires_at`` come from its own package copy (R-PK2) or,
 inside a shared group, from the group's pool (R-SG1). Copy events are applied only while
-the row's ``copy_id`` is that copy; pool changes reach every member through the batch's
-``pools`` (see :class:`simledger.projections.batch_state.Changes`).
+the row's ``copy_id`` is that copy. A member's row holds no ``data_left_mb`` of its own:
+the pool's value lives once, in the group's row, and the SIM list reads it from there
+(adapters/views: ``sims()`` pages, sorting by data left). Every draw on a pool of 10,000
+members would otherwise rewrite 10,000 rows.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from simledger.domain.package import Package
 from simledger.domain.sim import Sim
 from simledger.domain.types import SuspendReason
 from simledger.projections.batch_state import BatchFold, Handler
-from simledger.projections.rows import ZERO, GroupRow, SimRow
+from simledger.projections.rows import ZERO, SimRow
 
 # ---- SIM events -------------------------------------------------------------------------------
 
@@ -85,7 +86,7 @@ def package_shared(fold: BatchFold, event: Sim.PackageShared) -> None:
         _no_copy(row)
         row.plan = event.plan
         group = fold.group(event.group_id)
-        row.data_left_mb = shown_pool(group) if group is not None else None
+        row.data_left_mb = None  # the group's row holds it (see the module docstring)
         row.expires_at = group.expires_at if group is not None else None
 
 
@@ -172,10 +173,6 @@ def _no_copy(row: SimRow) -> None:
 
 def _show_copy(row: SimRow) -> None:
     row.data_left_mb = ZERO if row.copy_depleted is not None else row.copy_left_mb
-
-
-def shown_pool(group: GroupRow) -> Decimal:
-    return ZERO if group.depleted else group.data_left_mb
 
 
 def _holder(fold: BatchFold, copy_id: str) -> SimRow | None:

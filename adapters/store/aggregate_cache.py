@@ -30,6 +30,10 @@ from typing import Any
 
 from eventsourcing.application import Application
 
+from simledger.adapters.store.batch_load import load_many
+from simledger.adapters.store.fast_replay import fast_project
+from simledger.domain.shared_group import SharedGroup
+
 CHUNK = 1000
 """Ids per version query."""
 
@@ -100,6 +104,56 @@ class AggregateCache:
         return {i: a for i, a in aggregates.items() if latest.get(i) == a.version}
 
 
+class GroupCache:
+    """The latest known state of the shared groups a ledger used, at most ``size``.
+
+    A busy shared pool changes with every member's usage, and its aggregate holds every
+    member's ICCID: loading it whole for each usage record costs more than the record.
+    :meth:`latest` reads only the events recorded after the version known here (one query)
+    and applies them to a private copy. Entries are never handed out, only copies, so a
+    refused or failed command leaves them as they were.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, SharedGroup] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def latest(self, app: Application[str], group_id: str) -> SharedGroup | None:
+        """The group as the store holds it now (None: no such group)."""
+        with self._lock:
+            known = self._items.get(group_id)
+        if known is None:
+            loaded = load_many(app, (group_id,)).get(group_id)
+            group = loaded if isinstance(loaded, SharedGroup) else None
+        else:
+            group = private_copy(known)
+            newer = list(app.repository.event_store.get(group_id, gt=known.version))
+            if newer:
+                group = fast_project(group, newer)
+        if group is not None:
+            self._keep(private_copy(group))
+        return group
+
+    def saved(self, aggregates: Iterable[Any]) -> None:
+        """After a save: the groups in ``aggregates`` as they now stand."""
+        for aggregate in aggregates:
+            if isinstance(aggregate, SharedGroup):
+                self._keep(private_copy(aggregate))
+
+    def _keep(self, group: SharedGroup) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            known = self._items.get(group.id)
+            if known is not None and known.version > group.version:
+                return  # another thread already knows a later one
+            self._items[group.id] = group
+            self._items.move_to_end(group.id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 def latest_versions(app: Application[str], ids: Sequence[str]) -> Mapping[str, int]:
     """The latest stored version of each of ``ids`` that has events: one query per chunk
     on SQLite and PostgreSQL (an index descent per id), one read per id elsewhere."""
@@ -118,9 +172,10 @@ def latest_versions(app: Application[str], ids: Sequence[str]) -> Mapping[str, i
             "FROM unnest(%s::text[]) AS i"
         ).format(sql.Identifier(recorder.datastore.schema, recorder.events_table_name))
         for chunk in chunks:
+            # One statement reads one snapshot of the store: no transaction around it.
             with (
-                recorder.datastore.transaction(commit=False) as dict_cursor,
-                dict_cursor.connection.cursor(row_factory=tuple_row) as cursor,
+                recorder.datastore.get_connection() as conn,
+                conn.cursor(row_factory=tuple_row) as cursor,
             ):
                 cursor.execute(statement, (chunk,), prepare=True)
                 rows: list[Any] = cursor.fetchall()

@@ -23,6 +23,7 @@ decoding instead of adding to it (bench/README.md).
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,8 +163,20 @@ def _decoder(mapper: Mapper[Any]) -> Decoder:
     return via_mapper
 
 
+_READERS: weakref.WeakKeyDictionary[Any, _BatchReader | None] = weakref.WeakKeyDictionary()
+"""Each application's reader, made once (its statement composed once)."""
+
+
 def _batch_reader(app: Application[str]) -> _BatchReader | None:
     """A one-query-per-chunk reader for the application's store, if it has one."""
+    try:
+        return _READERS[app]
+    except KeyError:
+        reader = _READERS[app] = _make_reader(app)
+        return reader
+
+
+def _make_reader(app: Application[str]) -> _BatchReader | None:
     events = app.repository.event_store.recorder
     snapshot_store = app.repository.snapshot_store
     snapshots = snapshot_store.recorder if snapshot_store is not None else None
@@ -256,6 +269,15 @@ def _postgres_reader(
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def read(ids: list[str], take: Take) -> None:
         if not ids:
+            return
+        if len(ids) == 1:
+            # One statement reads one snapshot of the store by itself: no transaction
+            # around it, so one round trip (a command loading its SIM).
+            with (
+                datastore.get_connection() as conn,
+                conn.cursor(row_factory=tuple_row, binary=True) as cursor,
+            ):
+                take(cursor.execute(statement, (ids,), prepare=True).fetchall())
             return
         first, *rest = chunked(ids, POSTGRES_CHUNK)
         with (

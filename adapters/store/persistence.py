@@ -10,6 +10,9 @@ FORCED = {"ORIGINATOR_ID_TYPE": "text"}
 POSTGRES_RECORDER_TOPIC = "simledger.adapters.store.pg_recorder:BulkPostgresApplicationRecorder"
 """eventsourcing's PostgreSQL recorder with a faster, non-pipelined insert (pg_recorder.py)."""
 
+SQLITE_RECORDER_TOPIC = "simledger.adapters.store.sqlite_recorder:LedgerSqliteApplicationRecorder"
+"""eventsourcing's SQLite recorder with the in-transaction hook (sqlite_recorder.py)."""
+
 DEFAULTS = {
     # eventsourcing insists on a password even where the server trusts local connections.
     "POSTGRES_PASSWORD": "unused-with-trust-auth",
@@ -26,6 +29,9 @@ def store_env(env: Mapping[str, str]) -> dict[str, str]:
     if settled.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
         # Bulk inserts as binary arrays, without the pipeline that hangs on big saves.
         settled.setdefault("APPLICATION_RECORDER_TOPIC", POSTGRES_RECORDER_TOPIC)
+    if settled.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
+        # The read models are folded inside the events' transaction (in_transaction.py).
+        settled.setdefault("APPLICATION_RECORDER_TOPIC", SQLITE_RECORDER_TOPIC)
     return settled
 
 

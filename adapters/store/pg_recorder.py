@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
@@ -48,10 +49,45 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import get_topic, retry
+from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
+
+from simledger.adapters.store.in_transaction import (
+    HookFailed,
+    InTransaction,
+    insert_with_hook,
+    prepare_hook,
+    run_hook,
+)
 
 COPY_FROM = 200
 """Saves of at least this many events are written with ``COPY`` (ids drawn first)."""
+
+PIPELINE_BYTES = 64 * 1024
+"""Saves of at most this many bytes of event state go out as one pipeline; bigger ones
+would risk the pipeline hang described above."""
+
+
+def _roll_back(conn: Any) -> None:
+    """End the transaction a failed pipeline left open (the connection goes back to the
+    pool idle); a broken connection is the pool's to discard."""
+    try:
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass
+
+
+def _conflict_or_lost(error: psycopg.Error) -> bool:
+    """Whether the INSERT collided with another writer's events (the command's to re-run),
+    or the connection failed (the commit may or may not have happened)."""
+    return isinstance(
+        error, psycopg.IntegrityError | psycopg.OperationalError | psycopg.InterfaceError
+    )
+
+
+def _state_bytes(stored_events: Sequence[StoredEvent]) -> int:
+    return sum(len(e.state) for e in stored_events)
 
 
 class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -62,8 +98,9 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        self.notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
         self.prelude_statement = SQL("; ").join(
-            [*self.lock_table_statements, SQL("NOTIFY {0}").format(Identifier(self.channel_name))]
+            [*self.lock_table_statements, self.notify_statement]
         )
         self.bulk_insert_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
@@ -89,21 +126,95 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        in_transaction: InTransaction | None = None,
+        **kwargs: Any,
     ) -> Sequence[int] | None:
+        """Insert the events in one transaction; ``in_transaction`` (if given) runs in it
+        after the insert (adapters/store/in_transaction.py)."""
         if self.datastore.enable_db_functions:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
+        return insert_with_hook(
+            lambda hook: self._insert_in_transaction(stored_events, hook, kwargs), in_transaction
+        )
+
+    def _insert_in_transaction(
+        self,
+        stored_events: Sequence[StoredEvent],
+        hook: InTransaction | None,
+        kwargs: dict[str, Any],
+    ) -> list[int] | None:
+        if not stored_events:
+            return None
+        if len(stored_events) >= COPY_FROM or _state_bytes(stored_events) > PIPELINE_BYTES:
+            return self._insert_big(stored_events, hook, kwargs)
+        # A small save (a single command) is one pipeline: BEGIN, the locks, NOTIFY, the
+        # INSERT and the hook's first statements go out together (one round trip to read
+        # the ids), then the hook's writes and COMMIT (one more, the pipeline's closing
+        # sync). Without a hook, COMMIT leaves with the INSERT: one round trip in all.
         notification_ids: list[int] | None = None
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.cursor() as curs:
+                    with conn.pipeline():
+                        curs.execute("BEGIN")
+                        self._insert_events(curs, stored_events, **kwargs)
+                        for statement in self.lock_table_statements:
+                            curs.execute(statement)
+                        curs.execute(self.notify_statement)
+                        curs.execute(
+                            self.bulk_insert_statement,
+                            (
+                                [e.originator_id for e in stored_events],
+                                [e.originator_version for e in stored_events],
+                                [e.topic for e in stored_events],
+                                [e.state for e in stored_events],
+                            ),
+                            prepare=True,
+                            binary=True,
+                        )
+                        if hook is None:
+                            # COMMIT leaves with the rest; the ids are read once the
+                            # pipeline's closing sync has brought every answer back.
+                            conn.execute("COMMIT")
+                        else:
+                            prepare_hook(hook, conn)
+                            notification_ids = self._ids(curs, stored_events)
+                            run_hook(hook, conn, notification_ids)
+                            conn.execute("COMMIT")
+                    if notification_ids is None:
+                        notification_ids = self._ids(curs, stored_events)
+            except psycopg.Error as error:
+                _roll_back(conn)
+                if hook is not None and not _conflict_or_lost(error):
+                    # A statement of the hook's failed (it shows at a sync of the
+                    # pipeline, maybe while the INSERT's ids are read): insert again
+                    # without it. An INSERT that failed otherwise fails again.
+                    raise HookFailed() from error
+                raise
+            except BaseException:
+                _roll_back(conn)
+                raise
+        return notification_ids
+
+    def _insert_big(
+        self,
+        stored_events: Sequence[StoredEvent],
+        hook: InTransaction | None,
+        kwargs: dict[str, Any],
+    ) -> list[int]:
+        """A big save, without a pipeline (see the module docstring)."""
         with self.datastore.get_connection() as conn, conn.transaction():
             with conn.cursor() as curs:
                 self._insert_events(curs, stored_events, **kwargs)
-            if stored_events:
-                with conn.cursor() as curs:
-                    # The original's _lock_table and _notify_channel, in one round trip.
-                    curs.execute(self.prelude_statement)
-                    if len(stored_events) >= COPY_FROM:
-                        return self._copy(curs, stored_events)
+                # The original's _lock_table and _notify_channel, in one round trip.
+                curs.execute(self.prelude_statement)
+                if len(stored_events) >= COPY_FROM:
+                    notification_ids = self._copy(curs, stored_events)
+                else:
                     curs.execute(
                         self.bulk_insert_statement,
                         (
@@ -116,13 +227,22 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                         binary=True,
                     )
                     notification_ids = [row["notification_id"] for row in curs.fetchall()]
-                if len(notification_ids) != len(stored_events):
-                    msg = (
-                        f"Couldn't get all notification IDs (got {len(notification_ids)}, "
-                        f"expected {len(stored_events)})"
-                    )
-                    raise ProgrammingError(msg)
+            self._check_ids(notification_ids, stored_events)
+            run_hook(hook, conn, notification_ids)
         return notification_ids
+
+    def _ids(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+        ids = [row["notification_id"] for row in curs.fetchall()]
+        self._check_ids(ids, stored_events)
+        return ids
+
+    @staticmethod
+    def _check_ids(ids: Sequence[int], stored_events: Sequence[StoredEvent]) -> None:
+        if len(ids) != len(stored_events):
+            msg = (
+                f"Couldn't get all notification IDs (got {len(ids)}, expected {len(stored_events)})"
+            )
+            raise ProgrammingError(msg)
 
     def _copy(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
         """Draw the events' notification ids, then COPY the rows in (table locked)."""

@@ -34,7 +34,7 @@ LogSpan = tuple[int, int, int | None, Partition | None]
 """Which notifications to read: (start, limit, stop, partition) of
 :meth:`ViewStore.notifications`."""
 
-PROJECTION_VERSION = 4
+PROJECTION_VERSION = 5
 """Bump when a projection changes what it stores: stores then drop and refold the views."""
 
 TRACKING_NAME = "simledger.views"
@@ -64,6 +64,10 @@ class BatchTx(Protocol):
 
     def write(self, changes: Changes, position: int) -> None: ...
 
+
+Opening = Callable[[], "tuple[BatchTx, Touched] | None"]
+"""A batch inside the event store's transaction, asked for and not yet received
+(:meth:`ViewStore.inline_send`): calling it waits for the tracking lock and the rows."""
 
 ApplyRange = Callable[[BatchTx, int, int], None]
 """Fold the events with ids in ``(after, upto]`` into the tables behind a transaction."""
@@ -167,6 +171,18 @@ class ViewStore(ABC):
     @abstractmethod
     def exclusive(self) -> AbstractContextManager[BatchTx]:
         """One transaction over the live views holding the tracking lock."""
+
+    def inline(self, connection: object, keys: Keys) -> tuple[BatchTx, Touched] | None:
+        """A batch over the live views inside the event store's own transaction, on its
+        ``connection`` (the tracking lock taken there), so the rows and the position commit
+        with the events, and the rows of ``keys`` as they stand; None where the views live
+        elsewhere (in memory)."""
+        return None
+
+    def inline_send(self, connection: object, keys: Keys) -> Opening | None:
+        """:meth:`inline`, its statements sent now and their answers read later (a store
+        that pipelines them); None: the store asks when :meth:`inline` is called."""
+        return None
 
     # ---- queries ------------------------------------------------------------------------
     @abstractmethod

@@ -66,11 +66,6 @@ class _Views:
             if row.group_id is not None:
                 self.by_group.setdefault(row.group_id, set()).add(iccid)
             self.sims[iccid] = row
-        for group_id, pool in changes.pools.items():
-            for iccid in self.by_group.get(group_id, ()):
-                member = self.sims[iccid]
-                if member.data_left_mb != pool:
-                    self.sims[iccid] = replace(member, data_left_mb=pool)
         add_counts(self.counts, changes.counts)
         self.groups.update(changes.groups)
         self.operations.update(changes.operations)
@@ -113,10 +108,18 @@ class MemoryViewStore(ViewStore):
     # ---- queries ------------------------------------------------------------------------
     def sims_page(self, query: SimQuery) -> tuple[list[SimRow], int]:
         with self._lock:
+            views = self._views
             if query.group_id is not None:
-                pool = [self._views.sims[i] for i in self._views.by_group.get(query.group_id, ())]
+                pool = [views.sims[i] for i in views.by_group.get(query.group_id, ())]
             else:
-                pool = list(self._views.sims.values())
+                pool = list(views.sims.values())
+            # A member shows its group's pool (held in the group's row only).
+            pool = [
+                replace(row, data_left_mb=views.groups[row.group_id].data_left_mb)
+                if row.group_id is not None and row.group_id in views.groups
+                else row
+                for row in pool
+            ]
         selected = [row for row in pool if matches(row, query)]
         keyed = sorted(
             ((sort_key(row, query), row.iccid, row) for row in selected),

@@ -18,16 +18,17 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import psycopg
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg.rows import TupleRow
+from psycopg import pq
+from psycopg.rows import TupleRow, tuple_row
 
-from simledger.adapters.views.base import BuiltViews
+from simledger.adapters.views.base import TRACKING_NAME, BuiltViews
 from simledger.adapters.views.dialect import SIM_TABLE, ColumnType, Dialect
 from simledger.adapters.views.postgres_indexes import (
     HAS_LABELS,
@@ -49,8 +50,8 @@ from simledger.adapters.views.sql import (
     SIM_TABLE_COLUMNS,
     Tables,
 )
-from simledger.adapters.views.sql_store import LogSource, SqlViewStore, Stream
-from simledger.projections.batch_state import Changes
+from simledger.adapters.views.sql_store import LogSource, SqlTx, SqlViewStore, Stream
+from simledger.projections.batch_state import Changes, Keys, Touched
 from simledger.projections.listing import SimQuery
 from simledger.projections.rows import SimRow
 
@@ -164,6 +165,40 @@ class PostgresViewStore(SqlViewStore):
         with self._conn() as conn, conn.transaction():
             yield conn.cursor()
 
+    def inline(self, connection: object, keys: Keys) -> tuple[SqlTx, Touched]:
+        conn = cast("psycopg.Connection[Any]", connection)
+        # The tracking lock and the rows' reads leave together and come back in one round
+        # trip (a pipeline; the save's own if it runs one: a nested one would add a sync).
+        in_pipeline = conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        with nullcontext() if in_pipeline else conn.pipeline():
+            return self.inline_send(conn, keys)()
+
+    def inline_send(self, connection: object, keys: Keys) -> Callable[[], tuple[SqlTx, Touched]]:
+        conn = cast("psycopg.Connection[Any]", connection)
+        cursor = self._inline_cursor(conn)
+
+        def new_cursor() -> psycopg.Cursor[TupleRow]:
+            return conn.cursor(row_factory=tuple_row)
+
+        cursor.execute(self.sql.lock_position, (TRACKING_NAME,))
+        receive = self.sql.send_loads(new_cursor, self.live, keys)
+
+        def opened() -> tuple[SqlTx, Touched]:
+            found = cursor.fetchone()
+            assert found is not None, "the views' tracking row exists from the store's creation"
+            touched = receive()
+            tx = SqlTx(self, cursor, self.live, int(found[0]), track=True, new_cursor=new_cursor)
+            return tx, touched
+
+        return opened
+
+    def _inline_cursor(self, connection: Any) -> psycopg.Cursor[TupleRow]:
+        # eventsourcing's connections return dicts; ours tuples, and times in UTC (a
+        # setting of the session, made once per pooled connection).
+        if connection.info.parameter_status("TimeZone") not in ("UTC", "Etc/UTC"):
+            connection.execute("SET TIME ZONE 'UTC'")
+        return cast("psycopg.Cursor[TupleRow]", connection.cursor(row_factory=tuple_row))
+
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         with self._conn() as conn:
             return list(conn.execute(statement, params).fetchall())
@@ -268,7 +303,8 @@ class PostgresViewStore(SqlViewStore):
         # subquery (evaluated once) in the page's select list, and both read one snapshot.
         # Prepared with a generic plan, on a connection of its own (``_pages_conn``), except
         # a search: its generic plan would not see that an ICCID prefix is a range.
-        combined = page.replace(" FROM ", f", ({total}) FROM ", 1)
+        main_from = f" FROM {self.q(self.live.sims)} "  # not a subquery's FROM
+        combined = page.replace(main_from, f", ({total}){main_from}", 1)
         searching = query.search is not None
         with self._conn() if searching else self._pages_conn() as conn:
             found = conn.execute(

@@ -48,9 +48,20 @@ def where(sql: Statements, query: SimQuery, tables: Tables) -> tuple[list[str], 
     return parts, params
 
 
+def data_left(sql: Statements, tables: Tables) -> str:
+    """A row's data left as the SIM list shows it: a member's is its group's pool, kept in
+    the group's row only (projections/sim_list.py)."""
+    sims = sql.q(tables.sims)
+    pool = (
+        f"(SELECT g.data_left_mb FROM {sql.q(tables.groups)} g WHERE g.group_id = {sims}.group_id)"
+    )
+    return f"(CASE WHEN {sims}.group_id IS NULL THEN {sims}.data_left_mb ELSE {pool} END)"
+
+
 def page_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[str, list[Any]]:
     p = sql.dialect.placeholder
     parts, params = where(sql, query, tables)
+    shown = data_left(sql, tables)
     direction = "DESC" if query.descending else "ASC"
     compare = "<" if query.descending else ">"
     if query.column in CONSTANT_COLUMNS or query.column == "iccid":
@@ -69,6 +80,8 @@ def page_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[st
             params.append(query.after[1])
     else:
         key = sql.key_expr(query.column, query.month)
+        if query.column == "data_left_mb":  # the shown value: no index serves this sort
+            key = f"COALESCE({sql.dialect.as_number(shown)}, -1)"
         order = f"{key} {direction}, iccid {direction}"
         if query.after is not None:
             value, iccid = query.after
@@ -82,8 +95,9 @@ def page_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[st
             )
             params += [bound, iccid, bound, iccid]
     condition = f" WHERE {' AND '.join(parts)}" if parts else ""
+    columns = [f"{shown} AS data_left_mb" if c == "data_left_mb" else c for c in SIM_COLUMNS]
     statement = (
-        f"SELECT {', '.join(SIM_COLUMNS)} FROM {sql.q(tables.sims)}{condition} "
+        f"SELECT {', '.join(columns)} FROM {sql.q(tables.sims)}{condition} "
         f"ORDER BY {order} LIMIT {query.limit + 1}"
     )
     return statement, params

@@ -21,7 +21,7 @@ group is one set-based ``UPDATE … WHERE group_id = …`` for all its members.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -252,12 +252,6 @@ class Statements:
                 cursor.executemany(
                     self.upsert(table, columns, (key,)), [encode(row) for row in rows.values()]
                 )
-        if changes.pools:
-            cursor.executemany(
-                f"UPDATE {self.q(tables.sims)} SET data_left_mb = {p} "
-                f"WHERE {self.key_expr('group_id')} = {p}",
-                [(self._number(pool), group_id) for group_id, pool in changes.pools.items()],
-            )
         if tables.labels is not None and changes.labels:
             cursor.executemany(
                 f"DELETE FROM {self.q(tables.labels)} WHERE iccid = {p}",
@@ -275,40 +269,49 @@ class Statements:
                 [(*key, n) for key, n in changes.counts.items()],
             )
 
-    def load_rows(self, cursor: Any, tables: Tables, keys: Keys) -> Touched:
-        def load(
-            table: str, codec: RowCodec[Any], columns: Sequence[str], by: str, wanted: set[str]
-        ) -> dict[str, Any]:
-            # The key of each row is its first column (iccid, group_id, operation_id).
-            found = self._select_in(cursor, table, columns, by, wanted)
-            return {values[0]: codec.decode(values) for values in found}
+    def load_rows(self, new_cursor: Callable[[], Any], tables: Tables, keys: Keys) -> Touched:
+        """The rows of ``keys``, read on cursors from ``new_cursor`` (one per statement)."""
+        return self.send_loads(new_cursor, tables, keys)()
 
-        return Touched(
-            sims={
-                **load(tables.sims, self.sims, SIM_COLUMNS, "iccid", keys.iccids),
-                **load(tables.sims, self.sims, SIM_COLUMNS, "copy_id", keys.copy_ids),
-            },
-            groups=load(tables.groups, self.groups, GROUP_COLUMNS, "group_id", keys.group_ids),
-            operations=load(
-                tables.operations,
+    def send_loads(
+        self, new_cursor: Callable[[], Any], tables: Tables, keys: Keys
+    ) -> Callable[[], Touched]:
+        """Send the statements reading the rows of ``keys``, each on a cursor of its own
+        (``new_cursor``); returns what fetches and decodes their rows. In a pipeline the
+        statements all leave at once, and the rows come back in one round trip."""
+        sims: dict[str, Any] = {}
+        groups: dict[str, Any] = {}
+        operations: dict[str, Any] = {}
+        loads: list[tuple[dict[str, Any], RowCodec[Any], str, Sequence[str], str, set[str]]] = [
+            (sims, self.sims, tables.sims, SIM_COLUMNS, "iccid", keys.iccids),
+            (sims, self.sims, tables.sims, SIM_COLUMNS, "copy_id", keys.copy_ids),
+            (groups, self.groups, tables.groups, GROUP_COLUMNS, "group_id", keys.group_ids),
+            (
+                operations,
                 self.operations,
+                tables.operations,
                 OPERATION_COLUMNS,
                 "operation_id",
                 keys.operation_ids,
             ),
-        )
+        ]
+        sent: list[tuple[dict[str, Any], RowCodec[Any], Any]] = []
+        for into, codec, table, columns, by, wanted in loads:
+            for chunk in chunked(sorted(wanted), self.dialect.chunk_size):
+                condition, params = self.dialect.in_list(by, chunk)
+                cursor = new_cursor()
+                cursor.execute(
+                    f"SELECT {', '.join(columns)} FROM {self.q(table)} WHERE {condition}", params
+                )
+                sent.append((into, codec, cursor))
 
-    def _select_in(
-        self, cursor: Any, table: str, columns: Sequence[str], column: str, wanted: Iterable[str]
-    ) -> list[Sequence[Any]]:
-        found: list[Sequence[Any]] = []
-        for chunk in chunked(sorted(wanted), self.dialect.chunk_size):
-            condition, params = self.dialect.in_list(column, chunk)
-            cursor.execute(
-                f"SELECT {', '.join(columns)} FROM {self.q(table)} WHERE {condition}", params
-            )
-            found += cursor.fetchall()
-        return found
+        def receive() -> Touched:
+            # The key of each row is its first column (iccid, group_id, operation_id).
+            for into, codec, cursor in sent:
+                into.update({values[0]: codec.decode(values) for values in cursor.fetchall()})
+            return Touched(sims=sims, groups=groups, operations=operations)
+
+        return receive
 
     # ---- reading ------------------------------------------------------------------------
     def all_sims(self, tables: Tables) -> str:

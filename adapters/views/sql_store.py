@@ -175,6 +175,15 @@ class SqlViewStore(ViewStore):
         with self._transaction() as cursor:
             yield SqlTx(self, cursor, self.live, self._locked_position(cursor), track=True)
 
+    def inline(self, connection: object, keys: Keys) -> tuple[SqlTx, Touched]:
+        cursor = self._inline_cursor(connection)
+        tx = SqlTx(self, cursor, self.live, self._locked_position(cursor), track=True)
+        return tx, tx.load(keys)
+
+    def _inline_cursor(self, connection: Any) -> Any:
+        """A cursor on the event store's connection, as this store's own cursors are."""
+        return connection.cursor()
+
     def write_changes(self, cursor: Any, tables: Tables, changes: Changes) -> None:
         self.sql.write_changes(cursor, tables, changes)
 
@@ -312,10 +321,19 @@ class SqlTx:
     """One view transaction of a SQL store: rows and tracking position on one cursor."""
 
     def __init__(
-        self, store: SqlViewStore, cursor: Any, tables: Tables, position: int, *, track: bool
+        self,
+        store: SqlViewStore,
+        cursor: Any,
+        tables: Tables,
+        position: int,
+        *,
+        track: bool,
+        new_cursor: Callable[[], Any] | None = None,
     ) -> None:
         self._store = store
         self._cursor = cursor
+        self._new_cursor = new_cursor or cursor.connection.cursor
+        """Cursors for reads, on the same connection, with the same kind of rows."""
         self._tables = tables
         self._position = position
         self._track = track
@@ -325,7 +343,7 @@ class SqlTx:
         return self._position
 
     def load(self, keys: Keys) -> Touched:
-        return self._store.sql.load_rows(self._cursor, self._tables, keys)
+        return self._store.sql.load_rows(self._new_cursor, self._tables, keys)
 
     def write(self, changes: Changes, position: int) -> None:
         self._store.write_changes(self._cursor, self._tables, changes)

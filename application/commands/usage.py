@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from simledger.application.commands.base import Commands
-from simledger.application.unit_of_work import command
+from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried
 from simledger.domain import policies, values
 from simledger.domain.base import LedgerAggregate
 from simledger.domain.sim import Sim
@@ -15,7 +15,7 @@ from simledger.domain.sim import Sim
 class UsageCommands(Commands):
     """The usage command."""
 
-    @command
+    @retried(USAGE_ATTEMPTS)
     def record_usage(
         self,
         iccid: object,

@@ -1,0 +1,76 @@
+"""Work done inside a save's own transaction, after its events are inserted.
+
+A recorder that supports it takes ``in_transaction=hook`` in ``insert_events`` and calls
+``hook.after(connection, notification_ids)`` on the transaction's connection once the
+events are inserted (their ids issued, in the events' order) and before the commit, so
+whatever the hook writes commits with the events or not at all. Before that, once the
+INSERT is sent but before its ids are read, it calls ``hook.before(connection)``: a
+recorder that pipelines its statements (PostgreSQL) sends the hook's first statements
+with the INSERT, and their answers come back in the same round trip. The ledger uses it
+to fold its new events into the read models inline (application/queries.py).
+
+The hook's work is an optimisation, never a condition of the save: if the hook raises, the
+transaction is rolled back and the events are inserted again without it, and the caller
+learns nothing more than that the hook did not run (a read model then catches up after the
+commit, as it would without the hook). A store conflict (``IntegrityError``) comes from
+the insert itself, before the hook, and is raised as always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from simledger.adapters.logs import get_logger
+
+log = get_logger("simledger")
+
+R = TypeVar("R")
+
+
+class InTransaction:
+    """Work a save does inside its own transaction, on the transaction's DB-API connection
+    (sqlite3 or psycopg)."""
+
+    def before(self, connection: Any) -> None:
+        """The INSERT is sent, its ids not read yet: statements sent now travel with it."""
+
+    def after(self, connection: Any, ids: Sequence[int]) -> None:
+        """The events are inserted with ``ids`` (in the events' order); before the commit."""
+        raise NotImplementedError
+
+
+class HookFailed(Exception):
+    """The in-transaction hook raised (the cause): the transaction is rolled back."""
+
+
+def prepare_hook(hook: InTransaction | None, connection: Any) -> None:
+    """``hook.before`` inside the transaction; a failure becomes :class:`HookFailed`."""
+    if hook is None:
+        return
+    try:
+        hook.before(connection)
+    except Exception as exc:
+        raise HookFailed() from exc
+
+
+def run_hook(hook: InTransaction | None, connection: Any, ids: Sequence[int]) -> None:
+    """``hook.after`` inside the transaction; its failure becomes :class:`HookFailed`, so
+    the recorder rolls back and inserts again without it."""
+    if hook is None or not ids:
+        return
+    try:
+        hook.after(connection, ids)
+    except Exception as exc:
+        raise HookFailed() from exc
+
+
+def insert_with_hook(insert: Callable[[InTransaction | None], R], hook: InTransaction | None) -> R:
+    """``insert(hook)``; if the hook failed, ``insert(None)`` in a fresh transaction."""
+    if hook is None:
+        return insert(None)
+    try:
+        return insert(hook)
+    except HookFailed as failed:
+        log.warning("store.in_transaction.failed", error=repr(failed.__cause__))
+        return insert(None)
