@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -337,10 +338,17 @@ def _throwaway_cluster(dbname: str) -> Iterator[PgInfo]:
             dbname=dbname,
             origin="throwaway cluster",
         )
-        try:
-            _ensure_database(info)
-        except psycopg.Error as exc:
-            raise PostgresUnavailable(f"throwaway cluster is not usable: {exc}") from exc
+        # A loaded machine can see the server answer "starting up" for a while after
+        # pg_ctl returned: wait for it (bounded), rather than call it unusable.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _ensure_database(info)
+                break
+            except psycopg.Error as exc:
+                if "starting up" not in str(exc) or time.monotonic() > deadline:
+                    raise PostgresUnavailable(f"throwaway cluster is not usable: {exc}") from exc
+                time.sleep(0.2)
         yield info
     finally:
         if executor is not None:
