@@ -1,5 +1,5 @@
 """PostgreSQL helpers shared by the benchmark scripts (``bench_write``, ``bench_bulk``,
-``bench_views``).
+``bench_views``, ``bench_service``), and the SIMs they build without the public commands.
 
 The scripts run as ``python bench/bench_X.py``, so this directory is on ``sys.path`` and they
 import this module as ``_common``.
@@ -81,11 +81,11 @@ def drop_schema(schema: str) -> None:
         conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
 
 
-def active_sims(package: Package, keys: Sequence[str], now: datetime) -> list[LedgerAggregate]:
-    """Active SIMs with their package copies, unsaved: the events the public commands
-    ``receive_sims``, ``complete_integration_check``, ``assign_line``, ``assign_to_company``,
-    ``assign_package`` and ``activate`` record, built with the same aggregate methods."""
-    aggregates: list[LedgerAggregate] = []
+def blank_sims(keys: Sequence[str]) -> list[Sim]:
+    """SIMs received, checked, with a line and a company but no plan yet (``blank``), unsaved:
+    the events ``receive_sims``, ``complete_integration_check``, ``assign_line`` and
+    ``assign_to_company`` record, built with the same aggregate methods."""
+    sims: list[Sim] = []
     for key in keys:
         sim = Sim.receive(
             key,
@@ -99,8 +99,21 @@ def active_sims(package: Package, keys: Sequence[str], now: datetime) -> list[Le
         sim.complete_integration_check(ok=True, reason=None)
         sim.assign_line(f"+3361{int(key[-10:-1]):09d}")
         sim.assign_to_company("Bench Logistics")
-        copy = package.copy_for(str(uuid.uuid4()), key, starts_at=now)
+        sims.append(sim)
+    return sims
+
+
+def active_sims(
+    package: Package, keys: Sequence[str], now: datetime, *, activate: bool = True
+) -> list[LedgerAggregate]:
+    """Active SIMs with their package copies, unsaved: the :func:`blank_sims` events, then
+    those of ``assign_package`` and ``activate``. Without ``activate`` they stay
+    ``activation_ready``."""
+    aggregates: list[LedgerAggregate] = []
+    for sim in blank_sims(keys):
+        copy = package.copy_for(str(uuid.uuid4()), sim.id, starts_at=now)
         sim.assign_package(package.id, copy.id, package.name)
-        sim.activate()
+        if activate:
+            sim.activate()
         aggregates.extend((sim, copy))
     return aggregates
