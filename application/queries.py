@@ -29,7 +29,7 @@ from simledger.adapters.store.in_transaction import InTransaction
 from simledger.adapters.views.base import Opening
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
 from simledger.domain.errors import InvalidInput
-from simledger.projections.batch import keys_of
+from simledger.projections.batch import Keys, keys_of
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
     Page,
@@ -54,11 +54,14 @@ class _InlineFold(InTransaction):
     def __init__(self, runner: ViewRunner, events: Sequence[Any], done: threading.local) -> None:
         self.runner = runner
         self.events = events
-        self.keys = keys_of(events)
+        """The save's events: the list the save itself holds, so that events it decides
+        in the transaction (a late decision, put first) are folded too."""
         self.done = done
         self.opening: Opening | None = None
+        self.keys: Keys | None = None
 
     def before(self, connection: Any) -> None:
+        self.keys = keys_of(self.events)
         self.opening = self.runner.store.inline_send(connection, self.keys)
 
     def after(self, connection: Any, ids: Sequence[int]) -> None:

@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording
@@ -27,6 +27,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.aggregate_cache import AggregateCache, GroupCache
 from simledger.adapters.store.batch_load import gc_paused, load_many
+from simledger.adapters.store.event_store import LateDecision
 from simledger.adapters.store.in_transaction import InTransaction
 from simledger.application.iccid_memo import IccidMemo
 from simledger.domain import values
@@ -95,6 +96,13 @@ def without_gc(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
 
     return run
+
+
+class LateSave(LateDecision, Protocol):
+    """A late decision (adapters/store/event_store.py) that also names the aggregates it
+    changed, once decided (for the caches and snapshots after the save)."""
+
+    def aggregates(self) -> Sequence[LedgerAggregate]: ...
 
 
 @dataclass
@@ -201,9 +209,18 @@ class UnitOfWork:
         )
 
     # ---- save -------------------------------------------------------------------------------
-    def save(self, *aggregates: LedgerAggregate) -> list[Recording[str]]:
-        """Record the new events of ``aggregates`` in one transaction."""
-        return self.record(aggregates, {}, owned=False)
+    def save(
+        self, *aggregates: LedgerAggregate, late: LateSave | None = None
+    ) -> list[Recording[str]]:
+        """Record the new events of ``aggregates`` in one transaction; with ``late``, also
+        the events it decides in that transaction under the store's write lock (where the
+        store can: :attr:`decides_late`; else ``DecideAgain``, nothing recorded)."""
+        return self.record(aggregates, {}, owned=False, late=late)
+
+    @property
+    def decides_late(self) -> bool:
+        """Whether saves can decide events under the store's write lock (PostgreSQL)."""
+        return bool(getattr(self.app.recorder, "decides_late", False))
 
     def save_owned(self, aggregates: Sequence[LedgerAggregate]) -> list[Recording[str]]:
         """``save``, for a caller that drops ``aggregates`` afterwards: the SIM cache keeps
@@ -211,7 +228,12 @@ class UnitOfWork:
         return self.record(aggregates, {}, owned=True)
 
     def record(
-        self, objs: Sequence[LedgerAggregate], kwargs: dict[str, Any], *, owned: bool
+        self,
+        objs: Sequence[LedgerAggregate],
+        kwargs: dict[str, Any],
+        *,
+        owned: bool,
+        late: LateSave | None = None,
     ) -> list[Recording[str]]:
         """``Application.save`` for our aggregates, collecting their events directly:
         eventsourcing's ``ProcessingEvent.collect_events`` runs two runtime ``Protocol``
@@ -222,11 +244,16 @@ class UnitOfWork:
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
         processing_event.saved_kwargs.update(kwargs)
-        if self.in_transaction is not None and processing_event.events:
+        if late is not None:
+            processing_event.saved_kwargs["late"] = late
+        if self.in_transaction is not None and (processing_event.events or late is not None):
             hook = self.in_transaction(processing_event.events)
             if hook is not None:
                 processing_event.saved_kwargs["in_transaction"] = hook
         recordings = app._record(processing_event)
+        if late is not None:
+            for aggregate in late.aggregates():
+                processing_event.aggregates[aggregate.id] = aggregate
         self.cache.put(
             (a for a in processing_event.aggregates.values() if isinstance(a, Sim)), owned=owned
         )

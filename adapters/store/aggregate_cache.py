@@ -135,6 +135,12 @@ class GroupCache:
             self._keep(private_copy(group))
         return group
 
+    def known(self, group_id: str) -> SharedGroup | None:
+        """A private copy of the group as last known here (no store read), or None."""
+        with self._lock:
+            known = self._items.get(group_id)
+        return private_copy(known) if known is not None else None
+
     def saved(self, aggregates: Iterable[Any]) -> None:
         """After a save: the groups in ``aggregates`` as they now stand."""
         for aggregate in aggregates:

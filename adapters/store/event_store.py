@@ -15,11 +15,13 @@ an event that cannot be encoded fails the save whole, as before (nothing is reco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, overload
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import EventStore, Notification, Recording, StoredEvent
+
+from simledger.adapters.store.in_transaction import DecideAgain, ReadNewer
 
 
 class EncodedOnDemand(Sequence[StoredEvent]):
@@ -64,12 +66,33 @@ class EncodedOnDemand(Sequence[StoredEvent]):
             yield self._encoded[index]
 
 
+class LateDecision(Protocol):
+    """Events a save decides inside its transaction, under the store's write lock, from the
+    latest events of some aggregates (adapters/store/in_transaction.py)."""
+
+    def versions(self) -> Mapping[str, int]:
+        """The aggregates to read, and the versions already known of each."""
+        ...
+
+    def decide(self, newer: Sequence[Any]) -> Sequence[Any]:
+        """The new events, given the events after the known versions (``DecideAgain``:
+        not here)."""
+        ...
+
+
 class LedgerEventStore(EventStore[str]):
-    """``EventStore`` handing big saves to a recorder that asks for it encoded on demand."""
+    """``EventStore`` handing big saves to a recorder that asks for it encoded on demand,
+    and saves that decide some events late (``late``) to a recorder that can."""
 
     def put(
-        self, domain_events: Sequence[DomainEventProtocol[str]], **kwargs: Any
+        self,
+        domain_events: Sequence[DomainEventProtocol[str]],
+        *,
+        late: LateDecision | None = None,
+        **kwargs: Any,
     ) -> list[Recording[str]]:
+        if late is not None:
+            return self._put_late(domain_events, late, kwargs)
         wants = getattr(self.recorder, "encodes_on_demand", None)
         if wants is None or not wants(len(domain_events)):
             return super().put(domain_events, **kwargs)
@@ -91,5 +114,51 @@ class LedgerEventStore(EventStore[str]):
             )
             for domain_event, stored, notification_id in zip(
                 domain_events, stored_events, notification_ids, strict=True
+            )
+        ]
+
+    def _put_late(
+        self,
+        domain_events: Sequence[DomainEventProtocol[str]],
+        late: LateDecision,
+        kwargs: dict[str, Any],
+    ) -> list[Recording[str]]:
+        """``put``, with the events ``late`` decides inside the transaction inserted first.
+        They are also put at the front of ``domain_events`` (the caller's list, when it is
+        one), so that whatever reads it in the transaction sees them in the log's order."""
+        wants = getattr(self.recorder, "encodes_on_demand", None)
+        if not getattr(self.recorder, "decides_late", False) or (
+            wants is not None and wants(len(domain_events))
+        ):
+            raise DecideAgain("this store decides nothing late")
+        original = list(domain_events)
+        stored = [self.mapper.to_stored_event(e) for e in original]
+        decided: list[Any] = []
+        decided_stored: list[StoredEvent] = []
+
+        def late_stored(read_newer: ReadNewer) -> list[StoredEvent]:
+            newer = [self.mapper.to_domain_event(s) for s in read_newer(late.versions())]
+            decided[:] = late.decide(newer)  # a run again (a retried insert) starts over
+            decided_stored[:] = [self.mapper.to_stored_event(e) for e in decided]
+            if isinstance(domain_events, list):
+                domain_events[:] = [*decided, *original]
+            return decided_stored
+
+        notification_ids = self.recorder.insert_events(stored, late=late_stored, **kwargs)
+        if not notification_ids:
+            return []
+        return [
+            Recording(
+                domain_event,
+                Notification(
+                    originator_id=s.originator_id,
+                    originator_version=s.originator_version,
+                    topic=s.topic,
+                    state=s.state,
+                    id=notification_id,
+                ),
+            )
+            for domain_event, s, notification_id in zip(
+                [*decided, *original], [*decided_stored, *stored], notification_ids, strict=True
             )
         ]

@@ -9,6 +9,12 @@ recorder that pipelines its statements (PostgreSQL) sends the hook's first state
 with the INSERT, and their answers come back in the same round trip. The ledger uses it
 to fold its new events into the read models inline (application/queries.py).
 
+A recorder may also take ``late=...`` (:data:`LateStored`): events decided inside the
+transaction under the store's write lock, from the latest state of some aggregates read
+there (a busy shared pool's draw: writers then take turns on the lock instead of colliding
+on the pool's version). Only the PostgreSQL recorder does; the others refuse with
+:class:`DecideAgain` before anything is written.
+
 The hook's work is an optimisation, never a condition of the save: if the hook raises, the
 transaction is rolled back and the events are inserted again without it, and the caller
 learns nothing more than that the hook did not run (a read model then catches up after the
@@ -18,8 +24,10 @@ the insert itself, before the hook, and is raised as always.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
+
+from eventsourcing.persistence import StoredEvent
 
 from simledger.adapters.logs import get_logger
 
@@ -74,3 +82,20 @@ def insert_with_hook(insert: Callable[[InTransaction | None], R], hook: InTransa
     except HookFailed as failed:
         log.warning("store.in_transaction.failed", error=repr(failed.__cause__))
         return insert(None)
+
+
+# ---- events decided under the store's write lock -------------------------------------------
+
+ReadNewer = Callable[[Mapping[str, int]], Sequence[StoredEvent]]
+"""The stored events of some aggregates after the versions given (id -> version), read
+inside the save's transaction, in (id, version) order."""
+
+LateStored = Callable[[ReadNewer], Sequence[StoredEvent]]
+"""Called by a recorder inside the save's transaction once it holds the events' write
+lock, before the INSERT: the events decided there (inserted first, in that order)."""
+
+
+class DecideAgain(Exception):
+    """A decision under the write lock found a case it does not decide (a pool that runs
+    out, a member that left): nothing is recorded, and the command decides on its usual
+    path instead."""

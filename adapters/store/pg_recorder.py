@@ -37,7 +37,7 @@ too, which the overlap more than pays for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -53,8 +53,10 @@ from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 
 from simledger.adapters.store.in_transaction import (
+    DecideAgain,
     HookFailed,
     InTransaction,
+    LateStored,
     insert_with_hook,
     prepare_hook,
     run_hook,
@@ -117,6 +119,13 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
             "state) FROM STDIN (FORMAT BINARY)"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
         self.copy_types = ["int8", self.datastore.originator_id_type, "int8", "text", "bytea"]
+        self.newer_statement = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%s::text[], %s::bigint[]) AS k(id, version) "
+            "JOIN {schema}.{table} e ON e.originator_id = k.id "
+            "AND e.originator_version > k.version "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
 
     @staticmethod
     def encodes_on_demand(count: int) -> bool:
@@ -124,32 +133,58 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
         demand (``COPY`` encodes each as its row is written)."""
         return count >= COPY_FROM
 
+    decides_late = True
+    """Takes ``late`` in :meth:`insert_events` (adapters/store/in_transaction.py)."""
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self,
         stored_events: Sequence[StoredEvent],
         *,
         in_transaction: InTransaction | None = None,
+        late: LateStored | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
-        """Insert the events in one transaction; ``in_transaction`` (if given) runs in it
-        after the insert (adapters/store/in_transaction.py)."""
+        """Insert the events in one transaction; ``late`` (if given) decides more under the
+        table lock, inserted first; ``in_transaction`` (if given) runs in it after the
+        insert (adapters/store/in_transaction.py)."""
         if self.datastore.enable_db_functions:
+            if late is not None:
+                raise DecideAgain("the database functions' insert decides nothing late")
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         return insert_with_hook(
-            lambda hook: self._insert_in_transaction(stored_events, hook, kwargs), in_transaction
+            lambda hook: self._insert_in_transaction(stored_events, hook, late, kwargs),
+            in_transaction,
         )
+
+    def _read_newer(self, conn: Any, versions: Mapping[str, int]) -> list[StoredEvent]:
+        """The events of ``versions``' aggregates after those versions, on ``conn``."""
+        ids = list(versions)
+        with conn.cursor() as curs:
+            curs.execute(self.newer_statement, (ids, [versions[i] for i in ids]), prepare=True)
+            return [
+                StoredEvent(
+                    row["originator_id"],
+                    row["originator_version"],
+                    row["topic"],
+                    bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
     def _insert_in_transaction(
         self,
         stored_events: Sequence[StoredEvent],
         hook: InTransaction | None,
+        late: LateStored | None,
         kwargs: dict[str, Any],
     ) -> list[int] | None:
-        if not stored_events:
+        if not stored_events and late is None:
             return None
         if len(stored_events) >= COPY_FROM or _state_bytes(stored_events) > PIPELINE_BYTES:
+            if late is not None:
+                raise DecideAgain("a big save decides nothing late")
             return self._insert_big(stored_events, hook, kwargs)
         # A small save (a single command) is one pipeline: BEGIN, the locks, NOTIFY, the
         # INSERT and the hook's first statements go out together (one round trip to read
@@ -165,6 +200,10 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                         for statement in self.lock_table_statements:
                             curs.execute(statement)
                         curs.execute(self.notify_statement)
+                        if late is not None:
+                            # Under the table lock: what is read now is the latest.
+                            decided = late(lambda versions: self._read_newer(conn, versions))
+                            stored_events = [*decided, *stored_events]
                         curs.execute(
                             self.bulk_insert_statement,
                             (

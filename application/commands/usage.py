@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from simledger.adapters.store.in_transaction import DecideAgain
 from simledger.application.commands.base import Commands
+from simledger.application.commands.pool_draw import PoolDraw
 from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried
 from simledger.domain import policies, values
 from simledger.domain.base import LedgerAggregate
@@ -28,6 +30,14 @@ class UsageCommands(Commands):
         sim = self.uow.sim(iccid)
         when = values.aware(at, self.clock())
         sim.check_usage()
+        if sim.group_id is not None and self.uow.decides_late:
+            group = self.uow.groups.known(sim.group_id) or self.uow.group(sim.group_id)
+            try:
+                # The pool's draw is decided in the save, on its latest state (pool_draw.py).
+                self.uow.save(late=PoolDraw(sim, group, amount, when, country))
+                return
+            except DecideAgain:
+                pass  # nothing was recorded: decide it all below
         to_save: list[LedgerAggregate] = [sim]
         to_suspend: list[Sim] = []
         if sim.group_id is not None:

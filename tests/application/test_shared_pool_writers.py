@@ -9,11 +9,14 @@ the pool's depletion pauses every active member exactly once.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 
+import pytest
 from helpers import FakeClock, lined_sims, make_package
 
 from simledger import SimLedger, SimStatus
@@ -80,3 +83,43 @@ def test_two_processes_drawing_one_pool_count_every_mb_once(
     assert {i.data_left_mb for i in ledger.sims().items} == {0}
     assert ledger.verify_views() == {"sims": [], "pending_activity": [], "shared_groups": []}
     ledger.close()
+
+
+def test_draws_on_postgres_are_decided_under_the_lock_and_never_collide(
+    postgres_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """On PostgreSQL a member's draw is decided inside the save, under the events' table
+    lock: two ledgers drawing one pool from two threads take turns, none re-runs."""
+    caplog.set_level(logging.INFO, logger="simledger")
+    first = SimLedger(postgres_env, clock=FakeClock())
+    second = SimLedger(postgres_env, clock=FakeClock())
+    keys = lined_sims(first, 4)
+    group = first.create_shared_group("busy", keys, make_package(first, data_mb=10_000))
+    for key in keys:
+        first.activate(key)
+    errors: list[BaseException] = []
+
+    def draw(ledger: SimLedger, mine: list[str]) -> None:
+        try:
+            for n in range(40):
+                ledger.record_usage(mine[n % 2], 1)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=draw, args=(first, keys[:2])),
+        threading.Thread(target=draw, args=(second, keys[2:])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert not [r for r in caplog.records if "command.conflict" in r.getMessage()]
+    assert first.shared_group(group).data_left_mb == 10_000 - 80
+    drawn = _events(first, str(group), "UsageDrawn")
+    assert len(drawn) == 80
+    assert sum((e.mb for e in drawn), Decimal(0)) == 80  # type: ignore[attr-defined]
+    assert first.verify_views() == {"sims": [], "pending_activity": [], "shared_groups": []}
+    first.close()
+    second.close()

@@ -63,7 +63,7 @@ def test_a_failing_inline_fold_still_records_the_command_and_the_views_catch_up(
     (key,) = ledger.receive_sims(iccids(1), operator="3UK", sim_type=SimType.PAYGO)
     calls: list[int] = []
 
-    def broken(self: ViewRunner, connection: object, events: Any, ids: Any) -> bool:
+    def broken(self: ViewRunner, connection: object, events: Any, ids: Any, *_: Any) -> bool:
         calls.append(len(events))
         raise RuntimeError("a view that cannot be written")
 
