@@ -26,7 +26,8 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
 
 from simledger.adapters.logs import get_logger
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
-from simledger.domain.errors import InvalidInput
+from simledger.domain import values
+from simledger.domain.errors import InvalidInput, shown
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
     Page,
@@ -182,30 +183,39 @@ class ViewQueries:
         self, *, company: str | None = None, locked: bool | None = None
     ) -> list[SharedGroupSummary]:
         """Every shared group by name; ``company``: groups with a member of that company."""
-        if company is not None and (not isinstance(company, str) or not company.strip()):
-            raise InvalidInput(f"company must be a non-empty string: {company!r}", rule="R-SG1")
+        if company is not None:
+            company = values.text(company, "company", rule="R-SG1")
         if locked is not None and not isinstance(locked, bool):
-            raise InvalidInput(f"locked is True, False or None: {locked!r}", rule="R-SG3")
-        rows = self._fresh_views().store.groups(
-            company=company.strip() if company is not None else None, locked=locked
-        )
+            raise InvalidInput(f"locked is True, False or None: {shown(locked)}", rule="R-SG3")
+        rows = self._fresh_views().store.groups(company=company, locked=locked)
         return [SharedGroupSummary.of(row) for row in rows]
 
     # ---- rebuild and verify (R-ES3) ---------------------------------------------------------
     def rebuild_view(self, view: str = "sims") -> int:
         """Replay every event into a fresh ``view`` and swap it in; returns the position."""
-        return self.views.rebuild([view])
+        return self.views.rebuild(_view_names([view]))
 
     def rebuild_views(self, views: Sequence[str] | None = None) -> int:
-        return self.views.rebuild(views)
+        return self.views.rebuild(_view_names(views))
 
     def verify_views(self, views: Sequence[str] | None = None) -> dict[str, list[RowDiff]]:
         """Rebuild each view into scratch space and list every row that differs from the
         live view (R-ES3: none expected)."""
-        return self.views.verify(views)
+        return self.views.verify(_view_names(views))
 
     def close(self) -> None:
         """Close the views' store (the runner is made again on next use)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             runner.store.close()
+
+
+def _view_names(views: object) -> list[str] | None:
+    """None (every view), or the names given: each text (R-ES3 refuses an unknown one)."""
+    if views is None:
+        return None
+    items = [views] if isinstance(views, str) else values.collection(views, "views")
+    for name in items:
+        if not isinstance(name, str):
+            raise InvalidInput(f"a view is named by its text, not {shown(name)}", rule="R-ES3")
+    return [str(name) for name in items]

@@ -20,13 +20,15 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
 
-from simledger.domain.errors import InvalidInput
+from simledger.domain.errors import InvalidInput, shown
 from simledger.domain.types import SimStatus, SimType
+from simledger.domain.values import NAME_MAX, clean_text, collection, flag, number, uuid_text
 from simledger.projections.rows import SimRow
 
 MAX_LIMIT = 1000
+CURSOR_MAX = 4096
+"""Characters of a cursor: its key is a bounded value (R-IN1) and an ICCID."""
 RULE = "R-SIM2"
 
 
@@ -115,20 +117,20 @@ class SimQuery:
 def _one_or_many(value: Any, enum: type[StrEnum], what: str, rule: str) -> tuple[str, ...] | None:
     if value is None:
         return None
-    values = [value] if isinstance(value, str) else list(value)
+    items = [value] if isinstance(value, str) else collection(value, what)
     try:
-        return tuple(dict.fromkeys(enum(v).value for v in values))
-    except ValueError:
+        return tuple(dict.fromkeys(enum(v).value for v in items))
+    except (ValueError, TypeError):
         allowed = ", ".join(e.value for e in enum)
-        raise InvalidInput(f"unknown {what} {value!r}; one of {allowed}", rule=rule) from None
+        raise InvalidInput(f"unknown {what} {shown(value)}; one of {allowed}", rule=rule) from None
 
 
 def _text(value: Any, what: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be text: {value!r}", rule=RULE)
-    return value.strip() or None
+        raise InvalidInput(f"{what} must be text: {shown(value)}", rule=RULE)
+    return clean_text(value.strip(), what, limit=NAME_MAX) or None
 
 
 def make_query(
@@ -147,18 +149,16 @@ def make_query(
     now: datetime,
 ) -> SimQuery:
     """Validate the arguments of ``sims()``; refusals are ``InvalidInput`` (R-SIM2)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+    size = number(limit, "limit")
+    if size != size.to_integral_value() or not 1 <= size <= MAX_LIMIT:
         raise InvalidInput(
-            f"limit must be a whole number from 1 to {MAX_LIMIT}: {limit!r}", rule=RULE
+            f"limit must be a whole number from 1 to {MAX_LIMIT}: {shown(limit)}", rule=RULE
         )
-    if sort not in SORTS:
-        raise InvalidInput(f"cannot sort by {sort!r}; one of {', '.join(SORTS)}", rule=RULE)
+    if not isinstance(sort, str) or sort not in SORTS:
+        raise InvalidInput(f"cannot sort by {shown(sort)}; one of {', '.join(SORTS)}", rule=RULE)
     group: str | None = None
     if group_id is not None:
-        try:
-            group = str(group_id if isinstance(group_id, UUID) else UUID(str(group_id)))
-        except ValueError:
-            raise InvalidInput(f"not a group id: {group_id!r}", rule="R-SG1") from None
+        group = uuid_text(group_id, lambda v: InvalidInput(f"not a group id: {v}", rule="R-SG1"))
     query = SimQuery(
         statuses=_one_or_many(status, SimStatus, "status", "R-SIM3"),
         sim_types=_one_or_many(sim_type, SimType, "SIM type", "R-SIM7"),
@@ -168,8 +168,8 @@ def make_query(
         group_id=group,
         search=_text(search, "search"),
         sort=sort,
-        descending=bool(descending),
-        limit=limit,
+        descending=flag(descending, "descending"),
+        limit=int(size),
         month=now.strftime("%Y-%m"),
     )
     if cursor is None:
@@ -243,8 +243,8 @@ def encode_cursor(row: SimRow, query: SimQuery) -> str:
 
 
 def decode_cursor(cursor: Any, query: SimQuery) -> tuple[Any, str]:
-    bad = InvalidInput(f"not a cursor of this SIM list: {cursor!r}", rule=RULE)
-    if not isinstance(cursor, str) or not cursor:
+    bad = InvalidInput(f"not a cursor of this SIM list: {shown(cursor)}", rule=RULE)
+    if not isinstance(cursor, str) or not cursor or len(cursor) > CURSOR_MAX:
         raise bad
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))

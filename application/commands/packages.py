@@ -52,14 +52,15 @@ class PackageCommands(Commands):
         name = values.text(name, "package name", rule="R-PK1")
         allowance = values.mb(data_mb, rule="R-PK1")
         days = values.validity_days(validity_days)
-        cost = None if price is None else values.mb(price, rule="R-PK1", allow_zero=True)
+        renews = values.flag(auto_renew, "auto_renew")
+        cost = values.price(price)
         package_id = uuid.uuid4()
         package = Package.create(
             str(package_id),
             name=name,
             data_mb=allowance,
             validity_days=days,
-            auto_renew=bool(auto_renew),
+            auto_renew=renews,
             price=cost,
         )
         self.uow.save(package)
@@ -71,13 +72,14 @@ class PackageCommands(Commands):
     ) -> None:
         """The SIM's own copy (R-PK2, R-PK3)."""
         now = self.clock()
+        starts = values.event_time(at, now)
         sim = self.uow.sim(iccid)
         package = self.uow.catalogue_package(package_id)
         policies.check_no_active_package(sim, self.uow.copy(sim), now, rule="R-PK3")
         sim.check_can_take_package(Cmd.ASSIGN_PACKAGE)
         if sim.paused_by_system_for_package:
             sim.clear_system_pause(by="new package")
-        copy = package.copy_for(str(uuid.uuid4()), sim.id, starts_at=values.aware(at, now))
+        copy = package.copy_for(str(uuid.uuid4()), sim.id, starts_at=starts)
         sim.assign_package(package.id, copy.id, package.name)
         self.uow.save(sim, copy)
 
@@ -100,7 +102,7 @@ class PackageCommands(Commands):
     def expire_packages(self, now: datetime | None = None) -> ExpiryResult:
         """Deplete every copy and pool whose validity has ended by ``now`` (auto-renew copies
         start a new period instead); SIMs then active are paused by the system."""
-        when = values.aware(now, self.clock())
+        when = values.event_time(now, self.clock())
         depleted: list[str] = []
         renewed: list[str] = []
         candidates = self._expiry_candidates(when)

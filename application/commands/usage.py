@@ -25,8 +25,9 @@ class UsageCommands(Commands):
         country: str | None = None,
     ) -> None:
         amount = values.mb(mb, rule="R-PK2")
+        when = values.event_time(at, self.clock())
+        country = values.optional_text(country, "a country")
         sim = self.uow.sim(iccid)
-        when = values.aware(at, self.clock())
         sim.check_usage()
         to_save: list[LedgerAggregate] = [sim]
         to_suspend: list[Sim] = []
