@@ -5,7 +5,7 @@ adapters/csv_format.py."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, Protocol
 
 from simledger.adapters.csv_format import (
@@ -90,7 +90,7 @@ class CsvTransfer:
         """
         if (
             stream is None
-            or isinstance(stream, (str, bytes, bytearray))
+            or isinstance(stream, (str, bytes, bytearray, Mapping))
             or not (hasattr(stream, "read") or isinstance(stream, Iterable))
         ):
             raise InvalidValue(

@@ -193,29 +193,18 @@ class ViewQueries:
     # ---- rebuild and verify (R-ES3) ---------------------------------------------------------
     def rebuild_view(self, view: str = "sims") -> int:
         """Replay every event into a fresh ``view`` and swap it in; returns the position."""
-        return self.views.rebuild(_view_names([view]))
+        return self.views.rebuild(values.view_names([view]))
 
     def rebuild_views(self, views: Sequence[str] | None = None) -> int:
-        return self.views.rebuild(_view_names(views))
+        return self.views.rebuild(values.view_names(views))
 
     def verify_views(self, views: Sequence[str] | None = None) -> dict[str, list[RowDiff]]:
         """Rebuild each view into scratch space and list every row that differs from the
         live view (R-ES3: none expected)."""
-        return self.views.verify(_view_names(views))
+        return self.views.verify(values.view_names(views))
 
     def close(self) -> None:
         """Close the views' store (the runner is made again on next use)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             runner.store.close()
-
-
-def _view_names(views: object) -> list[str] | None:
-    """None (every view), or the names given: each text (R-ES3 refuses an unknown one)."""
-    if views is None:
-        return None
-    items = [views] if isinstance(views, str) else values.collection(views, "views")
-    for name in items:
-        if not isinstance(name, str):
-            raise InvalidInput(f"a view is named by its text, not {shown(name)}", rule="R-ES3")
-    return [str(name) for name in items]

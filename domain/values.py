@@ -57,6 +57,8 @@ MONTHS_MAX = 1_200
 """Months of a customer service's minimum term: a hundred years."""
 COUNT_MAX = 10**9
 """SIMs of one order."""
+PAGE_MAX = 1_000_000
+"""Events of one page an audit reads."""
 VERSION_MAX = 2**62
 """Versions of an aggregate a query may name (a store holds 64-bit versions)."""
 DECIMAL_PLACES = 6
@@ -377,3 +379,15 @@ def names(values: object, what: str, *, limit: int) -> list[str]:
             raise InvalidValue(f"{what}: each is non-empty text, not {shown(item)}", rule="R-IN1")
         out.append(clean_text(item.strip(), what, limit=NAME_MAX))
     return out
+
+
+def view_names(views: object) -> list[str] | None:
+    """None (every view), or the view names given, one or a list: each text (R-ES3 then
+    refuses a name it does not know)."""
+    if views is None:
+        return None
+    items = [views] if isinstance(views, str) else collection(views, "views")
+    for name in items:
+        if not isinstance(name, str):
+            raise InvalidInput(f"a view is named by its text, not {shown(name)}", rule="R-ES3")
+    return [str(name) for name in items]

@@ -117,7 +117,7 @@ class SimQuery:
 def _one_or_many(value: Any, enum: type[StrEnum], what: str, rule: str) -> tuple[str, ...] | None:
     if value is None:
         return None
-    items = [value] if isinstance(value, str) else collection(value, what)
+    items: list[Any] = [value] if isinstance(value, str) else collection(value, what)
     try:
         return tuple(dict.fromkeys(enum(v).value for v in items))
     except (ValueError, TypeError):
