@@ -140,7 +140,7 @@ class ViewQueries:
         search: str | None = None,
         sort: str = "iccid",
         descending: bool = False,
-        limit: int = 100,
+        limit: values.Number = 100,
         cursor: str | None = None,
     ) -> Page:
         """The SIM list view (R-SIM2): filters combine; every column sorts both ways; pages

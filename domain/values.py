@@ -36,6 +36,9 @@ from simledger.domain.errors import InvalidInput, InvalidValue, SimledgerError, 
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.types import LABEL_SEPARATOR
 
+Number = int | float | Decimal | str
+"""What every numeric argument takes (R-IN2): a finite float, numeric text included."""
+
 NAME_MAX = 200
 """Characters of a name: operator, company, package, group, service, label, reason, cause,
 country, network, idempotency key, activation code, and a query's text filters."""

@@ -29,6 +29,7 @@ from simledger.domain.errors import (
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.sim import Sim
 from simledger.domain.types import OperationKind
+from simledger.domain.values import NOTE_MAX
 
 log = get_logger("simledger")
 
@@ -131,7 +132,7 @@ class BulkCommands(Commands):
         """A carrier's answer for one SIM; only then does its status change (R-BK3)."""
         op = _operation_key(operation_id)
         passed = values.flag(ok, "ok")
-        why = values.optional_text(reason, "a reason")
+        why = values.optional_text(reason, "a reason", limit=NOTE_MAX)
         sim = self.uow.sim(iccid)
         sim.confirm_operation(op, ok=passed, reason=why)
         self.uow.save(sim)
@@ -169,7 +170,7 @@ class BulkCommands(Commands):
                 )
             raw, ok, *reason = pair
             passed = values.flag(ok, "ok")
-            why = values.optional_text(reason[0], "a reason") if reason else None
+            why = values.optional_text(reason[0] if reason else None, "a reason", limit=NOTE_MAX)
             try:
                 wanted[self.uow.iccid(raw)] = (passed, why)
             except SimledgerError as error:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
@@ -44,10 +43,10 @@ class PackageCommands(Commands):
         self,
         name: str,
         *,
-        data_mb: float | int | Decimal,
-        validity_days: int,
+        data_mb: values.Number,
+        validity_days: values.Number,
         auto_renew: bool = False,
-        price: float | int | Decimal | None = None,
+        price: values.Number | None = None,
     ) -> UUID:
         name = values.text(name, "package name", rule="R-PK1")
         allowance = values.mb(data_mb, rule="R-PK1")
@@ -84,7 +83,7 @@ class PackageCommands(Commands):
         self.uow.save(sim, copy)
 
     @command
-    def top_up(self, iccid: object, amount: float | int | Decimal) -> None:
+    def top_up(self, iccid: object, amount: values.Number) -> None:
         """Refill a prepaid SIM (R-SIM7): its copy gets the MB, and a SIM the system paused
         for an empty package works again."""
         mb = values.mb(amount, rule="R-SIM7")

@@ -24,7 +24,7 @@ class PartnerCommands(Commands):
     """The partner flow's commands."""
 
     @command
-    def order_sims(self, operator: str, quantity: int) -> UUID:
+    def order_sims(self, operator: str, quantity: values.Number) -> UUID:
         order_id = uuid.uuid4()
         operator = values.text(operator, "operator", rule="R-PF1")
         count = values.number(quantity, "a quantity")
@@ -43,9 +43,9 @@ class PartnerCommands(Commands):
         self,
         name: str,
         *,
-        data_mb_per_month: int,
+        data_mb_per_month: values.Number,
         networks: Iterable[str] = (),
-        minimum_term_months: int = 0,
+        minimum_term_months: values.Number = 0,
     ) -> UUID:
         service_id = uuid.uuid4()
         service = CustomerService.create(

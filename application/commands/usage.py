@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from simledger.application.commands.base import Commands
 from simledger.application.unit_of_work import command
@@ -19,7 +18,7 @@ class UsageCommands(Commands):
     def record_usage(
         self,
         iccid: object,
-        mb: float | int | Decimal,
+        mb: values.Number,
         *,
         at: datetime | None = None,
         country: str | None = None,

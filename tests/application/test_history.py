@@ -399,7 +399,8 @@ def test_sim_as_of_refuses_questions_it_cannot_answer(ledger: SimLedger) -> None
     refused(ledger, SimNotYetReceived, "R-ES3", lambda: ledger.sim_as_of(key, at=before))
     dawn = datetime(1, 1, 1, tzinfo=UTC)
     refused(ledger, SimNotYetReceived, "R-ES3", lambda: ledger.sim_as_of(key, at=dawn))
-    refused(ledger, InvalidInput, "R-IN3", lambda: ledger.sim_as_of(key, at="2020-01-01"))
+    text_time: Any = "2020-01-01"
+    refused(ledger, InvalidInput, "R-IN3", lambda: ledger.sim_as_of(key, at=text_time))
     refused(ledger, InvalidInput, "R-IN2", lambda: ledger.sim_as_of(key, version=10**30))
     refused(ledger, UnknownSim, "R-SIM1", lambda: ledger.sim_as_of(iccid(99), version=1))
     refused(ledger, InvalidIccid, "R-SIM1", lambda: ledger.sim_as_of("8944 1234", version=1))

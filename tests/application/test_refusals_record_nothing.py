@@ -605,7 +605,12 @@ CASES = [
     Case(
         "receive-with-esim-as-text",
         _existing_plus_new,
-        lambda led, c: led.receive_sims(c.absent, operator=OPERATOR, sim_type="prepaid", esim="no"),
+        lambda led, c: led.receive_sims(
+            c.absent,
+            operator=OPERATOR,
+            sim_type="prepaid",
+            esim="no",  # type: ignore[arg-type]
+        ),
         InvalidValue,
         "R-IN4",
     ),
