@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from simledger.domain.errors import InvalidInput, shown
+from simledger.domain.errors import InvalidInput, InvalidValue, shown
 from simledger.domain.types import SimStatus, SimType
 from simledger.domain.values import NAME_MAX, clean_text, collection, flag, number, uuid_text
 from simledger.projections.rows import SimRow
@@ -29,6 +29,8 @@ from simledger.projections.rows import SimRow
 MAX_LIMIT = 1000
 CURSOR_MAX = 4096
 """Characters of a cursor: its key is a bounded value (R-IN1) and an ICCID."""
+CURSOR_DIGITS = 1000
+"""The largest decimal exponent of a cursor's number key (a stored number is far below)."""
 RULE = "R-SIM2"
 
 
@@ -212,21 +214,21 @@ def _key_to_json(value: Any, kind: Kind) -> Any:
 def _key_from_json(value: Any, kind: Kind) -> Any:
     if kind is Kind.NUMBER:
         number = Decimal(str(value))
-        if not number.is_finite():
+        if not number.is_finite() or (number and abs(number.adjusted()) > CURSOR_DIGITS):
             raise ValueError(value)
         return number
     if kind is Kind.TIME:
         when = datetime.fromisoformat(str(value))
         if when.tzinfo is None:
             raise ValueError(value)
-        return when
+        return when.astimezone(UTC)  # OverflowError for year 1 east of UTC: not a cursor
     if kind is Kind.BOOL:
         if not isinstance(value, bool):
             raise ValueError(value)
         return value
     if not isinstance(value, str):
         raise ValueError(value)
-    return value
+    return clean_text(value, "a cursor", limit=CURSOR_MAX)
 
 
 def encode_cursor(row: SimRow, query: SimQuery) -> str:
@@ -260,12 +262,14 @@ def decode_cursor(cursor: Any, query: SimQuery) -> tuple[Any, str]:
                 rule=RULE,
             )
         iccid = payload["i"]
-        if not isinstance(iccid, str):
+        if not isinstance(iccid, str) or not (iccid.isascii() and iccid.isdigit()):
             raise ValueError(iccid)
         return _key_from_json(payload["k"], query.kind), iccid
+    except InvalidValue:  # text in it a store cannot hold (R-IN1): a forged cursor
+        raise bad from None
     except InvalidInput:
         raise
-    except (ValueError, KeyError, TypeError, InvalidOperation, binascii.Error):
+    except (ValueError, KeyError, TypeError, OverflowError, InvalidOperation, binascii.Error):
         raise bad from None
 
 

@@ -14,8 +14,10 @@ issue.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import io
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -410,3 +412,24 @@ def refused_with_any_rule(ledger: SimLedger, call: Any) -> None:
         call()
     assert caught.value.rule.startswith("R-")
     assert event_count(ledger) == before
+
+
+def test_a_forged_cursor_is_refused_not_sent_to_the_store(ledger: SimLedger) -> None:
+    """A cursor is the caller's text too: a key with a NUL, an ICCID of letters or a time
+    beyond UTC's year 1 is no cursor of the list (R-SIM2), on every store."""
+    received_sim(ledger, 1)
+
+    def forged(sort: str, key: Any, iccid: Any = "8944") -> str:
+        raw = json.dumps({"s": sort, "d": False, "k": key, "i": iccid}).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    for sort, cursor in (
+        ("operator", forged("operator", "a\x00b")),
+        ("operator", forged("operator", "\udc80")),
+        ("operator", forged("operator", "3UK", "89\x0044")),
+        ("days_left", forged("days_left", "0001-01-01T00:00:00+14:00")),
+        ("data_left_mb", forged("data_left_mb", "1e200000")),
+    ):
+        refused(
+            ledger, "R-SIM2", lambda sort=sort, cursor=cursor: ledger.sims(sort=sort, cursor=cursor)
+        )
