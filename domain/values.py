@@ -74,6 +74,10 @@ LATEST = datetime(9899, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 """The times a command records: a validity of :data:`DAYS_MAX` days after :data:`LATEST`,
 renewed once more, still ends before the year 10000."""
 
+_LAYOUT_CONTROLS = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Line and paragraph separators, and the bidirectional embeddings, overrides and isolates:
+not control characters to Unicode (Zl, Zp, Cf) but they break or reorder what a terminal
+shows (a name that reads as another)."""
 _MSISDN = re.compile(r"^\+?[1-9][0-9]{6,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PLACES = Decimal(1).scaleb(-DECIMAL_PLACES)
@@ -103,7 +107,7 @@ def clean_text(value: str, what: str, *, limit: int, allowed: frozenset[str] = f
                 f"{what} is not valid Unicode (a lone surrogate U+{ord(char):04X}): {shown(value)}",
                 rule="R-IN1",
             )
-        if category == "Cc" or char in "\u2028\u2029":
+        if category == "Cc" or char in _LAYOUT_CONTROLS:
             raise InvalidValue(
                 f"{what} cannot hold the control character U+{ord(char):04X}: {shown(value)}",
                 rule="R-IN1",

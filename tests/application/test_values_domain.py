@@ -276,7 +276,7 @@ def refused(ledger: SimLedger, rule: str, call: Any, error: type[Exception] = In
 
 def test_r_in1_text_is_bounded_printable_unicode(ledger: SimLedger) -> None:
     key = received_sim(ledger, 1, checked=True)
-    for bad in ("a\x00b", "\ud800", "Op\nX", "\x1b[31m", "x" * 201, HUGE_TEXT):
+    for bad in ("a\x00b", "\ud800", "Op\nX", "\x1b[31m", "a\u202eb", "x" * 201, HUGE_TEXT):
         refused(ledger, "R-IN1", lambda bad=bad: ledger.assign_to_company(key, bad))
         refused(ledger, "R-IN1", lambda bad=bad: ledger.set_labels(key, [bad]))
         refused(
