@@ -186,13 +186,13 @@ class SimReads:
         return SimView.of(sim, copy, group, self.clock())
 
     def sim_as_of(
-        self, iccid: object, *, at: datetime | None = None, version: int | None = None
+        self, iccid: object, *, at: datetime | None = None, version: values.Number | None = None
     ) -> SimView:
         """The SIM as it was at time ``at`` or at its own ``version`` (R-ES3)."""
         key = normalise_iccid(iccid)
         asked = None if at is None else values.moment(at)
-        values.version(version)
-        sim, copy, group, when = sim_state_as_of(self.uow.app, key, at=asked, version=version)
+        number = values.version(version)
+        sim, copy, group, when = sim_state_as_of(self.uow.app, key, at=asked, version=number)
         return SimView.of(sim, copy, group, when)
 
     def history(self, iccid: object) -> list[HistoryEntry]:

@@ -274,12 +274,17 @@ def validity_days(value: object) -> int:
     return int(amount)
 
 
-def version(value: object) -> object:
-    """A version a query names: passed on as it is, unless too large for any store (a
-    wrong type or a version below 1 is the query's own refusal)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > VERSION_MAX:
-        raise InvalidValue(f"a version is at most {VERSION_MAX}: {shown(value)}", rule="R-IN2")
-    return value
+def version(value: object) -> int | None:
+    """A version a query names, or None: a whole number (R-ES3 refuses a fraction; one
+    below 1 or past the aggregate's last is the query's own refusal), at most
+    :data:`VERSION_MAX`."""
+    if value is None:
+        return None
+    amount = number(value, "a version")
+    if amount != amount.to_integral_value():
+        raise InvalidInput(f"a version is a whole number: {shown(value)}", rule="R-ES3")
+    _at_most(amount, VERSION_MAX, "a version", value)
+    return int(amount)
 
 
 # ---- R-IN3 times --------------------------------------------------------------------------------

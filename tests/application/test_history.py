@@ -385,11 +385,17 @@ def test_sim_as_of_refuses_questions_it_cannot_answer(ledger: SimLedger) -> None
     born = ledger.history(key)[0].at
     now = latest_moment(ledger, key)
 
-    bad_versions: tuple[Any, ...] = (0, -1, latest + 1, True, "3", 2.0)
+    bad_versions: tuple[Any, ...] = (0, -1, latest + 1, "0", 2.5)
     for bad in bad_versions:
         refused(
             ledger, InvalidInput, "R-ES3", functools.partial(ledger.sim_as_of, key, version=bad)
         )
+    # a version is a number like every other (R-IN2): "3" and 3.0 are version 3, True is none
+    for bad in (True, "three", float("nan")):
+        refused(
+            ledger, InvalidInput, "R-IN2", functools.partial(ledger.sim_as_of, key, version=bad)
+        )
+    assert ledger.sim_as_of(key, version="3") == ledger.sim_as_of(key, version=3.0)
     refused(ledger, InvalidInput, "R-ES3", lambda: ledger.sim_as_of(key))
     refused(ledger, InvalidInput, "R-ES3", lambda: ledger.sim_as_of(key, at=now, version=1))
     naive = now.replace(tzinfo=None)
