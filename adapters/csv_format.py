@@ -23,9 +23,10 @@ from enum import Enum
 from typing import IO, Any, cast
 
 from simledger.adapters.logs import get_logger
-from simledger.domain.errors import CsvImportError, InvalidIccid
+from simledger.domain.errors import CsvImportError, InvalidIccid, InvalidValue
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.types import LABEL_SEPARATOR, SimType
+from simledger.domain.values import NAME_MAX, clean_text
 
 log = get_logger("simledger")
 
@@ -155,6 +156,11 @@ def _row(line: int, fields: Record, columns: dict[str, int]) -> DeliveryRow | st
     operator = raw["operator"].strip()
     if not operator:
         reasons.append("operator is empty")
+    else:
+        try:
+            operator = clean_text(operator, "operator", limit=NAME_MAX)
+        except InvalidValue as error:
+            reasons.append(error.message)
     sim_type: SimType | None = None
     try:
         sim_type = SimType(raw["sim_type"].strip().lower())

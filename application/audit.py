@@ -47,6 +47,7 @@ from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.store.mapper import event_from_state
 from simledger.adapters.store.persistence import persistence_module
+from simledger.domain import values
 from simledger.domain.chain import ChainCheck, content
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
@@ -289,6 +290,9 @@ class StoreAudit:
         reads of the same log. Logs ``audit.progress`` (``events``: log position reached,
         ``upto``: last position) after every page of a replay run in this process.
         """
+        views, parallel = values.flag(views, "views"), values.flag(parallel, "parallel")
+        page = values.whole(page, "a page", rule="R-IN2", low=1, high=values.PAGE_MAX)
+        view_names = values.view_names(view_names)
         app = self.app
         started = time.monotonic()
         diffs: dict[str, list[RowDiff]] = {}

@@ -5,7 +5,7 @@ adapters/csv_format.py."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, Protocol
 
 from simledger.adapters.csv_format import (
@@ -22,7 +22,7 @@ from simledger.adapters.csv_format import (
 from simledger.adapters.logs import get_logger
 from simledger.application.commands.lifecycle import LifecycleCommands
 from simledger.application.unit_of_work import UnitOfWork, command
-from simledger.domain.errors import CsvImportError, InvalidInput
+from simledger.domain.errors import CsvImportError, InvalidInput, InvalidValue, shown
 from simledger.domain.sim import Sim
 from simledger.domain.types import SimType
 from simledger.projections.models import Page
@@ -88,6 +88,15 @@ class CsvTransfer:
         A binary stream is read once, as it comes (a pipe works), as UTF-8 (a BOM first is
         dropped); a line with bytes that are not UTF-8 is a bad row, reported at that line.
         """
+        if (
+            stream is None
+            or isinstance(stream, (str, bytes, bytearray, Mapping))
+            or not (hasattr(stream, "read") or isinstance(stream, Iterable))
+        ):
+            raise InvalidValue(
+                f"a delivery file is a stream or an iterable of lines, not {shown(stream)}",
+                rule="R-IN4",
+            )
         rows, errors = read_delivery(stream)
         return self._receive_delivery(rows, errors)
 
@@ -144,6 +153,10 @@ class CsvTransfer:
         RFC 4180 says), or a binary one, written as UTF-8. Progress is logged every
         :data:`PROGRESS_EVERY` rows.
         """
+        if not hasattr(stream, "write"):
+            raise InvalidValue(
+                f"an export is written to a stream, not {shown(stream)}", rule="R-IN4"
+            )
         paging = sorted({"limit", "cursor"} & set(filters))
         if paging:
             raise InvalidInput(

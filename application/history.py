@@ -15,7 +15,7 @@ from simledger.application.results import HistoryEntry, SharedGroupView, SimView
 from simledger.application.unit_of_work import UnitOfWork
 from simledger.domain import values
 from simledger.domain.base import DomainEvent
-from simledger.domain.errors import InvalidInput, UnknownGroup, UnknownSim
+from simledger.domain.errors import InvalidInput, SimNotYetReceived, UnknownGroup, UnknownSim
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
@@ -134,11 +134,9 @@ def _sim_at_version(
 
 def _version_at(sim_events: list[DomainEvent], iccid: str, at: datetime) -> int:
     """The SIM's last version recorded at or before ``at``."""
-    if at.tzinfo is None:
-        raise InvalidInput(f"timestamps must carry a time zone: {at!r}", rule="R-ES3")
     earlier = [e.originator_version for e in sim_events if e.timestamp <= at]
     if not earlier:
-        raise UnknownSim(iccid)
+        raise SimNotYetReceived(iccid, at, sim_events[0].timestamp)
     return earlier[-1]
 
 
@@ -188,11 +186,13 @@ class SimReads:
         return SimView.of(sim, copy, group, self.clock())
 
     def sim_as_of(
-        self, iccid: object, *, at: datetime | None = None, version: int | None = None
+        self, iccid: object, *, at: datetime | None = None, version: values.Number | None = None
     ) -> SimView:
         """The SIM as it was at time ``at`` or at its own ``version`` (R-ES3)."""
         key = normalise_iccid(iccid)
-        sim, copy, group, when = sim_state_as_of(self.uow.app, key, at=at, version=version)
+        asked = None if at is None else values.moment(at)
+        number = values.version(version)
+        sim, copy, group, when = sim_state_as_of(self.uow.app, key, at=asked, version=number)
         return SimView.of(sim, copy, group, when)
 
     def history(self, iccid: object) -> list[HistoryEntry]:

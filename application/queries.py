@@ -28,7 +28,8 @@ from simledger.adapters.logs import get_logger
 from simledger.adapters.store.in_transaction import InTransaction
 from simledger.adapters.views.base import Opening
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
-from simledger.domain.errors import InvalidInput
+from simledger.domain import values
+from simledger.domain.errors import InvalidInput, shown
 from simledger.projections.batch import Keys, keys_of
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
@@ -178,7 +179,7 @@ class ViewQueries:
         search: str | None = None,
         sort: str = "iccid",
         descending: bool = False,
-        limit: int = 100,
+        limit: values.Number = 100,
         cursor: str | None = None,
     ) -> Page:
         """The SIM list view (R-SIM2): filters combine; every column sorts both ways; pages
@@ -221,27 +222,25 @@ class ViewQueries:
         self, *, company: str | None = None, locked: bool | None = None
     ) -> list[SharedGroupSummary]:
         """Every shared group by name; ``company``: groups with a member of that company."""
-        if company is not None and (not isinstance(company, str) or not company.strip()):
-            raise InvalidInput(f"company must be a non-empty string: {company!r}", rule="R-SG1")
+        if company is not None:
+            company = values.text(company, "company", rule="R-SG1")
         if locked is not None and not isinstance(locked, bool):
-            raise InvalidInput(f"locked is True, False or None: {locked!r}", rule="R-SG3")
-        rows = self._fresh_views().store.groups(
-            company=company.strip() if company is not None else None, locked=locked
-        )
+            raise InvalidInput(f"locked is True, False or None: {shown(locked)}", rule="R-SG3")
+        rows = self._fresh_views().store.groups(company=company, locked=locked)
         return [SharedGroupSummary.of(row) for row in rows]
 
     # ---- rebuild and verify (R-ES3) ---------------------------------------------------------
     def rebuild_view(self, view: str = "sims") -> int:
         """Replay every event into a fresh ``view`` and swap it in; returns the position."""
-        return self.views.rebuild([view])
+        return self.views.rebuild(values.view_names([view]))
 
     def rebuild_views(self, views: Sequence[str] | None = None) -> int:
-        return self.views.rebuild(views)
+        return self.views.rebuild(values.view_names(views))
 
     def verify_views(self, views: Sequence[str] | None = None) -> dict[str, list[RowDiff]]:
         """Rebuild each view into scratch space and list every row that differs from the
         live view (R-ES3: none expected)."""
-        return self.views.verify(views)
+        return self.views.verify(values.view_names(views))
 
     def close(self) -> None:
         """Close the views' store (the runner is made again on next use)."""

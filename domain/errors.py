@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+SHOWN_AT_MOST = 60
+"""Characters of a refused value an error message shows: a refusal of a 100 KB string
+must not be a 100 KB message (nor an event recording it)."""
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, cut to :data:`SHOWN_AT_MOST` characters; never raises
+    (the repr of an int above 4,300 digits does, and a caller's object may)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an integer of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<a {type(value).__name__}>"
+    if len(text) <= SHOWN_AT_MOST:
+        return text
+    return f"{text[: SHOWN_AT_MOST - 1]}… ({len(text)} characters)"
+
 
 class SimledgerError(Exception):
     """Base of every refusal. ``rule`` holds the id of the rule that refused it."""
@@ -23,7 +41,7 @@ class InvalidIccid(SimledgerError):
     def __init__(self, iccid: object, reason: str) -> None:
         self.iccid = iccid
         self.reason = reason
-        super().__init__(f"invalid ICCID {iccid!r}: {reason}")
+        super().__init__(f"invalid ICCID {shown(iccid)}: {reason}")
 
 
 class SimAlreadyExists(SimledgerError):
@@ -43,6 +61,19 @@ class UnknownSim(SimledgerError):
         super().__init__(f"no SIM with ICCID {iccid}")
 
 
+class SimNotYetReceived(UnknownSim):
+    """A SIM asked about as of a moment before it was received: it exists, but did not
+    then (R-ES3)."""
+
+    rule = "R-ES3"
+
+    def __init__(self, iccid: str, at: object, received: object) -> None:
+        SimledgerError.__init__(
+            self, f"SIM {iccid} did not exist yet at {at}; it was received at {received}"
+        )
+        self.iccid = iccid
+
+
 class IllegalTransition(SimledgerError):
     rule = "R-SIM4"
 
@@ -59,6 +90,13 @@ class InvalidInput(SimledgerError):
 
     def __init__(self, message: str, *, rule: str) -> None:
         super().__init__(message, rule=rule)
+
+
+class InvalidValue(InvalidInput):
+    """A value outside the domain of values every input shares (docs/rules.md, "Input
+    values"): text too long or holding control characters, a number of the wrong type, not
+    finite or out of range, a time without a zone or beyond the representable years, a
+    collection that is not one. ``rule`` is one of R-IN1..4."""
 
 
 class NotActivationReady(SimledgerError):

@@ -25,6 +25,8 @@ def luhn_check_digit(digits: str) -> int:
 def normalise_iccid(raw: object) -> str:
     """Return the ICCID as a string of digits, or raise ``InvalidIccid`` naming the reason."""
     if isinstance(raw, int) and not isinstance(raw, bool):
+        if not 0 <= raw < 10**22:  # str() of an int above 4,300 digits raises ValueError
+            raise InvalidIccid(raw, "an ICCID has 18 to 22 digits")
         raw = str(raw)
     if not isinstance(raw, str):
         raise InvalidIccid(raw, "an ICCID is a string of digits")

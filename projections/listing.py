@@ -20,13 +20,17 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
 
-from simledger.domain.errors import InvalidInput
+from simledger.domain.errors import InvalidInput, InvalidValue, shown
 from simledger.domain.types import SimStatus, SimType
+from simledger.domain.values import NAME_MAX, clean_text, collection, flag, number, uuid_text
 from simledger.projections.rows import SimRow
 
 MAX_LIMIT = 1000
+CURSOR_MAX = 4096
+"""Characters of a cursor: its key is a bounded value (R-IN1) and an ICCID."""
+CURSOR_DIGITS = 1000
+"""The largest decimal exponent of a cursor's number key (a stored number is far below)."""
 RULE = "R-SIM2"
 
 
@@ -115,20 +119,20 @@ class SimQuery:
 def _one_or_many(value: Any, enum: type[StrEnum], what: str, rule: str) -> tuple[str, ...] | None:
     if value is None:
         return None
-    values = [value] if isinstance(value, str) else list(value)
+    items: list[Any] = [value] if isinstance(value, str) else collection(value, what)
     try:
-        return tuple(dict.fromkeys(enum(v).value for v in values))
-    except ValueError:
+        return tuple(dict.fromkeys(enum(v).value for v in items))
+    except (ValueError, TypeError):
         allowed = ", ".join(e.value for e in enum)
-        raise InvalidInput(f"unknown {what} {value!r}; one of {allowed}", rule=rule) from None
+        raise InvalidInput(f"unknown {what} {shown(value)}; one of {allowed}", rule=rule) from None
 
 
 def _text(value: Any, what: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be text: {value!r}", rule=RULE)
-    return value.strip() or None
+        raise InvalidInput(f"{what} must be text: {shown(value)}", rule=RULE)
+    return clean_text(value.strip(), what, limit=NAME_MAX) or None
 
 
 def make_query(
@@ -147,18 +151,16 @@ def make_query(
     now: datetime,
 ) -> SimQuery:
     """Validate the arguments of ``sims()``; refusals are ``InvalidInput`` (R-SIM2)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+    size = number(limit, "limit")
+    if size != size.to_integral_value() or not 1 <= size <= MAX_LIMIT:
         raise InvalidInput(
-            f"limit must be a whole number from 1 to {MAX_LIMIT}: {limit!r}", rule=RULE
+            f"limit must be a whole number from 1 to {MAX_LIMIT}: {shown(limit)}", rule=RULE
         )
-    if sort not in SORTS:
-        raise InvalidInput(f"cannot sort by {sort!r}; one of {', '.join(SORTS)}", rule=RULE)
+    if not isinstance(sort, str) or sort not in SORTS:
+        raise InvalidInput(f"cannot sort by {shown(sort)}; one of {', '.join(SORTS)}", rule=RULE)
     group: str | None = None
     if group_id is not None:
-        try:
-            group = str(group_id if isinstance(group_id, UUID) else UUID(str(group_id)))
-        except ValueError:
-            raise InvalidInput(f"not a group id: {group_id!r}", rule="R-SG1") from None
+        group = uuid_text(group_id, lambda v: InvalidInput(f"not a group id: {v}", rule="R-SG1"))
     query = SimQuery(
         statuses=_one_or_many(status, SimStatus, "status", "R-SIM3"),
         sim_types=_one_or_many(sim_type, SimType, "SIM type", "R-SIM7"),
@@ -168,8 +170,8 @@ def make_query(
         group_id=group,
         search=_text(search, "search"),
         sort=sort,
-        descending=bool(descending),
-        limit=limit,
+        descending=flag(descending, "descending"),
+        limit=int(size),
         month=now.strftime("%Y-%m"),
     )
     if cursor is None:
@@ -212,21 +214,21 @@ def _key_to_json(value: Any, kind: Kind) -> Any:
 def _key_from_json(value: Any, kind: Kind) -> Any:
     if kind is Kind.NUMBER:
         number = Decimal(str(value))
-        if not number.is_finite():
+        if not number.is_finite() or (number and abs(number.adjusted()) > CURSOR_DIGITS):
             raise ValueError(value)
         return number
     if kind is Kind.TIME:
         when = datetime.fromisoformat(str(value))
         if when.tzinfo is None:
             raise ValueError(value)
-        return when
+        return when.astimezone(UTC)  # OverflowError for year 1 east of UTC: not a cursor
     if kind is Kind.BOOL:
         if not isinstance(value, bool):
             raise ValueError(value)
         return value
     if not isinstance(value, str):
         raise ValueError(value)
-    return value
+    return clean_text(value, "a cursor", limit=CURSOR_MAX)
 
 
 def encode_cursor(row: SimRow, query: SimQuery) -> str:
@@ -243,8 +245,8 @@ def encode_cursor(row: SimRow, query: SimQuery) -> str:
 
 
 def decode_cursor(cursor: Any, query: SimQuery) -> tuple[Any, str]:
-    bad = InvalidInput(f"not a cursor of this SIM list: {cursor!r}", rule=RULE)
-    if not isinstance(cursor, str) or not cursor:
+    bad = InvalidInput(f"not a cursor of this SIM list: {shown(cursor)}", rule=RULE)
+    if not isinstance(cursor, str) or not cursor or len(cursor) > CURSOR_MAX:
         raise bad
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -260,12 +262,14 @@ def decode_cursor(cursor: Any, query: SimQuery) -> tuple[Any, str]:
                 rule=RULE,
             )
         iccid = payload["i"]
-        if not isinstance(iccid, str):
+        if not isinstance(iccid, str) or not (iccid.isascii() and iccid.isdigit()):
             raise ValueError(iccid)
         return _key_from_json(payload["k"], query.kind), iccid
+    except InvalidValue:  # text in it a store cannot hold (R-IN1): a forged cursor
+        raise bad from None
     except InvalidInput:
         raise
-    except (ValueError, KeyError, TypeError, InvalidOperation, binascii.Error):
+    except (ValueError, KeyError, TypeError, OverflowError, InvalidOperation, binascii.Error):
         raise bad from None
 
 

@@ -17,10 +17,19 @@ from simledger.application.results import BulkResult, ConfirmResult
 from simledger.application.unit_of_work import Decision, UnitOfWork, command, without_gc
 from simledger.domain import values
 from simledger.domain.bulk import BULK_LIMIT, BulkOperation
-from simledger.domain.errors import BulkLimitExceeded, InvalidInput, SimledgerError, UnknownSim
+from simledger.domain.errors import (
+    BulkLimitExceeded,
+    InvalidInput,
+    InvalidValue,
+    NoOperationInFlight,
+    SimledgerError,
+    UnknownSim,
+    shown,
+)
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.sim import Sim
 from simledger.domain.types import OperationKind
+from simledger.domain.values import NOTE_MAX
 
 log = get_logger("simledger")
 
@@ -51,13 +60,14 @@ class BulkCommands(Commands):
         """A pause or resume of ``iccids``, each accepted or refused with its reason."""
         if isinstance(iccids, str):
             raise InvalidInput("pass a list of ICCIDs, not one string", rule="R-BK1")
-        requested = list(dict.fromkeys(iccids))
+        requested = values.distinct(values.collection(iccids, "ICCIDs"), "ICCIDs")
         if len(requested) > BULK_LIMIT:
             raise BulkLimitExceeded(
                 f"{len(requested)} SIMs in one {kind.value} request; at most {BULK_LIMIT}"
             )
         if idempotency_key is not None:
             key = values.text(idempotency_key, "idempotency key", rule="R-BK6")
+            idempotency_key = key
             op_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key))
             earlier = self.uow.get(op_id, BulkOperation)
             if earlier is not None:
@@ -72,7 +82,7 @@ class BulkCommands(Commands):
             try:
                 keys.append(self.uow.iccid(raw))
             except SimledgerError as error:
-                rejected[str(raw)] = str(error)
+                rejected[values.item_key(raw)] = str(error)
         keys = list(dict.fromkeys(keys))
 
         def decide(sims: Mapping[str, Sim]) -> Decision[BulkResult]:
@@ -120,8 +130,11 @@ class BulkCommands(Commands):
         self, operation_id: UUID | str, iccid: object, *, ok: bool = True, reason: str | None = None
     ) -> None:
         """A carrier's answer for one SIM; only then does its status change (R-BK3)."""
+        op = _operation_key(operation_id)
+        passed = values.flag(ok, "ok")
+        why = values.optional_text(reason, "a reason", limit=NOTE_MAX)
         sim = self.uow.sim(iccid)
-        sim.confirm_operation(str(operation_id), ok=bool(ok), reason=reason)
+        sim.confirm_operation(op, ok=passed, reason=why)
         self.uow.save(sim)
 
     @command
@@ -139,17 +152,29 @@ class BulkCommands(Commands):
         confirmed) does not stop the others: it is listed in ``skipped`` with its reason,
         and nothing is recorded for it.
         """
-        op = str(operation_id)
-        pairs = list(answers.items() if isinstance(answers, Mapping) else answers)
+        op = _operation_key(operation_id)
+        pairs = (
+            list(answers.items())
+            if isinstance(answers, Mapping)
+            else values.collection(answers, "answers")
+        )
         if len(pairs) > BULK_LIMIT:
             raise BulkLimitExceeded(f"{len(pairs)} answers in one call; at most {BULK_LIMIT}")
         skipped: dict[str, str] = {}
         wanted: dict[str, tuple[bool, str | None]] = {}
-        for raw, ok, *reason in pairs:
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or not 2 <= len(pair) <= 3:
+                raise InvalidValue(
+                    f"an answer is (iccid, ok) or (iccid, ok, reason), not {shown(pair)}",
+                    rule="R-IN4",
+                )
+            raw, ok, *reason = pair
+            passed = values.flag(ok, "ok")
+            why = values.optional_text(reason[0] if reason else None, "a reason", limit=NOTE_MAX)
             try:
-                wanted[self.uow.iccid(raw)] = (bool(ok), reason[0] if reason else None)
+                wanted[self.uow.iccid(raw)] = (passed, why)
             except SimledgerError as error:
-                skipped[str(raw)] = str(error)
+                skipped[values.item_key(raw)] = str(error)
 
         def decide(sims: Mapping[str, Sim]) -> Decision[ConfirmResult]:
             refused = dict(skipped)
@@ -182,7 +207,7 @@ def _replay_answer(
         try:
             again.add(normalise_iccid(raw))
         except SimledgerError:
-            again.add(str(raw))
+            again.add(values.item_key(raw))
     if earlier.kind != kind.value or again != first:
         raise InvalidInput(
             f"idempotency key {earlier.idempotency_key!r} was used for a different request "
@@ -194,4 +219,11 @@ def _replay_answer(
         kind=earlier.kind,
         accepted=list(earlier.accepted),
         rejected=dict(earlier.rejected),
+    )
+
+
+def _operation_key(operation_id: object) -> str:
+    """A bulk operation's id as its text; what is not a UUID names no operation (R-BK3)."""
+    return values.uuid_text(
+        operation_id, lambda v: NoOperationInFlight(f"no operation {v} waiting for a carrier")
     )

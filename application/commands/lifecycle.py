@@ -13,7 +13,13 @@ from simledger.application.commands.base import Commands
 from simledger.application.unit_of_work import UnitOfWork, command
 from simledger.domain import values
 from simledger.domain.base import LedgerAggregate
-from simledger.domain.errors import InvalidInput, SimAlreadyExists, UnknownOrder
+from simledger.domain.errors import (
+    InvalidInput,
+    InvalidValue,
+    SimAlreadyExists,
+    UnknownOrder,
+    shown,
+)
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.partner import SimOrder
 from simledger.domain.sim import Sim
@@ -48,6 +54,7 @@ class LifecycleCommands(Commands):
     ) -> list[str]:
         """Add SIMs, each ``pending`` (R-SIM4); against an order, on the holding service."""
         keys = values.iccids(iccids)
+        esim = values.flag(esim, "esim")
         if not keys:
             return []
         dupes = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
@@ -56,9 +63,9 @@ class LifecycleCommands(Commands):
         operator = values.text(operator, "operator", rule="R-SIM2")
         try:
             kind = SimType(sim_type)
-        except ValueError:
+        except (ValueError, TypeError):
             raise InvalidInput(
-                f"unknown SIM type {sim_type!r}; one of {', '.join(t.value for t in SimType)}",
+                f"unknown SIM type {shown(sim_type)}; one of {', '.join(t.value for t in SimType)}",
                 rule="R-SIM7",
             ) from None
         existing = sorted(self.uow.existing(keys))
@@ -73,8 +80,8 @@ class LifecycleCommands(Commands):
                 raise UnknownOrder(f"no SIM order {order_id}")
             order.deliver(keys, operator)
             to_save.append(order)
-        codes = {normalise_iccid(k): v for k, v in (activation_codes or {}).items()}
-        to_save.extend(self.new_sims(keys, operator, kind, bool(esim), order_key, codes))
+        codes = _activation_codes(activation_codes)
+        to_save.extend(self.new_sims(keys, operator, kind, esim, order_key, codes))
         self.uow.save(*to_save)
         log.info("sims.received", count=len(keys), operator=operator, order_id=order_key)
         return keys
@@ -113,8 +120,10 @@ class LifecycleCommands(Commands):
     def complete_integration_check(
         self, iccid: object, *, ok: bool, reason: str | None = None
     ) -> None:
+        passed = values.flag(ok, "ok")
+        why = values.optional_text(reason, "a reason")
         sim = self.uow.sim(iccid)
-        sim.complete_integration_check(ok=bool(ok), reason=reason)
+        sim.complete_integration_check(ok=passed, reason=why)
         self.uow.save(sim)
 
     @command
@@ -199,3 +208,17 @@ class LifecycleCommands(Commands):
         sim = self.uow.sim(iccid)
         sim.clear_system_pause(by="operator")
         self.uow.save(sim)
+
+
+def _activation_codes(codes: object) -> dict[str, str]:
+    """eSIM activation codes by normalised ICCID (each a name-sized text, R-IN1)."""
+    if codes is None:
+        return {}
+    if not isinstance(codes, Mapping):
+        raise InvalidValue(
+            f"activation codes map ICCIDs to codes, not {shown(codes)}", rule="R-IN4"
+        )
+    return {
+        normalise_iccid(k): values.text(v, "an activation code", rule="R-IN1")
+        for k, v in codes.items()
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
@@ -44,22 +43,23 @@ class PackageCommands(Commands):
         self,
         name: str,
         *,
-        data_mb: float | int | Decimal,
-        validity_days: int,
+        data_mb: values.Number,
+        validity_days: values.Number,
         auto_renew: bool = False,
-        price: float | int | Decimal | None = None,
+        price: values.Number | None = None,
     ) -> UUID:
         name = values.text(name, "package name", rule="R-PK1")
         allowance = values.mb(data_mb, rule="R-PK1")
         days = values.validity_days(validity_days)
-        cost = None if price is None else values.mb(price, rule="R-PK1", allow_zero=True)
+        renews = values.flag(auto_renew, "auto_renew")
+        cost = values.price(price)
         package_id = uuid.uuid4()
         package = Package.create(
             str(package_id),
             name=name,
             data_mb=allowance,
             validity_days=days,
-            auto_renew=bool(auto_renew),
+            auto_renew=renews,
             price=cost,
         )
         self.uow.save(package)
@@ -71,18 +71,19 @@ class PackageCommands(Commands):
     ) -> None:
         """The SIM's own copy (R-PK2, R-PK3)."""
         now = self.clock()
+        starts = values.event_time(at, now)
         sim = self.uow.sim(iccid)
         package = self.uow.catalogue_package(package_id)
         policies.check_no_active_package(sim, self.uow.copy(sim), now, rule="R-PK3")
         sim.check_can_take_package(Cmd.ASSIGN_PACKAGE)
         if sim.paused_by_system_for_package:
             sim.clear_system_pause(by="new package")
-        copy = package.copy_for(str(uuid.uuid4()), sim.id, starts_at=values.aware(at, now))
+        copy = package.copy_for(str(uuid.uuid4()), sim.id, starts_at=starts)
         sim.assign_package(package.id, copy.id, package.name)
         self.uow.save(sim, copy)
 
     @command
-    def top_up(self, iccid: object, amount: float | int | Decimal) -> None:
+    def top_up(self, iccid: object, amount: values.Number) -> None:
         """Refill a prepaid SIM (R-SIM7): its copy gets the MB, and a SIM the system paused
         for an empty package works again."""
         mb = values.mb(amount, rule="R-SIM7")
@@ -100,7 +101,7 @@ class PackageCommands(Commands):
     def expire_packages(self, now: datetime | None = None) -> ExpiryResult:
         """Deplete every copy and pool whose validity has ended by ``now`` (auto-renew copies
         start a new period instead); SIMs then active are paused by the system."""
-        when = values.aware(now, self.clock())
+        when = values.event_time(now, self.clock())
         depleted: list[str] = []
         renewed: list[str] = []
         candidates = self._expiry_candidates(when)

@@ -9,7 +9,13 @@ from uuid import UUID
 from simledger.application.commands.base import Commands
 from simledger.application.unit_of_work import command
 from simledger.domain import values
-from simledger.domain.errors import InvalidInput, UnknownCustomerService
+from simledger.domain.errors import (
+    InvalidInput,
+    InvalidValue,
+    OrderQuantityInvalid,
+    UnknownCustomerService,
+    shown,
+)
 from simledger.domain.partner import CustomerService, SimOrder
 from simledger.domain.types import HOLDING_SERVICE
 
@@ -18,10 +24,17 @@ class PartnerCommands(Commands):
     """The partner flow's commands."""
 
     @command
-    def order_sims(self, operator: str, quantity: int) -> UUID:
+    def order_sims(self, operator: str, quantity: values.Number) -> UUID:
         order_id = uuid.uuid4()
         operator = values.text(operator, "operator", rule="R-PF1")
-        order = SimOrder.place(str(order_id), operator, quantity)
+        count = values.number(quantity, "a quantity")
+        if count != count.to_integral_value() or count <= 0:
+            raise OrderQuantityInvalid(
+                f"order quantity must be a positive whole number: {shown(quantity)}"
+            )
+        if count > values.COUNT_MAX:
+            raise InvalidValue(f"an order holds at most {values.COUNT_MAX} SIMs", rule="R-IN2")
+        order = SimOrder.place(str(order_id), operator, int(count))
         self.uow.save(order)
         return order_id
 
@@ -30,17 +43,29 @@ class PartnerCommands(Commands):
         self,
         name: str,
         *,
-        data_mb_per_month: int,
+        data_mb_per_month: values.Number,
         networks: Iterable[str] = (),
-        minimum_term_months: int = 0,
+        minimum_term_months: values.Number = 0,
     ) -> UUID:
         service_id = uuid.uuid4()
         service = CustomerService.create(
             str(service_id),
             name=values.text(name, "service name", rule="R-PF2"),
-            data_mb_per_month=int(data_mb_per_month),
-            networks=[str(n) for n in networks],
-            minimum_term_months=int(minimum_term_months),
+            data_mb_per_month=values.whole(
+                data_mb_per_month,
+                "data per month (MB)",
+                rule="R-PF2",
+                low=0,
+                high=int(values.MB_MAX),
+            ),
+            networks=values.names(networks, "networks", limit=values.NETWORKS_MAX),
+            minimum_term_months=values.whole(
+                minimum_term_months,
+                "the minimum term (months)",
+                rule="R-PF2",
+                low=0,
+                high=values.MONTHS_MAX,
+            ),
         )
         self.uow.save(service)
         return service_id

@@ -29,6 +29,7 @@ class SharedGroupCommands(Commands):
         notify_users: bool = False,
     ) -> UUID:
         name = values.text(name, "group name", rule="R-SG2")
+        notify = values.flag(notify_users, "notify_users")
         keys = list(dict.fromkeys(values.iccids(iccids)))
         if not keys:
             raise InvalidInput("a shared group needs at least one SIM", rule="R-SG2")
@@ -54,7 +55,7 @@ class SharedGroupCommands(Commands):
             data_mb=package.data_mb,
             validity_days=package.validity_days,
             now=now,
-            notify_users=bool(notify_users),
+            notify_users=notify,
         )
         for key in keys:
             policies.join(sims[key], group)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from simledger.adapters.store.in_transaction import DecideAgain
 from simledger.application.commands.base import Commands
@@ -21,14 +20,15 @@ class UsageCommands(Commands):
     def record_usage(
         self,
         iccid: object,
-        mb: float | int | Decimal,
+        mb: values.Number,
         *,
         at: datetime | None = None,
         country: str | None = None,
     ) -> None:
         amount = values.mb(mb, rule="R-PK2")
+        when = values.event_time(at, self.clock())
+        country = values.optional_text(country, "a country")
         sim = self.uow.sim(iccid)
-        when = values.aware(at, self.clock())
         sim.check_usage()
         if sim.group_id is not None and self.uow.decides_late:
             group = self.uow.groups.known(sim.group_id) or self.uow.group(sim.group_id)

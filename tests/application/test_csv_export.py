@@ -300,7 +300,11 @@ def test_text_a_spreadsheet_would_run_is_exported_as_text(memory_env: dict[str, 
         for key, operator in zip(iccids(len(FORMULAS)), FORMULAS, strict=True)
     ]
     ledger.set_note(keys[0], "\t=1+2")
-    ledger.set_note(keys[1], "\r=1+2")
+    # A note cannot hold a carriage return alone any more (R-IN1); one recorded before that
+    # bound is still exported neutralised: written here by the domain, as it was then.
+    sim = ledger.unit_of_work.sim(keys[1])
+    sim.set_note("\r=1+2")
+    ledger.unit_of_work.save(sim)
     ledger.set_labels(keys[2], ["=HYPERLINK(x)", "eu"])
     ledger.set_labels(keys[3], ["eu", "=x"])  # the cell starts with "eu": left as it is
     _, _, rows = export(ledger)

@@ -173,7 +173,9 @@ def test_line_numbers_count_lines_of_quoted_fields(ledger: SimLedger) -> None:
     stream = csv_text(f'{a},"3UK\nnorth",prepaid,false', f"{b},3UK,prepaid,bad")
     with pytest.raises(CsvImportError) as caught:
         ledger.import_sims_csv(stream)
-    assert list(caught.value.errors) == [4]
+    # line 2's operator holds a newline (R-IN1); b's row starts at line 4, not 3
+    assert list(caught.value.errors) == [2, 4]
+    assert "control character U+000A" in caught.value.errors[2]
 
 
 def test_progress_is_logged_every_ten_thousand_rows(caplog: pytest.LogCaptureFixture) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +33,7 @@ from simledger import (
     InvalidInput,
     SimLedger,
     SimledgerError,
+    SimNotYetReceived,
     SimStatus,
     SimView,
     SuspendReason,
@@ -384,18 +385,29 @@ def test_sim_as_of_refuses_questions_it_cannot_answer(ledger: SimLedger) -> None
     born = ledger.history(key)[0].at
     now = latest_moment(ledger, key)
 
-    bad_versions: tuple[Any, ...] = (0, -1, latest + 1, True, "3", 2.0)
+    bad_versions: tuple[Any, ...] = (0, -1, latest + 1, "0", 2.5)
     for bad in bad_versions:
         refused(
             ledger, InvalidInput, "R-ES3", functools.partial(ledger.sim_as_of, key, version=bad)
         )
+    # a version is a number like every other (R-IN2): "3" and 3.0 are version 3, True is none
+    for bad in (True, "three", float("nan")):
+        refused(
+            ledger, InvalidInput, "R-IN2", functools.partial(ledger.sim_as_of, key, version=bad)
+        )
+    assert ledger.sim_as_of(key, version="3") == ledger.sim_as_of(key, version=3.0)
     refused(ledger, InvalidInput, "R-ES3", lambda: ledger.sim_as_of(key))
     refused(ledger, InvalidInput, "R-ES3", lambda: ledger.sim_as_of(key, at=now, version=1))
     naive = now.replace(tzinfo=None)
     refused(ledger, InvalidInput, "R-ES3", lambda: ledger.sim_as_of(key, at=naive))
-    # before the SIM was received it did not exist
+    # before the SIM was received it did not exist: said so, not "no SIM" (issue 14 item 11)
     before = born - timedelta(microseconds=1)
-    refused(ledger, UnknownSim, "R-SIM1", lambda: ledger.sim_as_of(key, at=before))
+    refused(ledger, SimNotYetReceived, "R-ES3", lambda: ledger.sim_as_of(key, at=before))
+    dawn = datetime(1, 1, 1, tzinfo=UTC)
+    refused(ledger, SimNotYetReceived, "R-ES3", lambda: ledger.sim_as_of(key, at=dawn))
+    text_time: Any = "2020-01-01"
+    refused(ledger, InvalidInput, "R-IN3", lambda: ledger.sim_as_of(key, at=text_time))
+    refused(ledger, InvalidInput, "R-IN2", lambda: ledger.sim_as_of(key, version=10**30))
     refused(ledger, UnknownSim, "R-SIM1", lambda: ledger.sim_as_of(iccid(99), version=1))
     refused(ledger, InvalidIccid, "R-SIM1", lambda: ledger.sim_as_of("8944 1234", version=1))
     # the edges themselves are answered

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -38,6 +38,7 @@ from simledger import (
     IllegalTransition,
     InvalidIccid,
     InvalidInput,
+    InvalidValue,
     NoOperationInFlight,
     NotAMember,
     NotPrepaid,
@@ -47,6 +48,7 @@ from simledger import (
     SimAlreadyExists,
     SimLedger,
     SimledgerError,
+    SimNotYetReceived,
     SimType,
     UnknownCustomerService,
     UnknownGroup,
@@ -571,6 +573,47 @@ CASES = [
         InvalidInput,
         "R-ES3",
     ),
+    Case(
+        "as-of-before-the-sim-was-received",
+        _pending,
+        lambda led, c: led.sim_as_of(c.sims[0], at=datetime(1, 1, 1, tzinfo=UTC)),
+        SimNotYetReceived,
+        "R-ES3",
+    ),
+    # R-IN1..4: the domain of values
+    Case(
+        "note-with-a-nul",
+        _pending,
+        lambda led, c: led.set_note(c.sims[0], "a\x00b"),
+        InvalidValue,
+        "R-IN1",
+    ),
+    Case(
+        "usage-of-nan-mb",
+        _active,
+        lambda led, c: led.record_usage(c.sims[0], float("nan")),
+        InvalidValue,
+        "R-IN2",
+    ),
+    Case(
+        "usage-in-the-year-9950",
+        _active,
+        lambda led, c: led.record_usage(c.sims[0], 1, at=datetime(9950, 1, 1, tzinfo=UTC)),
+        InvalidValue,
+        "R-IN3",
+    ),
+    Case(
+        "receive-with-esim-as-text",
+        _existing_plus_new,
+        lambda led, c: led.receive_sims(
+            c.absent,
+            operator=OPERATOR,
+            sim_type="prepaid",
+            esim="no",  # type: ignore[arg-type]
+        ),
+        InvalidValue,
+        "R-IN4",
+    ),
 ]
 
 
@@ -647,7 +690,7 @@ def test_r_es2_the_table_covers_every_error_class() -> None:
     assert public - untested_here <= {c.error for c in CASES}
 
 
-RULE_IDS = re.compile(r"^R-(SIM[1-7]|PK[1-3]|SG[1-5]|BK[1-6]|IO1|PF[1-4]|ES[1-3])$")
+RULE_IDS = re.compile(r"^R-(SIM[1-7]|PK[1-3]|SG[1-5]|BK[1-6]|IO1|PF[1-4]|ES[1-3]|IN[1-4])$")
 
 
 def test_r_es2_every_error_names_a_rule_of_domain_md() -> None:

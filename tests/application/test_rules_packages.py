@@ -65,28 +65,42 @@ def test_r_pk1_package_is_created_once_and_each_sim_gets_its_own_copy(ledger: Si
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "rule"),
     [
-        pytest.param({"name": "  "}, id="blank-name"),
-        pytest.param({"data_mb": 0}, id="zero-mb"),
-        pytest.param({"data_mb": -5}, id="negative-mb"),
-        pytest.param({"data_mb": "lots"}, id="mb-not-a-number"),
-        pytest.param({"data_mb": float("nan")}, id="mb-nan"),
-        pytest.param({"validity_days": 0}, id="zero-days"),
-        pytest.param({"validity_days": 1.5}, id="fractional-days"),
-        pytest.param({"validity_days": True}, id="bool-days"),
-        pytest.param({"price": -1}, id="negative-price"),
+        pytest.param({"name": "  "}, "R-PK1", id="blank-name"),
+        pytest.param({"data_mb": 0}, "R-PK1", id="zero-mb"),
+        pytest.param({"data_mb": -5}, "R-PK1", id="negative-mb"),
+        pytest.param({"validity_days": 0}, "R-PK1", id="zero-days"),
+        pytest.param({"validity_days": 1.5}, "R-PK1", id="fractional-days"),
+        pytest.param({"price": -1}, "R-PK1", id="negative-price"),
+        # outside the domain of values: no number at all, or out of range (R-IN2)
+        pytest.param({"data_mb": "lots"}, "R-IN2", id="mb-not-a-number"),
+        pytest.param({"data_mb": float("nan")}, "R-IN2", id="mb-nan"),
+        pytest.param({"validity_days": True}, "R-IN2", id="bool-days"),
+        pytest.param({"validity_days": 10**20}, "R-IN2", id="days-beyond-36500"),
+        pytest.param({"price": "free"}, "R-IN2", id="price-not-a-number"),
+        pytest.param({"name": "1\x00GB"}, "R-IN1", id="nul-in-name"),
+        pytest.param({"auto_renew": "no"}, "R-IN4", id="auto-renew-as-text"),
     ],
 )
 def test_r_pk1_invalid_package_definitions_are_refused(
-    ledger: SimLedger, kwargs: dict[str, Any]
+    ledger: SimLedger, kwargs: dict[str, Any], rule: str
 ) -> None:
     args: dict[str, Any] = {"name": "1 GB", "data_mb": 1000, "validity_days": 30, **kwargs}
     name = args.pop("name")
     with pytest.raises(InvalidInput) as caught:
         ledger.create_package(name, **args)
-    assert caught.value.rule == "R-PK1"
+    assert caught.value.rule == rule
     assert event_count(ledger) == 0
+
+
+def test_r_pk1_numbers_are_one_set_of_types(ledger: SimLedger) -> None:
+    """Every numeric argument takes the same types (R-IN2): "10" days as 10 MB do."""
+    package = ledger.create_package("1 GB", data_mb="10", validity_days="10", price="1.50")
+    assert isinstance(package, uuid.UUID)
+    with pytest.raises(InvalidInput, match="price cannot be negative") as caught:
+        ledger.create_package("1 GB", data_mb=10, validity_days=10, price=-1)
+    assert caught.value.rule == "R-PK1"
 
 
 def test_r_pk1_only_catalogue_packages_are_assigned(ledger: SimLedger) -> None:
@@ -282,7 +296,7 @@ def test_top_up_does_not_revive_an_expired_copy() -> None:
     assert ledger.resume([key]).rejected[key].startswith("R-SIM6")
 
 
-@pytest.mark.parametrize("amount", [0, -10, "x"])
+@pytest.mark.parametrize("amount", [0, -10, "-1"])
 def test_top_up_amount_must_be_positive(ledger: SimLedger, amount: Any) -> None:
     key = ready_sim(ledger, sim_type=SimType.PREPAID)
     before = event_count(ledger)

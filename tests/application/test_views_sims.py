@@ -283,10 +283,17 @@ def test_cursor_is_stable_while_sims_change(store_env: dict[str, str]) -> None:
 def test_arguments_are_checked() -> None:
     ledger, _ = new_ledger()
     ledger.receive_sims([iccid(1), iccid(2)], operator="3UK", sim_type="paygo")
-    for limit in (0, 1001, -5, "10", 2.5, True):
+    for limit in (0, 1001, -5, "0", 2.5):
         with pytest.raises(InvalidInput) as error:
-            ledger.sims(limit=limit)  # type: ignore[arg-type]
+            ledger.sims(limit=limit)
         assert error.value.rule == "R-SIM2"
+    # the domain of values (R-IN2): a number is an int, a Decimal, numeric text or a finite
+    # float, never a bool
+    for bad in (True, None, float("nan"), [1]):
+        with pytest.raises(InvalidInput) as error:
+            ledger.sims(limit=bad)  # type: ignore[arg-type]
+        assert error.value.rule == "R-IN2"
+    assert len(ledger.sims(limit="1").items) == 1
     assert len(ledger.sims(limit=1000).items) == 2 and len(ledger.sims(limit=1).items) == 1
     with pytest.raises(InvalidInput, match="sort"):
         ledger.sims(sort="colour")
