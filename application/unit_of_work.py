@@ -28,7 +28,8 @@ from simledger.adapters.logs import get_logger
 from simledger.adapters.store.aggregate_cache import AggregateCache, GroupCache
 from simledger.adapters.store.batch_load import gc_paused, load_many
 from simledger.adapters.store.event_store import LateDecision
-from simledger.adapters.store.in_transaction import InTransaction
+from simledger.adapters.store.in_transaction import DecideAgain, InTransaction
+from simledger.application.bulk_late import BulkDecision
 from simledger.application.iccid_memo import IccidMemo
 from simledger.domain import values
 from simledger.domain.base import LedgerAggregate, Snapshot
@@ -316,6 +317,20 @@ class UnitOfWork:
             log.info("bulk.cache_stale", refused=len(doubtful))
             sims, _ = self._sims_for(keys, trust_cache=False)
             decision = decide(sims)
-        self.save_owned((*decision.others, *decision.changed))
+        try:
+            self.save_owned((*decision.others, *decision.changed))
+        except IntegrityError:
+            if not self.decides_late:
+                raise
+            # Another writer changed some of the SIMs: decide again under the store's
+            # write lock, where it cannot collide (application/bulk_late.py).
+            log.info("bulk.collided", sims=len(keys))
+            sims, _ = self._sims_for(keys, trust_cache=False)
+            late: BulkDecision[R] = BulkDecision(keys, sims, decide)
+            try:
+                self.record((), {}, owned=True, late=late)
+            except DecideAgain:
+                raise IntegrityError("the bulk command collided; decide it again") from None
+            decision = late.decision
         self._give_back(sims, decision.changed)
         return decision.result

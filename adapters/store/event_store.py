@@ -79,6 +79,11 @@ class LateDecision(Protocol):
         not here)."""
         ...
 
+    def expected_events(self) -> int:
+        """About how many events ``decide`` will make (a big number: the store writes
+        them as it writes big saves)."""
+        ...
+
 
 class LedgerEventStore(EventStore[str]):
     """``EventStore`` handing big saves to a recorder that asks for it encoded on demand,
@@ -134,17 +139,22 @@ class LedgerEventStore(EventStore[str]):
         original = list(domain_events)
         stored = [self.mapper.to_stored_event(e) for e in original]
         decided: list[Any] = []
-        decided_stored: list[StoredEvent] = []
+        decided_stored: Sequence[StoredEvent] = []
 
-        def late_stored(read_newer: ReadNewer) -> list[StoredEvent]:
+        def late_stored(read_newer: ReadNewer) -> Sequence[StoredEvent]:
+            nonlocal decided_stored
             newer = [self.mapper.to_domain_event(s) for s in read_newer(late.versions())]
             decided[:] = late.decide(newer)  # a run again (a retried insert) starts over
-            decided_stored[:] = [self.mapper.to_stored_event(e) for e in decided]
+            # Encoded as the recorder writes them (a big decision: while COPY sends them).
+            decided_stored = EncodedOnDemand(list(decided), self.mapper.to_stored_event)
             if isinstance(domain_events, list):
                 domain_events[:] = [*decided, *original]
             return decided_stored
 
-        notification_ids = self.recorder.insert_events(stored, late=late_stored, **kwargs)
+        big = wants is not None and wants(late.expected_events())
+        notification_ids = self.recorder.insert_events(
+            stored, late=late_stored, late_is_big=big, **kwargs
+        )
         if not notification_ids:
             return []
         return [

@@ -143,16 +143,22 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
         *,
         in_transaction: InTransaction | None = None,
         late: LateStored | None = None,
+        late_is_big: bool = False,
         **kwargs: Any,
     ) -> Sequence[int] | None:
         """Insert the events in one transaction; ``late`` (if given) decides more under the
-        table lock, inserted first; ``in_transaction`` (if given) runs in it after the
-        insert (adapters/store/in_transaction.py)."""
+        table lock, inserted first (``late_is_big``: many, written as a big save);
+        ``in_transaction`` (if given) runs in it after the insert
+        (adapters/store/in_transaction.py)."""
         if self.datastore.enable_db_functions:
             if late is not None:
                 raise DecideAgain("the database functions' insert decides nothing late")
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
+        if late is not None and late_is_big:
+            return insert_with_hook(
+                lambda hook: self._insert_big(stored_events, hook, kwargs, late), in_transaction
+            )
         return insert_with_hook(
             lambda hook: self._insert_in_transaction(stored_events, hook, late, kwargs),
             in_transaction,
@@ -192,6 +198,12 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
         # sync). Without a hook, COMMIT leaves with the INSERT: one round trip in all.
         notification_ids: list[int] | None = None
         with self.datastore.get_connection() as conn:
+            # No statement prepared on the fly in the pipeline: after a failing INSERT (a
+            # collision) the server skips what follows, a PREPARE included, while psycopg
+            # would remember it as prepared ("prepared statement … does not exist" next
+            # time). The statements prepared on purpose all come before the INSERT's
+            # answer is read.
+            conn.prepare_threshold = None
             try:
                 with conn.cursor() as curs:
                     with conn.pipeline():
@@ -244,6 +256,7 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         hook: InTransaction | None,
         kwargs: dict[str, Any],
+        late: LateStored | None = None,
     ) -> list[int]:
         """A big save, without a pipeline (see the module docstring)."""
         with self.datastore.get_connection() as conn, conn.transaction():
@@ -251,6 +264,9 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                 self._insert_events(curs, stored_events, **kwargs)
                 # The original's _lock_table and _notify_channel, in one round trip.
                 curs.execute(self.prelude_statement)
+                if late is not None:
+                    decided = late(lambda versions: self._read_newer(conn, versions))
+                    stored_events = decided if not stored_events else [*decided, *stored_events]
                 if len(stored_events) >= COPY_FROM:
                     notification_ids = self._copy(curs, stored_events)
                 else:

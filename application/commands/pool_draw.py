@@ -43,6 +43,9 @@ class PoolDraw:
         self.country = country
         self.decided: list[LedgerAggregate] = []
 
+    def expected_events(self) -> int:
+        return 2
+
     def versions(self) -> Mapping[str, int]:
         return {self.known.id: self.known.version}
 
