@@ -407,8 +407,9 @@ def test_any_delivery_order_and_repeats_give_the_state_of_one_in_order(
 
 
 # ---- concurrency and crashes --------------------------------------------------------------------
+@pytest.mark.parametrize("overlap", ["half", "all"])
 def test_overlapping_batches_of_two_ledgers_at_once_count_each_record_once(
-    persistent_store_env: dict[str, str],
+    persistent_store_env: dict[str, str], overlap: str
 ) -> None:
     clock = FakeClock()
     setup = SimLedger(persistent_store_env, clock=clock)
@@ -416,7 +417,8 @@ def test_overlapping_batches_of_two_ledgers_at_once_count_each_record_once(
     keys = [ready_sim(setup, n, package_id=pkg) for n in range(6)]
     setup.close()
     records = [rec(f"c{n}", keys[n % 6], 1 + n % 5, n) for n in range(300)]
-    halves = [records[:200], records[100:]]  # 100 records in both
+    # "half": 100 records in both; "all": the same batches at the same time, colliding
+    halves = [records[:200], records[100:]] if overlap == "half" else [records, records]
     results: list[UsageResult] = []
     errors: list[BaseException] = []
     start = threading.Barrier(2)
@@ -439,7 +441,7 @@ def test_overlapping_batches_of_two_ledgers_at_once_count_each_record_once(
         thread.join(120)
     assert not errors, errors
     assert sum(r.applied for r in results) == 300
-    assert sum(r.duplicates for r in results) == 100
+    assert sum(r.duplicates for r in results) == (100 if overlap == "half" else 300)
     check = SimLedger(persistent_store_env, clock=clock)
     total = sum(Decimal(r["mb"]) for r in records)
     assert sum(10**6 - (check.sim(k).data_left_mb or 0) for k in keys) == total
