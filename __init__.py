@@ -5,7 +5,13 @@ ledger = SimLedger()  # in memory; env= takes eventsourcing's persistence settin
 """
 
 from simledger.application.ledger import SimLedger
-from simledger.application.results import BulkResult, HistoryEntry, SharedGroupView, SimView
+from simledger.application.results import (
+    BulkResult,
+    HistoryEntry,
+    SharedGroupView,
+    SimView,
+    UsageResult,
+)
 from simledger.domain.errors import (
     AlreadyInSharedGroup,
     AutoRenewNotAllowed,
@@ -36,6 +42,7 @@ from simledger.domain.errors import (
     UnknownSim,
 )
 from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendReason
+from simledger.domain.usage import UsageRecord
 
 __all__ = [
     "AlreadyInSharedGroup",
@@ -74,4 +81,6 @@ __all__ = [
     "UnknownOrder",
     "UnknownPackage",
     "UnknownSim",
+    "UsageRecord",
+    "UsageResult",
 ]

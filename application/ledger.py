@@ -129,8 +129,9 @@ class SimLedger(EventSourcedLedger):
     remove_from_shared_group = _Delegate("_groups", SharedGroupCommands.remove_from_shared_group)
     delete_shared_group = _Delegate("_groups", SharedGroupCommands.delete_shared_group)
 
-    # ---- usage (R-PK2, R-SG1, R-SIM7) --------------------------------------------------------
+    # ---- usage (R-PK2, R-SG1, R-SIM7, R-US1, R-US2) ----------------------------------------
     record_usage = _Delegate("_usage", UsageCommands.record_usage)
+    record_usage_batch = _Delegate("_usage", UsageCommands.record_usage_batch)
 
     # ---- partner flow (R-PF1..4) -------------------------------------------------------------
     order_sims = _Delegate("_partner", PartnerCommands.order_sims)

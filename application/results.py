@@ -160,3 +160,14 @@ class HistoryEntry(_Frozen):
 class ExpiryResult(_Frozen):
     depleted: list[str]
     renewed: list[str]
+
+
+class UsageResult(_Frozen):
+    """A usage batch's answer (R-US1): the records applied, those already counted (before,
+    or earlier in the batch), and apart, each refused record's id with the refusing
+    error's text, rule id first (a record without a usable ``record_id`` as ``#N``, its
+    1-based position in the batch)."""
+
+    applied: int
+    duplicates: int
+    rejected: dict[str, str]

@@ -10,6 +10,8 @@ from simledger.domain.partner import CustomerService, SimOrder
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
 from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendReason
+from simledger.domain.usage import UsageRecord
+from simledger.domain.usage_receipt import UsageReceipt
 
 __all__ = [
     "BULK_LIMIT",
@@ -26,6 +28,8 @@ __all__ = [
     "SimType",
     "SimledgerError",
     "SuspendReason",
+    "UsageReceipt",
+    "UsageRecord",
     "make_iccid",
     "next_status",
     "normalise_iccid",

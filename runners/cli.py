@@ -30,11 +30,13 @@ from typing import IO, Annotated, Any, Literal
 import typer
 from typer.main import get_command
 
+from simledger.adapters.usage_format import format_of
 from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
 from simledger.application.audit import VerifyReport
 from simledger.application.audit_log import audit_records
 from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, export_row
 from simledger.application.ledger import SimLedger
+from simledger.application.usage_file import UsageFileRun
 from simledger.domain.errors import CsvImportError, InvalidInput, SimledgerError
 from simledger.runners import cli_output as fmt
 
@@ -278,6 +280,41 @@ def _input(file: str) -> contextlib.AbstractContextManager[IO[bytes]]:
     if file == "-":
         return contextlib.nullcontext(sys.stdin.buffer)
     return Path(file).open("rb")
+
+
+@command("usage", "record usage records (CSV or JSON Lines), each record_id counted once")
+def cmd_usage(
+    options: Options,
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE", help="CSV record_id,iccid,mb,at[,country] or JSON Lines; - for stdin"
+        ),
+    ],
+    form: Annotated[
+        Literal["csv", "jsonl"] | None,
+        typer.Option("--format", help="default: jsonl for .jsonl/.ndjson, else csv"),
+    ] = None,
+    show: Annotated[int, typer.Option(help="rejected records listed (0: all)")] = 0,
+) -> int:
+    # One batch (one transaction) per chunk of the file: application/usage_file.py.
+    run = UsageFileRun()
+    with open_ledger(options) as ledger, _input(file) as stream, fmt.Progress("usage") as bar:
+        try:
+            run.feed(ledger.record_usage_batch, stream, format_of(file, form), on_chunk=bar.update)
+        except CsvImportError as error:
+            for line, reason in error.errors.items():
+                sys.stderr.write(f"error: {error.rule}: line {line}: {reason}\n")
+            sys.stderr.write(
+                f"recorded before it: applied {run.applied}, duplicates {run.duplicates}, "
+                f"rejected {len(run.rejected)}; the fixed file sent again skips them\n"
+            )
+            return EXIT_REFUSED
+    print(f"applied {run.applied}, duplicates {run.duplicates}, rejected {len(run.rejected)}")
+    if run.rejected:
+        listed = list(run.rejected.items())[: show or None]
+        fmt.table(("record_id", "reason"), listed, sys.stdout, width=200)
+    return EXIT_FAILED if run.rejected else 0
 
 
 @command("list", "the SIM list, filtered")

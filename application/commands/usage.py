@@ -1,60 +1,212 @@
-"""Usage: a SIM's data drawn from its copy or its group's pool (R-PK2, R-SG1, R-SIM7)."""
+"""Usage: a SIM's data drawn from its copy or its group's pool (R-PK2, R-SG1, R-SIM7), one
+record or a batch of them, each counted once (R-US1), in time order (R-US2).
+
+A batch is one command: its records are checked, the receipts already stored are looked up
+(a record whose id has one is a duplicate), every SIM, copy and shared group concerned is
+loaded once, the records are folded in time order (domain/usage.py) and everything changed,
+receipts included, is saved in ONE transaction. The receipts make the check durable: a
+concurrent writer that saved one of them first makes this save fail whole
+(``IntegrityError``), and :func:`command` decides the batch again, finding it stored.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
 
+from simledger.adapters.logs import get_logger
+from simledger.adapters.store.batch_load import load_many
 from simledger.adapters.store.in_transaction import DecideAgain
 from simledger.application.commands.base import Commands
 from simledger.application.commands.pool_draw import PoolDraw
-from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried
-from simledger.domain import policies, values
-from simledger.domain.base import LedgerAggregate
+from simledger.application.results import UsageResult
+from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried, without_gc
+from simledger.domain import values
+from simledger.domain.errors import SimledgerError
+from simledger.domain.package import Package
+from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
+from simledger.domain.usage import (
+    CheckedRecord,
+    Pool,
+    UsageFold,
+    UsageRecord,
+    checked,
+    in_order,
+    may_empty,
+    record_id_of,
+)
+from simledger.domain.usage_receipt import UsageReceipt, receipt_id
+
+log = get_logger("simledger")
+
+RawRecord = UsageRecord | Mapping[str, Any]
+
+
+@dataclass
+class _Outcome:
+    applied: int = 0
+    duplicates: int = 0
+    rejected: dict[str, SimledgerError] = field(default_factory=dict)
 
 
 class UsageCommands(Commands):
-    """The usage command."""
+    """The usage commands."""
 
-    @retried(USAGE_ATTEMPTS)
     def record_usage(
         self,
         iccid: object,
-        mb: values.Number,
+        mb: float | int | Decimal,
         *,
         at: datetime | None = None,
         country: str | None = None,
+        record_id: str | None = None,
     ) -> None:
-        amount = values.mb(mb, rule="R-PK2")
-        when = values.event_time(at, self.clock())
-        country = values.optional_text(country, "a country")
-        sim = self.uow.sim(iccid)
-        sim.check_usage()
-        if sim.group_id is not None and self.uow.decides_late:
-            group = self.uow.groups.known(sim.group_id) or self.uow.group(sim.group_id)
+        """One usage record: a batch of one whose refusal is raised. Without ``record_id``
+        it gets a fresh one and no receipt: it can never come again."""
+        receipt = record_id is not None
+        key = record_id_of({"record_id": record_id}) if receipt else str(uuid4())
+        raw = {
+            "record_id": key,
+            "iccid": iccid,
+            "mb": mb,
+            # A datetime with a zone, as every command takes times (R-IN3, R-ES3); a
+            # batch's records may also give ISO text (they come from files).
+            "at": values.event_time(at, self.clock()),
+            "country": country,
+        }
+        record = checked(raw, key, receipt=receipt, normalise=self.uow.iccid)
+        if not receipt and self.uow.decides_late and self._draw_late(record):
+            return
+        outcome = self._apply([record])
+        for error in outcome.rejected.values():
+            raise error
+
+    @without_gc
+    def record_usage_batch(self, records: Iterable[RawRecord]) -> UsageResult:
+        """Apply usage records (mappings or :class:`UsageRecord`) in one transaction.
+
+        A record whose ``record_id`` was counted before, by any ledger on the store, or
+        earlier in the batch (the first one wins) is a duplicate and changes nothing
+        (R-US1). A bad record (no ``record_id``, an invalid or unknown ICCID, an amount
+        that is not a positive number of MB, a time without a zone, a SIM that takes no
+        usage) is listed in ``rejected`` with the reason; the others are applied, each
+        SIM's in time order (R-US2).
+        """
+        rejected: dict[str, SimledgerError] = {}
+        good: list[CheckedRecord] = []
+        seen: set[str] = set()
+        duplicates = 0
+        items = values.collection(records, "usage records")  # R-IN4: not None, not one record
+        for position, raw in enumerate(items, 1):
             try:
-                # The pool's draw is decided in the save, on its latest state (pool_draw.py).
-                self.uow.save(late=PoolDraw(sim, group, amount, when, country))
-                return
-            except DecideAgain:
-                pass  # nothing was recorded: decide it all below
-        to_save: list[LedgerAggregate] = [sim]
-        to_suspend: list[Sim] = []
-        if sim.group_id is not None:
-            group = self.uow.group(sim.group_id)
-            to_save.append(group)
-            if not group.depleted and group.draw(sim.id, amount, when):
-                others = self.uow.sims([m for m in group.members if m != sim.id])
-                to_suspend = [sim, *others.values()]
-                to_save.extend(others.values())
-        else:
-            copy = self.uow.copy(sim)
-            if copy is not None and not copy.depleted:
-                to_save.append(copy)
-                if copy.draw(sim.id, amount, when):
-                    to_suspend = [sim]
-        # The SIM's event comes after the draw it caused, so the SIM's version at that
-        # moment covers the draw (sim_as_of, R-ES3).
-        sim.record_usage(amount, when, country)
-        policies.suspend_for_package(to_suspend, "depleted")
-        self.uow.save(*to_save)
+                key = record_id_of(raw)
+            except SimledgerError as error:
+                rejected[f"#{position}"] = error
+                continue
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            try:
+                good.append(checked(raw, key, normalise=self.uow.iccid))
+            except SimledgerError as error:
+                rejected[key] = error
+        outcome = self._apply(good) if good else _Outcome()
+        rejected.update(outcome.rejected)
+        result = UsageResult(
+            applied=outcome.applied,
+            duplicates=duplicates + outcome.duplicates,
+            rejected={key: str(error) for key, error in rejected.items()},
+        )
+        log.info(
+            "usage.batch",
+            applied=result.applied,
+            duplicates=result.duplicates,
+            rejected=len(result.rejected),
+        )
+        return result
+
+    @retried(USAGE_ATTEMPTS)
+    def _draw_late(self, record: CheckedRecord) -> bool:
+        """A member's record on a shared pool, its draw decided under the store's write
+        lock (commands/pool_draw.py): True when recorded; False when it is decided on the
+        usual path instead (not a member's, or a draw that empties the pool)."""
+        sim = self.uow.sim(record.iccid)
+        sim.check_usage()
+        if sim.group_id is None:
+            return False
+        group = self.uow.groups.known(sim.group_id) or self.uow.group(sim.group_id)
+        try:
+            self.uow.save(late=PoolDraw(sim, group, record.mb, record.at, record.country))
+        except DecideAgain:
+            return False
+        return True
+
+    @retried(USAGE_ATTEMPTS)
+    def _apply(self, records: Sequence[CheckedRecord]) -> _Outcome:
+        """Skip the records already receipted, fold the others over fresh state, save."""
+        outcome = _Outcome()
+        ids = [receipt_id(r.record_id) for r in records if r.receipt]
+        stored = set(self.uow.existing(ids)) if ids else set()
+        fresh = [r for r in records if not (r.receipt and receipt_id(r.record_id) in stored)]
+        outcome.duplicates = len(records) - len(fresh)
+        sims = self.uow.sims(list(dict.fromkeys(r.iccid for r in fresh)))
+        pools = self._pools(sims.values())
+        fold = UsageFold(sims, pools, self._members(sims, pools, fresh))
+        receipts: list[UsageReceipt] = []
+        for record in in_order(fresh):
+            try:
+                fold.apply(record)
+            except SimledgerError as error:
+                outcome.rejected[record.record_id] = error
+                continue
+            outcome.applied += 1
+            if record.receipt:
+                receipts.append(
+                    UsageReceipt.issue(record.record_id, record.iccid, record.mb, record.at)
+                )
+        if receipts or fold.changed:
+            self.uow.save_owned([*fold.changed, *receipts])
+        return outcome
+
+    def _pools(self, sims: Iterable[Sim]) -> dict[str, Pool]:
+        """The copies and shared groups the SIMs draw, each loaded once (a shared group as
+        the events after the state this ledger knows: it holds every member's ICCID)."""
+        copies = {sim.copy_id for sim in sims if sim.group_id is None and sim.copy_id}
+        group_ids = {sim.group_id for sim in sims if sim.group_id is not None}
+        found: dict[str, Pool] = {}
+        if copies:
+            loaded = load_many(self.uow.app, sorted(copies))
+            found.update((k, v) for k, v in loaded.items() if isinstance(v, Package))
+        for group_id in sorted(group_ids):
+            group = self.uow.groups.latest(self.uow.app, group_id)
+            if group is not None:
+                found[group_id] = group
+        return found
+
+    def _members(
+        self, sims: Mapping[str, Sim], pools: Mapping[str, Pool], records: Sequence[CheckedRecord]
+    ) -> dict[str, list[Sim]]:
+        """Every member of each shared group the records may empty (the system pauses them
+        all when it runs out): the batch's own SIMs, the others loaded."""
+        drawing: dict[str, list[CheckedRecord]] = {}
+        for record in records:
+            sim = sims.get(record.iccid)
+            if sim is not None and sim.group_id is not None:
+                drawing.setdefault(sim.group_id, []).append(record)
+        groups = [
+            group
+            for key, group_records in drawing.items()
+            if isinstance(group := pools.get(key), SharedGroup) and may_empty(group, group_records)
+        ]
+        missing = [m for g in groups for m in g.members if m not in sims]
+        others = self.uow.sims(list(dict.fromkeys(missing))) if missing else {}
+        return {
+            g.id: [s for m in g.members if (s := sims.get(m) or others.get(m)) is not None]
+            for g in groups
+        }
