@@ -101,7 +101,7 @@ class UsageCommands(Commands):
         good: list[CheckedRecord] = []
         seen: set[str] = set()
         duplicates = 0
-        items = values.collection(records, "usage records")  # R-IN4: not None, not one record
+        items: list[Any] = values.collection(records, "usage records")  # R-IN4
         for position, raw in enumerate(items, 1):
             try:
                 key = record_id_of(raw)
