@@ -26,7 +26,7 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
 
 from simledger.adapters.logs import get_logger
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
-from simledger.domain.errors import InvalidInput
+from simledger.domain.errors import InvalidInput, TamperedEvent
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
     Page,
@@ -199,10 +199,16 @@ class ViewQueries:
     def rebuild_views(self, views: Sequence[str] | None = None) -> int:
         return self.views.rebuild(views)
 
-    def verify_views(self, views: Sequence[str] | None = None) -> dict[str, list[RowDiff]]:
+    def verify_views(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        bad_events: list[TamperedEvent] | None = None,
+    ) -> dict[str, list[RowDiff]]:
         """Rebuild each view into scratch space and list every row that differs from the
-        live view (R-ES3: none expected)."""
-        return self.views.verify(views)
+        live view (R-ES3: none expected). A stored event that does not decode or fold
+        raises :class:`TamperedEvent` (R-ES1), or with ``bad_events`` is listed there."""
+        return self.views.verify(views, bad_events=bad_events)
 
     def close(self) -> None:
         """Close the views' store (the runner is made again on next use)."""
