@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from simledger.adapters.store.connect_check import check_reachable
+
 FORCED = {"ORIGINATOR_ID_TYPE": "text"}
 """SIM ids are ICCIDs (text); other ids are UUIDs stored as text in the same table."""
 
 POSTGRES_RECORDER_TOPIC = "simledger.adapters.store.pg_recorder:BulkPostgresApplicationRecorder"
 """eventsourcing's PostgreSQL recorder with a faster, non-pipelined insert (pg_recorder.py)."""
+
+CONNECT_TIMEOUT = "10"
+"""Seconds eventsourcing's pool waits for a connection (``POSTGRES_CONNECT_TIMEOUT``)."""
 
 DEFAULTS = {
     # eventsourcing insists on a password even where the server trusts local connections.
@@ -26,6 +31,17 @@ def store_env(env: Mapping[str, str]) -> dict[str, str]:
     if settled.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
         # Bulk inserts as binary arrays, without the pipeline that hangs on big saves.
         settled.setdefault("APPLICATION_RECORDER_TOPIC", POSTGRES_RECORDER_TOPIC)
+        # The pool's wait for a connection (eventsourcing: 30 s). A server that refuses is
+        # found by check_reachable at once; this bounds the wait for a busy or restarting one.
+        settled.setdefault("POSTGRES_CONNECT_TIMEOUT", CONNECT_TIMEOUT)
+    return settled
+
+
+def reachable_store_env(env: Mapping[str, str]) -> dict[str, str]:
+    """:func:`store_env`, after one direct connection with these settings: bad PostgreSQL
+    settings fail here within seconds, with the server's reason (``StoreUnreachable``)."""
+    settled = store_env(env)
+    check_reachable(settled)
     return settled
 
 
