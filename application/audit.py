@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -302,7 +303,7 @@ class StoreAudit:
         diffs: dict[str, list[RowDiff]] = {}
         if views and parallel and persistence_module(app.env) != "eventsourcing.popo":
             child = subprocess.Popen(
-                [sys.executable, "-P", "-m", CHILD],
+                [sys.executable, "-P", "-m", CHILD, str(os.getpid())],  # it dies with us
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -283,6 +283,14 @@ class ViewRunner:
         )
         return position
 
+    def drop_staged(self) -> None:
+        """Drop the tables a parallel rebuild staged and did not install (its process was
+        killed); PostgreSQL stores only. Called when a worker starts."""
+        from simledger.adapters.views.postgres import PostgresViewStore
+
+        if isinstance(self.store, PostgresViewStore):
+            self.store.drop_staged()
+
     def _parallel(self, upto: int) -> bool:
         return (
             self.store.kind == "postgres"
@@ -304,7 +312,7 @@ class ViewRunner:
         staged = f"{STAGED_PREFIX}{secrets.token_hex(4)}"
         request = {"env": dict(self.child_env or {}), "upto": upto, "staged": staged}
         child = subprocess.Popen(
-            [sys.executable, "-P", "-m", "simledger.runners.rebuild_part"],
+            [sys.executable, "-P", "-m", "simledger.runners.rebuild_part", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import resolve_topic
 
 from simledger.adapters.logs import get_logger
@@ -81,3 +82,26 @@ def check_reachable(env: Mapping[str, str]) -> None:
             f"{user!r}): {reason}; check POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DBNAME, "
             "POSTGRES_USER and POSTGRES_PASSWORD"
         ) from None
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is the database going away or refusing for a
+    while -- a restart, a failover, a pool that could not get a connection -- which the
+    same work tried again after a pause may get past."""
+    lost = (
+        StoreUnreachable,
+        OperationalError,
+        InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        ConnectionError,
+        TimeoutError,
+    )
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain of causes, bounded
+        if seen is None:
+            return False
+        if isinstance(seen, lost):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
