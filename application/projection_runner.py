@@ -134,31 +134,49 @@ class ViewRunner:
     def _fold_decoded(
         self, tx: BatchTx, notifications: Sequence[Notification], events: Sequence[Any]
     ) -> None:
-        watched = _Watched(events)
-        while True:
-            touched = tx.load(keys_of(watched))
-            try:
-                changes = fold(watched, touched)
-                break
-            except Exception as error:  # an event that does not fit its rows: name it
-                at = watched.at
-                event = watched[at]
-                n = next(
-                    (
-                        x
-                        for x in notifications
-                        if x.originator_id == event.originator_id
-                        and x.originator_version == event.originator_version
-                    ),
-                    None,
-                )
-                if n is None:  # not a stored event's fold: a fault of the code
-                    raise
-                self._bad_event(n, error, "does not apply to its views")
-                watched = _Watched(watched[:at] + watched[at + 1 :])  # fold the others
+        changes = _fold_or_none(tx, events)
+        if changes is None:  # folding works on copies: again, knowing which event fails
+            changes = self._fold_naming(tx, notifications, events)
         tx.write(changes, notifications[-1].id)
         if self.on_batch_written is not None:
             self.on_batch_written(notifications[0].id, notifications[-1].id)
+
+    def _fold_naming(
+        self, tx: BatchTx, notifications: Sequence[Notification], events: Sequence[Any]
+    ) -> Changes:
+        """Fold ``events`` knowing which one fails: a :class:`TamperedEvent` naming it (or,
+        with ``on_bad_event``, the batch folded without it)."""
+        watched = _Watched(events)
+        while True:
+            watched.at = -1
+            try:
+                keys = keys_of(watched)
+                failed = None
+            except Exception as error:
+                failed = error
+            if failed is None:
+                touched = tx.load(keys)  # the database's errors are not the events'
+                watched.at = -1
+                try:
+                    return fold(watched, touched)
+                except Exception as error:
+                    failed = error
+            if watched.at < 0:  # before any event: not an event's fault
+                raise failed
+            event = watched[watched.at]
+            n = next(
+                (
+                    x
+                    for x in notifications
+                    if x.originator_id == event.originator_id
+                    and x.originator_version == event.originator_version
+                ),
+                None,
+            )
+            if n is None:  # not a stored event's fault: the code's
+                raise failed
+            self._bad_event(n, failed, "does not apply to its views")
+            watched = _Watched(watched[: watched.at] + watched[watched.at + 1 :])
 
     def _fold_batch(self, tx: BatchTx, notifications: Sequence[Notification]) -> None:
         self._fold_decoded(tx, notifications, self._decode_all(notifications))
@@ -371,6 +389,19 @@ class ViewRunner:
 
 
 _Batch = tuple[Sequence[Notification], list[Any]]
+
+
+def _fold_or_none(tx: BatchTx, events: Sequence[Any]) -> Changes | None:
+    """The batch's changes, or None when an event does not fold (or name its rows)."""
+    try:
+        keys = keys_of(events)
+    except Exception:
+        return None
+    touched = tx.load(keys)
+    try:
+        return fold(events, touched)
+    except Exception:
+        return None
 
 
 class _Watched(list[Any]):
