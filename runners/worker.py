@@ -143,7 +143,12 @@ def follow(
         except Exception as error:
             log.warning("worker.subscription.failed", error=f"{type(error).__name__}: {error}")
         finally:
-            inbox.put(_END)
+            while not done.is_set():  # never blocked on a full inbox nobody drains
+                try:
+                    inbox.put(_END, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
 
     reader = threading.Thread(target=read, name="simledger-subscription", daemon=True)
     try:
