@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -48,7 +49,8 @@ from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.store.mapper import event_from_state
 from simledger.adapters.store.persistence import persistence_module
 from simledger.domain import values
-from simledger.domain.chain import ChainCheck, content
+from simledger.domain.chain import ChainCheck, ChainProblem, content
+from simledger.domain.errors import SimledgerError, TamperedEvent
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.projections.models import RowDiff
@@ -62,12 +64,16 @@ PAGE = 5000
 @dataclass(frozen=True)
 class Problem:
     """One thing found wrong. ``kind``: altered, missing, out-of-sequence, unsealed (chain);
-    rebuild; pool; snapshot; view."""
+    undecodable (a stored state that does not decode to an event: JSON, fields, topic);
+    rebuild (an event that does not apply to its aggregate); pool; snapshot; view (a row
+    differing from its rebuild); views (an event the views' rebuild cannot fold).
+    ``notification_id`` is the event's position in the log, when one event is meant."""
 
     kind: str
     aggregate_id: str | None
     version: int | None
     detail: str
+    notification_id: int | None = None
 
     def __str__(self) -> str:
         where = ""
@@ -76,7 +82,8 @@ class Problem:
             if self.version is not None:
                 where += f" v{self.version}"
             where += ": "
-        return f"{self.kind}: {where}{self.detail}"
+        at = f" (notification {self.notification_id})" if self.notification_id is not None else ""
+        return f"{self.kind}: {where}{self.detail}{at}"
 
 
 @dataclass
@@ -257,8 +264,10 @@ def _check_pool_end(tracked: _Tracked) -> str | None:
     return None
 
 
-ViewsCheck = Callable[[Sequence[str] | None], dict[str, list[RowDiff]]]
-"""Rebuilds the named views (None: all) into scratch space and lists the rows that differ."""
+ViewsCheck = Callable[..., dict[str, list[RowDiff]]]
+"""Rebuilds the named views (None: all) into scratch space and lists the rows that differ;
+with ``bad_events=`` a list, the stored events it cannot fold are added there and left out
+(``ViewQueries.verify_views``)."""
 
 CHILD = "simledger.runners.verify_part"
 """The module run as the second process of a parallel audit (``python -m``)."""
@@ -298,7 +307,7 @@ class StoreAudit:
         diffs: dict[str, list[RowDiff]] = {}
         if views and parallel and persistence_module(app.env) != "eventsourcing.popo":
             child = subprocess.Popen(
-                [sys.executable, "-P", "-m", CHILD],
+                [sys.executable, "-P", "-m", CHILD, str(os.getpid())],  # it dies with us
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -306,7 +315,7 @@ class StoreAudit:
             request = json.dumps({"env": dict(app.env), "page": page}).encode()
             with ThreadPoolExecutor(1) as talk:
                 answer = talk.submit(child.communicate, request)
-                diffs = self.verify_views(view_names)
+                diffs, unfolded = self._check_views(view_names)
                 out, err = answer.result()
             if child.returncode == 0:
                 report: VerifyReport = pickle.loads(out)  # our own child's answer
@@ -317,8 +326,10 @@ class StoreAudit:
                 report = replay_store(app, page=page)
         else:
             report = replay_store(app, page=page)
+            unfolded = []
             if views:
-                diffs = self.verify_views(view_names)
+                diffs, unfolded = self._check_views(view_names)
+        report.problems.extend(unfolded)
         report.view_diffs = diffs
         report.views_checked = sorted(diffs)
         for view, rows in diffs.items():
@@ -334,6 +345,27 @@ class StoreAudit:
         report.seconds = time.monotonic() - started
         log.info("audit.done", problems=len(report.problems), seconds=round(report.seconds, 2))
         return report
+
+    def _check_views(
+        self, view_names: Sequence[str] | None
+    ) -> tuple[dict[str, list[RowDiff]], list[Problem]]:
+        """The views' diffs, and a ``views`` problem for each stored event their rebuild
+        could not fold (left out of it) or for a rebuild that failed as a whole."""
+        bad: list[TamperedEvent] = []
+        try:
+            diffs = self.verify_views(view_names, bad_events=bad)
+        except SimledgerError as error:
+            return {}, [Problem("views", None, None, f"the views cannot be verified: {error}")]
+        return diffs, [
+            Problem(
+                "views",
+                e.aggregate_id,
+                e.version,
+                f"left out of the views' rebuild: {e.message}",
+                e.notification_id,
+            )
+            for e in bad
+        ]
 
 
 def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
@@ -400,25 +432,38 @@ def _replay(
                 one = tracked[originator_id] = _Tracked()
             try:
                 stored = state_of(n.state)
+                if not isinstance(stored, dict):
+                    raise TypeError(f"a {type(stored).__name__}, not an event's fields")
                 chain = stored.get("chain")
                 digest = content(
                     n.topic, originator_id, version, stored.get("class_version", 1), stored
                 )
             except Exception as error:  # reported, the audit goes on
+                if one.chain.problem is None:  # its chain cannot go on past this event
+                    one.chain.problem = ChainProblem("undecodable", version, "does not decode")
                 if not one.failed:
                     one.failed = True
                     problems.append(
-                        Problem("rebuild", originator_id, version, f"cannot decode: {error}")
+                        Problem(
+                            "undecodable",
+                            originator_id,
+                            version,
+                            f"its stored state does not decode ({type(error).__name__}: "
+                            f"{error}): altered in the store",
+                            n.id,
+                        )
                     )
                 continue
             chain_problem = one.chain.add(version, chain, digest)
             if chain_problem is not None:
+                at = chain_problem.version
                 problems.append(
                     Problem(
                         chain_problem.kind,
                         originator_id,
-                        chain_problem.version,
+                        at,
                         chain_problem.detail,
+                        n.id if at == version else None,
                     )
                 )
                 one.failed = True  # a broken sequence cannot be folded further
@@ -426,6 +471,20 @@ def _replay(
                 continue
             try:
                 event = _event(n.topic, originator_id, version, stored)
+            except Exception as error:  # reported, the audit goes on
+                one.failed = True
+                problems.append(
+                    Problem(
+                        "undecodable",
+                        originator_id,
+                        version,
+                        f"topic {n.topic!r} with these fields is no event "
+                        f"({type(error).__name__}: {error})",
+                        n.id,
+                    )
+                )
+                continue
+            try:
                 if not _touches_pool(type(event)) or one.pool_problem is not None:
                     one.aggregate = event.mutate(one.aggregate)
                 else:
@@ -434,14 +493,20 @@ def _replay(
                     if found is None:
                         found = _check_pool_after(one, event)
                     if found is not None:
-                        problems.append(Problem("pool", originator_id, version, found))
+                        problems.append(Problem("pool", originator_id, version, found, n.id))
                         one.pool_problem = found  # the first pool problem only
                 if version >= one.snapshot_at > 0:
                     _follow_snapshot(one, event, version, chain)
             except Exception as error:  # reported, the audit goes on
                 one.failed = True
                 problems.append(
-                    Problem("rebuild", originator_id, version, f"{type(error).__name__}: {error}")
+                    Problem(
+                        "rebuild",
+                        originator_id,
+                        version,
+                        f"does not apply to its aggregate: {type(error).__name__}: {error}",
+                        n.id,
+                    )
                 )
         position = notifications[-1].id
         log.info("audit.progress", events=position, upto=last, replayed=report.events)

@@ -22,7 +22,7 @@ from simledger.adapters.logs import get_logger
 from simledger.adapters.store.event_store import LedgerEventStore
 from simledger.adapters.store.fast_events import FAST_EVENTS
 from simledger.adapters.store.mapper import LedgerMapper, construct_mapper
-from simledger.adapters.store.persistence import store_env
+from simledger.adapters.store.persistence import reachable_store_env
 from simledger.adapters.store.transcoder import LedgerTranscoder
 from simledger.application.unit_of_work import UnitOfWork
 from simledger.domain.base import LedgerAggregate, Snapshot
@@ -100,7 +100,7 @@ class EventSourcedLedger(Application[str]):
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Any:
         base = super().construct_env(name, env)
-        return type(base)(name, store_env(base))
+        return type(base)(name, reachable_store_env(base))
 
     def construct_event_store(self) -> LedgerEventStore:
         return LedgerEventStore(mapper=self.mapper, recorder=self.recorder)

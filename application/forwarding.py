@@ -54,6 +54,7 @@ from simledger.adapters.carrier.gateway import (
 )
 from simledger.adapters.logs import get_logger
 from simledger.application.ledger import SimLedger
+from simledger.application.reconnect import Backoff, connection_lost
 from simledger.domain.bulk import BULK_LIMIT, BulkOperation
 from simledger.domain.errors import ConcurrencyConflict, NoOperationInFlight, SimledgerError
 from simledger.domain.iccid import normalise_iccid
@@ -161,11 +162,47 @@ class Forwarder:
         return total
 
     def run_forever(
-        self, *, interval: float = 1.0, stop: Callable[[], bool] = lambda: False
+        self,
+        *,
+        interval: float = 1.0,
+        stop: Callable[[], bool] = lambda: False,
+        backoff: Backoff | None = None,
+        reopen: Callable[[], SimLedger] | None = None,
     ) -> None:
+        """Rounds until ``stop()``. A round that loses its database connection (a restart)
+        is logged and run again after a pause that doubles up to a cap, on a ledger opened
+        anew by ``reopen`` if given (its pool holds no dead connections): the books say
+        what was sent, so nothing is sent or applied twice."""
+        backoff = backoff or Backoff()
         while not stop():
-            if self.run_once().idle:
+            try:
+                if backoff.attempts and reopen is not None:
+                    self._reopen(reopen)
+                idle = self.run_once().idle
+            except Exception as error:
+                if not connection_lost(error):
+                    raise
+                pause = backoff.next()
+                log.warning(
+                    "forwarder.reconnecting",
+                    error=f"{type(error).__name__}: {error}",
+                    attempt=backoff.attempts,
+                    retry_in_s=pause,
+                )
+                time.sleep(pause)
+                continue
+            backoff.reset()
+            if idle:
                 time.sleep(interval)
+
+    def _reopen(self, reopen: Callable[[], SimLedger]) -> None:
+        """Work on a new ledger from ``reopen`` (the old one is closed)."""
+        ledger = reopen()
+        old, self.ledger, self.books = self.ledger, ledger, books_for(ledger.recorder)
+        try:
+            old.close()
+        except Exception as error:  # its connections are gone already
+            log.info("forwarder.close_failed", error=f"{type(error).__name__}: {error}")
 
     # ---- out ------------------------------------------------------------------------------
     def forward_requests(self, stats: ForwardStats | None = None) -> ForwardStats:

@@ -21,7 +21,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -43,6 +43,7 @@ from simledger.adapters.views.base import (
 )
 from simledger.adapters.views.memory import MemoryViewStore
 from simledger.adapters.views.wiring import store_for
+from simledger.domain.errors import TamperedEvent
 from simledger.projections.batch import Changes, Keys, fold, keys_of
 from simledger.projections.models import RowDiff
 
@@ -81,6 +82,9 @@ class ViewRunner:
         self.progress_every = progress_every
         self.on_batch_written: Any = None
         """Test hook: called with (first id, last id) after a batch's writes, before commit."""
+        self.on_bad_event: Callable[[TamperedEvent], None] | None = None
+        """Called with each stored event that does not decode or fold, which is then left
+        out (``verify`` lists them); None: such an event raises :class:`TamperedEvent`."""
         self.partition: Partition | None = None
         """Read only the SIM events of this part of the SIMs (a parallel rebuild's fold)."""
         self.child_env: Mapping[str, str] | None = None
@@ -96,18 +100,87 @@ class ViewRunner:
         notifications = self.store.notifications(
             self.recorder, start, self.batch_size, stop, self.partition
         )
-        return notifications, [self.decode(n) for n in notifications]
+        return notifications, self._decode_all(notifications)
+
+    def _decode_all(self, notifications: Sequence[Notification]) -> list[Any]:
+        """The events of ``notifications``; one that does not decode is a
+        :class:`TamperedEvent` naming it (skipped after ``on_bad_event`` if one is set)."""
+        decode = self.decode
+        try:
+            return [decode(n) for n in notifications]
+        except Exception:  # find which, once, off the fast path
+            pass
+        events = []
+        for n in notifications:
+            try:
+                events.append(decode(n))
+            except Exception as error:
+                self._bad_event(n, error, "does not decode")
+        return events
+
+    def _bad_event(self, n: Notification, error: Exception, what: str) -> None:
+        """Raise (or, with ``on_bad_event``, hand over) the :class:`TamperedEvent` for
+        notification ``n`` that failed with ``error``."""
+        if isinstance(error, TamperedEvent):
+            reason = error.reason
+        else:
+            reason = f"{what} ({type(error).__name__}: {error})"
+        bad = TamperedEvent(
+            str(n.originator_id), n.originator_version, reason, topic=n.topic, notification_id=n.id
+        )
+        if self.on_bad_event is None:
+            raise bad from error
+        self.on_bad_event(bad)
 
     def _fold_decoded(
         self, tx: BatchTx, notifications: Sequence[Notification], events: Sequence[Any]
     ) -> None:
-        touched = tx.load(keys_of(events))
-        tx.write(fold(events, touched), notifications[-1].id)
+        changes = _fold_or_none(tx, events)
+        if changes is None:  # folding works on copies: again, knowing which event fails
+            changes = self._fold_naming(tx, notifications, events)
+        tx.write(changes, notifications[-1].id)
         if self.on_batch_written is not None:
             self.on_batch_written(notifications[0].id, notifications[-1].id)
 
+    def _fold_naming(
+        self, tx: BatchTx, notifications: Sequence[Notification], events: Sequence[Any]
+    ) -> Changes:
+        """Fold ``events`` knowing which one fails: a :class:`TamperedEvent` naming it (or,
+        with ``on_bad_event``, the batch folded without it)."""
+        watched = _Watched(events)
+        while True:
+            watched.at = -1
+            try:
+                keys = keys_of(watched)
+                failed = None
+            except Exception as error:
+                failed = error
+            if failed is None:
+                touched = tx.load(keys)  # the database's errors are not the events'
+                watched.at = -1
+                try:
+                    return fold(watched, touched)
+                except Exception as error:
+                    failed = error
+            if watched.at < 0:  # before any event: not an event's fault
+                raise failed
+            event = watched[watched.at]
+            n = next(
+                (
+                    x
+                    for x in notifications
+                    if x.originator_id == event.originator_id
+                    and x.originator_version == event.originator_version
+                ),
+                None,
+            )
+            if n is None:  # not a stored event's fault: the code's
+                raise failed
+            self._bad_event(n, failed, "does not apply to its views")
+            watched = _Watched(watched[: watched.at] + watched[watched.at + 1 :])
+
     def _fold_batch(self, tx: BatchTx, notifications: Sequence[Notification]) -> None:
-        self._fold_decoded(tx, notifications, [self.decode(n) for n in notifications])
+        self._fold_decoded(tx, notifications, self._decode_all(notifications))
 
     def catch_up(self, until: int | None = None) -> int:
         """Fold the events after the views' position, up to at least ``until`` (default:
@@ -264,6 +337,14 @@ class ViewRunner:
         )
         return position
 
+    def drop_staged(self) -> None:
+        """Drop the tables a parallel rebuild staged and did not install (its process was
+        killed); PostgreSQL stores only. Called when a worker starts."""
+        from simledger.adapters.views.postgres import PostgresViewStore
+
+        if isinstance(self.store, PostgresViewStore):
+            self.store.drop_staged()
+
     def _parallel(self, upto: int) -> bool:
         return (
             self.store.kind == "postgres"
@@ -285,7 +366,7 @@ class ViewRunner:
         staged = f"{STAGED_PREFIX}{secrets.token_hex(4)}"
         request = {"env": dict(self.child_env or {}), "upto": upto, "staged": staged}
         child = subprocess.Popen(
-            [sys.executable, "-P", "-m", "simledger.runners.rebuild_part"],
+            [sys.executable, "-P", "-m", "simledger.runners.rebuild_part", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -315,14 +396,25 @@ class ViewRunner:
         built.staged_sims = staged
         return built, staged
 
-    def verify(self, views: Sequence[str] | str | None = None) -> dict[str, list[RowDiff]]:
-        """Rebuild into a scratch structure at the live position; every row that differs."""
+    def verify(
+        self,
+        views: Sequence[str] | str | None = None,
+        *,
+        bad_events: list[TamperedEvent] | None = None,
+    ) -> dict[str, list[RowDiff]]:
+        """Rebuild into a scratch structure at the live position; every row that differs.
+        A stored event that does not decode or fold raises :class:`TamperedEvent`; with a
+        ``bad_events`` list it is added there and left out, and the rest is verified."""
         chosen = check_views(views)
         with self.store.snapshot() as snap:
             log.info("views.verify.start", views=list(chosen), upto=snap.position)
             built = MemoryViewStore()
-            with gc_paused():
-                self._apply_range(built.tx(), 0, snap.position, label="verify")
+            self.on_bad_event = None if bad_events is None else bad_events.append
+            try:
+                with gc_paused():
+                    self._apply_range(built.tx(), 0, snap.position, label="verify")
+            finally:
+                self.on_bad_event = None
             diffs = compare(snap, built, chosen)
         log.info(
             "views.verify.done",
@@ -333,6 +425,30 @@ class ViewRunner:
 
 
 _Batch = tuple[Sequence[Notification], list[Any]]
+
+
+def _fold_or_none(tx: BatchTx, events: Sequence[Any]) -> Changes | None:
+    """The batch's changes, or None when an event does not fold (or name its rows)."""
+    try:
+        keys = keys_of(events)
+    except Exception:
+        return None
+    touched = tx.load(keys)
+    try:
+        return fold(events, touched)
+    except Exception:
+        return None
+
+
+class _Watched(list[Any]):
+    """A batch's events that remember the index of the last one iterated: the one a
+    failing fold was at."""
+
+    at = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for self.at, event in enumerate(super().__iter__()):
+            yield event
 
 
 class _ReadAhead:

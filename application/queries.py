@@ -29,7 +29,7 @@ from simledger.adapters.store.in_transaction import InTransaction
 from simledger.adapters.views.base import Opening
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
 from simledger.domain import values
-from simledger.domain.errors import InvalidInput, shown
+from simledger.domain.errors import InvalidInput, TamperedEvent, shown
 from simledger.projections.batch import Keys, keys_of
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
@@ -237,10 +237,16 @@ class ViewQueries:
     def rebuild_views(self, views: Sequence[str] | None = None) -> int:
         return self.views.rebuild(values.view_names(views))
 
-    def verify_views(self, views: Sequence[str] | None = None) -> dict[str, list[RowDiff]]:
+    def verify_views(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        bad_events: list[TamperedEvent] | None = None,
+    ) -> dict[str, list[RowDiff]]:
         """Rebuild each view into scratch space and list every row that differs from the
-        live view (R-ES3: none expected)."""
-        return self.views.verify(values.view_names(views))
+        live view (R-ES3: none expected). A stored event that does not decode or fold
+        raises :class:`TamperedEvent` (R-ES1), or with ``bad_events`` is listed there."""
+        return self.views.verify(values.view_names(views), bad_events=bad_events)
 
     def close(self) -> None:
         """Close the views' store (the runner is made again on next use)."""

@@ -205,3 +205,40 @@ class StoreUnreadable(SimledgerError):
     plain store opened with one. The message says which."""
 
     rule = "R-ES3"
+
+
+class TamperedEvent(StoreUnreadable):
+    """A stored event that this ledger's settings should read but that does not decode,
+    decodes to the wrong fields or does not apply to its aggregate: it was altered in the
+    database (R-ES1). ``aggregate_id``, ``version`` and ``notification_id`` (None when not
+    known) name it."""
+
+    rule = "R-ES1"
+
+    def __init__(
+        self,
+        aggregate_id: str,
+        version: int,
+        reason: str,
+        *,
+        topic: str = "",
+        notification_id: int | None = None,
+    ) -> None:
+        self.aggregate_id = aggregate_id
+        self.version = version
+        self.notification_id = notification_id
+        self.reason = reason
+        name = topic.rpartition(":")[2] or "event"
+        at = f", notification {notification_id}" if notification_id is not None else ""
+        super().__init__(
+            f"stored {name} of {aggregate_id} (version {version}{at}) {reason}: "
+            "it was altered in the store"
+        )
+
+
+class StoreUnreachable(SimledgerError):
+    """The event store's database cannot be reached with the settings given (no such
+    database or role, a bad port, nothing listening, a wrong password); the message holds
+    the server's own reason."""
+
+    rule = "R-ES4"

@@ -37,7 +37,12 @@ from simledger.application.audit_log import audit_records
 from simledger.application.csv_transfer import EXPORT_COLUMNS, EXPORT_PAGE, export_row
 from simledger.application.ledger import SimLedger
 from simledger.application.usage_file import UsageFileRun
-from simledger.domain.errors import CsvImportError, InvalidInput, SimledgerError
+from simledger.domain.errors import (
+    CsvImportError,
+    InvalidInput,
+    SimledgerError,
+    StoreUnreachable,
+)
 from simledger.runners import cli_output as fmt
 
 DEFAULT_DB = "simledger.db"
@@ -140,7 +145,8 @@ def _run(run: Run, options: Options, values: dict[str, Any]) -> int:
         if options.debug:
             raise
         sys.stderr.write(f"error: {error.rule}: {error.message}\n")
-        return EXIT_REFUSED
+        # An unreachable store is a failure (README: exit 1), not a refused input.
+        return EXIT_FAILED if isinstance(error, StoreUnreachable) else EXIT_REFUSED
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -98,10 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             forwarder.run_until_idle()
         else:
             with _stop_on_signals() as stop:
-                forwarder.run_forever(interval=args.interval, stop=stop)
+                # After a lost connection: a new ledger (``SimLedger`` reads the same settings).
+                forwarder.run_forever(interval=args.interval, stop=stop, reopen=SimLedger)
     finally:
         carrier.close()
-        ledger.close()
+        forwarder.ledger.close()
     log.info("forwarder.stopped")
     return 0
 

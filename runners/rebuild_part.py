@@ -12,6 +12,7 @@ import json
 import pickle
 import sys
 
+from simledger.adapters.parent_watch import die_with_parent
 from simledger.adapters.store.batch_load import gc_paused
 from simledger.adapters.views.memory import MemoryViewStore
 from simledger.adapters.views.postgres import PostgresViewStore
@@ -20,6 +21,7 @@ from simledger.adapters.views.postgres import PostgresViewStore
 def main() -> int:
     from simledger.application.ledger import SimLedger
 
+    die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else None)  # our parent's pid
     request = json.loads(sys.stdin.buffer.read())
     ledger = SimLedger(env={**request["env"], "VIEWS_MODE": "external"})
     try:

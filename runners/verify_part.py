@@ -11,11 +11,13 @@ import json
 import pickle
 import sys
 
+from simledger.adapters.parent_watch import die_with_parent
 from simledger.application.audit import replay_store
 from simledger.application.ledger import SimLedger
 
 
 def main() -> int:
+    die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else None)  # our parent's pid
     request = json.loads(sys.stdin.buffer.read())
     ledger = SimLedger(env=request["env"])
     try:

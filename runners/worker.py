@@ -18,6 +18,11 @@ point (even ``SIGKILL`` mid-batch), it loses nothing: the open batch rolls back 
 next run starts from the last committed position. ``SIGTERM``/``SIGINT`` stop it cleanly.
 
 Writers that leave the folding to this worker set ``VIEWS_MODE=external``.
+
+A lost connection (the database restarted, the subscription ended) does not end it: it
+logs ``worker.reconnecting`` and opens the ledger again after a pause that doubles up to a
+cap (``application/reconnect.py``), then goes on from the views' tracking position. When
+it starts it drops the staged tables a parallel rebuild killed mid-way left behind.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from eventsourcing.persistence import Notification
@@ -38,10 +43,63 @@ from eventsourcing.persistence import Notification
 from simledger.adapters.logs import get_logger
 from simledger.application.ledger import SimLedger
 from simledger.application.projection_runner import BATCH_SIZE, ViewRunner
+from simledger.application.reconnect import Backoff, connection_lost
 
 log = get_logger("simledger.worker")
 
 _END = object()
+
+
+class SubscriptionEnded(RuntimeError):
+    """The recorder's subscription stopped delivering (its connection was lost)."""
+
+    def __init__(self) -> None:
+        super().__init__("the subscription ended")
+
+
+def run(
+    open_ledger: Callable[[], SimLedger],
+    stop: threading.Event,
+    *,
+    batch_size: int = BATCH_SIZE,
+    poll_interval: float = 0.05,
+    backoff: Backoff | None = None,
+) -> None:
+    """:func:`follow` a ledger opened by ``open_ledger`` until ``stop`` is set; after a lost
+    connection, log it, wait (``backoff``) and open a new one."""
+    backoff = backoff or Backoff()
+    while not stop.is_set():
+        ledger: SimLedger | None = None
+        try:
+            ledger = open_ledger()
+            follow(
+                ledger,
+                stop,
+                batch_size=batch_size,
+                poll_interval=poll_interval,
+                on_caught_up=backoff.reset,
+            )
+        except Exception as error:
+            if not (isinstance(error, SubscriptionEnded) or connection_lost(error)):
+                raise
+            pause = backoff.next()
+            log.warning(
+                "worker.reconnecting",
+                error=f"{type(error).__name__}: {error}",
+                attempt=backoff.attempts,
+                retry_in_s=pause,
+            )
+            stop.wait(pause)
+        finally:
+            if ledger is not None:
+                _close(ledger)
+
+
+def _close(ledger: SimLedger) -> None:
+    try:
+        ledger.close()
+    except Exception as error:  # its connections may be gone already
+        log.info("worker.close_failed", error=f"{type(error).__name__}: {error}")
 
 
 def follow(
@@ -50,11 +108,15 @@ def follow(
     *,
     batch_size: int = BATCH_SIZE,
     poll_interval: float = 0.05,
+    on_caught_up: Callable[[], None] | None = None,
 ) -> None:
-    """Keep ``ledger``'s views current until ``stop`` is set."""
+    """Keep ``ledger``'s views current until ``stop`` is set; raises
+    :class:`SubscriptionEnded` or the database's error when the connection is lost."""
     runner = ledger.views
     runner.batch_size = batch_size
     runner.catch_up()
+    if on_caught_up is not None:
+        on_caught_up()
     try:
         subscription = ledger.recorder.subscribe(gt=runner.store.position())
     except NotImplementedError:
@@ -64,31 +126,49 @@ def follow(
     log.info("worker.subscribed", store=runner.store.kind, position=runner.store.position())
     inbox: queue.Queue[object] = queue.Queue(maxsize=batch_size * 4)
 
+    done = threading.Event()
+    """This subscription's end (``stop`` is the process's)."""
+
     def read() -> None:
         try:
             for notification in subscription:
-                while not stop.is_set():
+                while not (stop.is_set() or done.is_set()):
                     try:
                         inbox.put(notification, timeout=0.2)
                         break
                     except queue.Full:
                         continue
-                if stop.is_set():
+                if stop.is_set() or done.is_set():
                     return
-        except Exception:
-            log.exception("worker.subscription.failed")
+        except Exception as error:
+            log.warning("worker.subscription.failed", error=f"{type(error).__name__}: {error}")
         finally:
-            inbox.put(_END)
+            while not done.is_set():  # never blocked on a full inbox nobody drains
+                try:
+                    inbox.put(_END, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
 
-    with subscription:
-        reader = threading.Thread(target=read, name="simledger-subscription", daemon=True)
-        reader.start()
-        try:
-            _drain(runner, inbox, stop, batch_size)
-        finally:
-            stop.set()
-            subscription.stop()
-    reader.join(timeout=5)
+    reader = threading.Thread(target=read, name="simledger-subscription", daemon=True)
+    try:
+        with subscription:
+            reader.start()
+            try:
+                _drain(runner, inbox, stop, batch_size)
+            finally:
+                done.set()
+                _quietly(subscription.stop)
+    finally:
+        if reader.is_alive():
+            reader.join(timeout=5)
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception as error:  # a subscription whose connection is gone
+        log.info("worker.subscription.stop_failed", error=f"{type(error).__name__}: {error}")
 
 
 def _drain(
@@ -100,7 +180,7 @@ def _drain(
         except queue.Empty:
             continue
         if first is _END:
-            raise RuntimeError("the subscription ended")
+            raise SubscriptionEnded
         batch: list[Notification] = [first]  # type: ignore[list-item]
         ended = False
         while len(batch) < batch_size:
@@ -116,7 +196,7 @@ def _drain(
         if folded:
             log.debug("worker.batch", events=folded, position=batch[-1].id)
         if ended:
-            raise RuntimeError("the subscription ended")
+            raise SubscriptionEnded
 
 
 def _poll(runner: ViewRunner, stop: threading.Event, poll_interval: float) -> None:
@@ -153,24 +233,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    ledger = SimLedger()
-    runner = ledger.views
-    if args.hold_batch > 0:
+    def hold(first: int, last: int) -> None:
+        log.info("worker.batch.written", first=first, last=last)
+        time.sleep(args.hold_batch)
 
-        def hold(first: int, last: int) -> None:
-            log.info("worker.batch.written", first=first, last=last)
-            time.sleep(args.hold_batch)
+    opened = 0
 
-        runner.on_batch_written = hold
-    try:
-        if args.once:
+    def open_ledger() -> SimLedger:
+        nonlocal opened
+        ledger = SimLedger()
+        if args.hold_batch > 0:
+            ledger.views.on_batch_written = hold
+        if not opened:
+            # Once per start: what a parallel rebuild killed mid-way staged is not read.
+            ledger.views.drop_staged()
+        opened += 1
+        return ledger
+
+    if args.once:
+        ledger = open_ledger()
+        try:
+            runner = ledger.views
             runner.batch_size = args.batch_size
             folded = runner.catch_up()
             log.info("worker.caught_up", events=folded, position=runner.store.position())
-        else:
-            follow(ledger, stop, batch_size=args.batch_size, poll_interval=args.poll_interval)
-    finally:
-        ledger.close()
+        finally:
+            ledger.close()
+        return 0
+    run(open_ledger, stop, batch_size=args.batch_size, poll_interval=args.poll_interval)
     return 0
 
 

@@ -292,7 +292,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @contextlib.contextmanager
-def _throwaway_cluster(dbname: str) -> Iterator[PgInfo]:
+def _throwaway_cluster(dbname: str, started: list[Any] | None = None) -> Iterator[PgInfo]:
+    """A cluster of its own, on a free port; its executor is added to ``started``."""
     pg_ctl = _find_pg_ctl()
     try:
         from pytest_postgresql.executors import PostgreSQLExecutor
@@ -349,6 +350,8 @@ def _throwaway_cluster(dbname: str) -> Iterator[PgInfo]:
                 if "starting up" not in str(exc) or time.monotonic() > deadline:
                     raise PostgresUnavailable(f"throwaway cluster is not usable: {exc}") from exc
                 time.sleep(0.2)
+        if started is not None:
+            started.append(executor)
         yield info
     finally:
         if executor is not None:
@@ -393,6 +396,38 @@ def postgres_env(postgres_info: PgInfo) -> Iterator[dict[str, str]]:
     """PostgreSQL env with a per-test schema (``POSTGRES_SCHEMA``)."""
     with postgres_info.temporary_schema() as schema:
         yield {**postgres_info.env(), "POSTGRES_SCHEMA": schema}
+
+
+@dataclass(frozen=True)
+class OwnCluster:
+    """A throwaway cluster a test may stop and start (fault tests; never the shared one)."""
+
+    info: PgInfo
+    executor: Any
+
+    def env(self) -> dict[str, str]:
+        """Settings for a new schema of this cluster (one per call: a store of its own)."""
+        name = f"t_{uuid.uuid4().hex}"
+        with self.info.connect() as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        return {**self.info.env(), "POSTGRES_SCHEMA": name}
+
+    def stop(self) -> None:
+        self.executor.stop()
+
+    def start(self) -> None:
+        self.executor.start()
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[OwnCluster]:
+    """A PostgreSQL cluster started for this module alone (skipped where none can start)."""
+    started: list[Any] = []
+    try:
+        with _throwaway_cluster("faults", started) as info:
+            yield OwnCluster(info, started[0])
+    except PostgresUnavailable as error:
+        pytest.skip(f"no throwaway cluster: {error}")
 
 
 # --------------------------------------------------------------------------- other stores

@@ -25,7 +25,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import resolve_topic
 
-from simledger.domain.errors import InvalidInput, StoreUnreadable
+from simledger.domain.errors import InvalidInput, StoreUnreadable, TamperedEvent
 
 SETTINGS_HELP = (
     "set CIPHER_TOPIC=eventsourcing.cipher:AESCipher and CIPHER_KEY (and COMPRESSOR_TOPIC, "
@@ -87,6 +87,10 @@ class LedgerMapper(Mapper[str]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._convertors: dict[tuple[str, type], Callable[[Any], Any]] = {}
+        self.settings_fit = False
+        """Set when :meth:`check_readable` found the store's first event readable: from
+        then on an event that does not decode was altered (:class:`TamperedEvent`), not
+        written with other settings."""
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.decode_row(
@@ -100,9 +104,13 @@ class LedgerMapper(Mapper[str]):
         """The domain event stored as (``originator_id``, ``version``, ``topic``, ``state``)."""
         convert = self._convertors.get((topic, type(originator_id)))
         if convert is None:
-            convert = find_id_convertor(
-                cast(Any, event_class(topic)[0]), cast(Hashable, type(originator_id))
-            )
+            try:
+                cls = event_class(topic)[0]
+            except Exception:
+                raise TamperedEvent(
+                    str(originator_id), version, f"has an unknown topic {topic!r}", topic=topic
+                ) from None
+            convert = find_id_convertor(cast(Any, cls), cast(Hashable, type(originator_id)))
             self._convertors[topic, type(originator_id)] = convert
         try:
             if self.cipher is not None:
@@ -111,12 +119,31 @@ class LedgerMapper(Mapper[str]):
                 state = self.compressor.decompress(bytes(state))
             event_state: dict[str, Any] = self.transcoder.decode(state)
         except Exception as error:
+            if self.settings_fit:
+                raise TamperedEvent(
+                    str(originator_id), version, f"does not decode ({error})", topic=topic
+                ) from error
             stored = StoredEvent(originator_id, version, topic, bytes(state))
             why = diagnose(self, stored) or f"cannot be decoded: {error}"
             raise StoreUnreadable(f"{_where(stored)} {why}") from error
+        if not isinstance(event_state, dict):
+            raise TamperedEvent(
+                str(originator_id),
+                version,
+                f"decodes to a {type(event_state).__name__}, not to an event's fields",
+                topic=topic,
+            )
         event_state["originator_id"] = convert(originator_id)
         event_state["originator_version"] = version
-        return event_from_state(topic, event_state)
+        try:
+            return event_from_state(topic, event_state)
+        except Exception as error:  # an upcaster missing the fields it expects
+            raise TamperedEvent(
+                str(originator_id),
+                version,
+                f"does not upcast ({type(error).__name__}: {error})",
+                topic=topic,
+            ) from error
 
     def check_readable(self, stored_event: StoredEvent) -> None:
         """Raise :class:`StoreUnreadable` when this mapper's cipher settings do not fit
@@ -124,6 +151,7 @@ class LedgerMapper(Mapper[str]):
         why = diagnose(self, stored_event)
         if why is not None:
             raise StoreUnreadable(f"{_where(stored_event)} {why}")
+        self.settings_fit = True
 
 
 @functools.cache

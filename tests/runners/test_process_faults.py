@@ -1,0 +1,278 @@
+"""Processes that survive faults (issue 14, item 5), with real processes on a PostgreSQL
+cluster of the module's own (``own_cluster``: the shared server is never restarted).
+
+* The projection worker goes on after the cluster restarts under it: it reconnects with
+  back-off and folds what was written after the restart, without being restarted.
+* So does the carrier forwarder: a pause requested after the restart reaches the carrier
+  and its answers come back.
+* A parallel rebuild's second process dies with its parent (``kill -9`` of the parent).
+* A worker killed mid-rebuild leaves a staged table; the next start drops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from conftest import OwnCluster
+from helpers import iccids, ready_sim
+
+from simledger import SimLedger, SimStatus
+from simledger.adapters.carrier.simulator import CarrierConfig, SimulatedCarrier
+
+WORKER = [sys.executable, "-m", "simledger.runners.worker"]
+FORWARDER = [sys.executable, "-m", "simledger.runners.forwarder"]
+NO_DIFFERENCES: dict[str, list[Any]] = {"sims": [], "pending_activity": [], "shared_groups": []}
+
+
+OUTAGE_S = 2.5
+"""How long the cluster stays down: longer than the pool's wait for a connection in the
+processes under test (``POSTGRES_CONNECT_TIMEOUT`` below), so that their work fails."""
+
+
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        **env,
+        "SIMLEDGER_LOG_LEVEL": "INFO",
+        "POSTGRES_CONNECT_TIMEOUT": "1",
+    }
+
+
+def quiet_ledger(env: dict[str, str]) -> SimLedger:
+    """A writer that leaves the folding to the worker."""
+    return SimLedger({**env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"})
+
+
+def wait_for(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def caught_up(env: dict[str, str]) -> bool:
+    ledger = quiet_ledger(env)
+    try:
+        return ledger.views.store.position() == ledger.views.max_notification_id()
+    finally:
+        ledger.close()
+
+
+def events_in(log: Path) -> list[dict[str, Any]]:
+    found = []
+    for line in log.read_text().splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
+
+
+def test_the_worker_goes_on_after_the_database_restarts(
+    own_cluster: OwnCluster, tmp_path: Path
+) -> None:
+    env = own_cluster.env()
+    writer = quiet_ledger(env)
+    writer.receive_sims(iccids(50, 0), operator="3UK", sim_type="paygo")
+    writer.close()
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen([*WORKER, "--batch-size", "20"], env=process_env(env), stderr=out)
+    try:
+        wait_for(lambda: caught_up(env), 20, "the worker folds the first SIMs")
+
+        own_cluster.stop()
+        time.sleep(OUTAGE_S)  # the worker finds the connection gone and backs off
+        own_cluster.start()
+
+        writer = quiet_ledger(env)
+        try:
+            writer.receive_sims(iccids(55, 50), operator="3UK", sim_type="paygo")
+            wait_for(lambda: caught_up(env), 30, "the worker folds what came after the restart")
+            assert writer.sims(limit=1).total == 105
+            assert worker.poll() is None, "the worker was not restarted"
+            assert writer.verify_views() == {
+                "sims": [],
+                "pending_activity": [],
+                "shared_groups": [],
+            }
+        finally:
+            writer.close()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    names = [e.get("event") for e in events_in(log)]
+    assert "worker.reconnecting" in names, log.read_text()[-3000:]
+    assert worker.returncode == 0, log.read_text()[-3000:]
+
+
+def test_the_forwarder_goes_on_after_the_database_restarts(
+    own_cluster: OwnCluster, tmp_path: Path
+) -> None:
+    env = own_cluster.env()
+    ledger = SimLedger(env)
+    try:
+        keys = [ready_sim(ledger, n) for n in range(4)]
+        ledger.pause(keys[:2])
+    finally:
+        ledger.close()
+    carrier_db = tmp_path / "carrier.db"
+    SimulatedCarrier(CarrierConfig(refusal_rate=0.0, silence_rate=0.0), path=carrier_db).close()
+    log = tmp_path / "forwarder.log"
+
+    def suspended(wanted: list[str]) -> bool:
+        reader = SimLedger(env)
+        try:
+            return all(reader.sim(k).status is SimStatus.SUSPENDED for k in wanted)
+        finally:
+            reader.close()
+
+    with log.open("w") as out:
+        forwarder = subprocess.Popen(
+            [
+                *FORWARDER,
+                "--carrier-db",
+                str(carrier_db),
+                "--delay",
+                "0",
+                "--jitter",
+                "0",
+                "--interval",
+                "0.05",
+            ],
+            env=process_env(env),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        wait_for(lambda: suspended(keys[:2]), 20, "the first pause is confirmed")
+        own_cluster.stop()
+        time.sleep(OUTAGE_S)  # rounds fail meanwhile: the forwarder backs off
+        own_cluster.start()
+        ledger = SimLedger(env)
+        try:
+            ledger.pause(keys[2:])
+        finally:
+            ledger.close()
+        wait_for(lambda: suspended(keys), 30, "the pause after the restart is confirmed")
+        assert forwarder.poll() is None, "the forwarder was not restarted"
+    finally:
+        forwarder.send_signal(signal.SIGTERM)
+        forwarder.wait(timeout=30)
+    names = [e.get("event") for e in events_in(log)]
+    assert "forwarder.reconnecting" in names, log.read_text()[-3000:]
+    assert forwarder.returncode == 0, log.read_text()[-3000:]
+
+
+PARENT = """
+import subprocess, sys
+child = subprocess.Popen(
+    [sys.executable, "-P", "-m", sys.argv[1], str(__import__("os").getpid())],
+    stdin=sys.stdin,  # the test holds the other end open: no EOF ends the child
+)
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too (its parent, reaped, is gone: init reaps it soon).
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def test_the_second_process_of_a_rebuild_or_audit_dies_with_its_parent() -> None:
+    for child_module in ("simledger.runners.rebuild_part", "simledger.runners.verify_part"):
+        read, write = os.pipe()
+        try:
+            parent = subprocess.Popen(
+                [sys.executable, "-c", PARENT, child_module],
+                stdin=read,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            time.sleep(1.0)  # the child is waiting for its request
+            assert alive(child)
+            parent.kill()
+            parent.wait(timeout=10)
+            wait_for(lambda pid=child: not alive(pid), 5, f"{child_module} ends with its parent")
+        finally:
+            os.close(read)
+            os.close(write)
+
+
+KILLED_MID_REBUILD = """
+import time
+from simledger import SimLedger
+ledger = SimLedger()
+runner = ledger.views
+runner.parallel_from = 1  # fold in two processes however small the log
+
+def hold(first, last):
+    print("folding", flush=True)
+    time.sleep(60)  # killed here, after the second process staged its rows
+
+runner.on_batch_written = hold
+runner.rebuild()
+"""
+
+
+def staged_tables(env: dict[str, str]) -> list[str]:
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        dbname=env["POSTGRES_DBNAME"],
+        autocommit=True,
+    ) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'view\\_sims\\_staged\\_%'"
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def test_a_worker_start_drops_what_a_killed_rebuild_staged(own_cluster: OwnCluster) -> None:
+    env = own_cluster.env()
+    writer = quiet_ledger(env)
+    writer.receive_sims(iccids(40, 0), operator="3UK", sim_type="paygo")
+    writer.close()
+    rebuild = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_REBUILD],
+        env=process_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert rebuild.stdout is not None
+    assert rebuild.stdout.readline().strip() == "folding"
+    wait_for(lambda: bool(staged_tables(env)), 20, "the second process stages its SIMs")
+    rebuild.kill()
+    rebuild.wait(timeout=10)
+    assert staged_tables(env), "left behind by the killed rebuild"
+
+    done = subprocess.run(
+        [*WORKER, "--once"], env=process_env(env), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert staged_tables(env) == []
+    ledger = quiet_ledger(env)
+    try:
+        assert ledger.sims(limit=1).total == 40
+    finally:
+        ledger.close()
