@@ -171,7 +171,10 @@ class RowCodec(Generic[_Row]):
             names[f"to_{n}"], names[f"from_{n}"] = to_db, from_db
             encoded.append(f"to_{n}({value})" if to_db is not None else value)
             decoded.append(f"from_{n}({read})" if from_db is not None else read)
-        for n, (_, compute, kind) in enumerate(computed):
+        for n, (name, compute, kind) in enumerate(computed):
+            if name == "label_keys" and not dialect.label_keys:
+                encoded.append("'[]'")  # a dialect with a label table: no GIN index to feed
+                continue
             names[f"compute_{n}"] = compute
             convert = dialect.stored_list if kind is ColumnType.LIST else None
             names[f"convert_{n}"] = convert
@@ -193,6 +196,9 @@ class Dialect(ABC):
     """Keys per ``IN`` list when a batch loads its rows."""
     label_table = False
     """Whether labels are also kept one per row (a table for the label filter)."""
+    label_keys = True
+    """Whether the SIM table's ``label_keys`` column is filled (PostgreSQL's GIN index on
+    it serves the label filter); a dialect with a label table keeps it empty."""
     key_after_fill = False
     """Whether a rebuild's SIM table gets its primary key after its bulk load."""
     lock_suffix = ""

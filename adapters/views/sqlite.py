@@ -60,6 +60,7 @@ class SqliteDialect(Dialect):
     """Every value a plain SQLite type: text for times, decimals and lists (JSON)."""
 
     label_table = True
+    label_keys = False
     lock_suffix = ""  # ``BEGIN IMMEDIATE`` has taken the file's write lock already
     log_id = "rowid"
     types: ClassVar[Mapping[ColumnType, str]] = {
