@@ -13,11 +13,13 @@ like ``Decimal("1e200000")``), so the keys are bounded and total:
   PostgreSQL): a key of a whole 3,000-character note would not fit, a prefix always does,
   and a cursor holds the prefix, not the note.
 * **Number sort key** (:func:`number_key`): the number as a binary float (beyond its range
-  ±infinity, below it zero), ties broken by ICCID: a fixed-size key for any ``Decimal``.
+  ±infinity, below it zero, NaN as +infinity), ties broken by ICCID: a fixed-size key for
+  any ``Decimal``.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 TEXT_KEY_CHARS = 200
@@ -57,5 +59,8 @@ def text_key(value: str) -> str:
 
 
 def number_key(value: Decimal) -> float:
-    """How a number sorts: as a binary float (exact below 2**53, rounded beyond)."""
+    """How a number sorts: as a binary float (exact below 2**53, rounded beyond); NaN
+    (which orders against nothing, and which SQLite keeps as NULL) as +infinity."""
+    if value.is_nan():
+        return math.inf
     return float(value)
