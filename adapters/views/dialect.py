@@ -96,24 +96,22 @@ ESCAPED_NOT = frozenset({"iccid"})
 """Text columns kept as they are: the ICCID is the event store's own key (no NUL there)."""
 
 
-def _float_or_none(value: Decimal | None) -> float | None:
-    return number_key(value) if value is not None else None
-
-
 def label_keys(labels: Sequence[str]) -> list[str]:
     """The labels' sort keys: what PostgreSQL's GIN index on labels holds (bounded)."""
     return [text_key(label) for label in labels]
 
 
-SIM_COMPUTED: tuple[tuple[str, Callable[[SimRow], Any], ColumnType], ...] = (
-    ("labels_key", lambda row: escape_text(list_key(row.labels)), ColumnType.TEXT),
-    ("rules_key", lambda row: escape_text(list_key(row.rules)), ColumnType.TEXT),
-    ("data_left_key", lambda row: _float_or_none(row.data_left_mb), ColumnType.REAL),
-    ("usage_month_key", lambda row: number_key(row.usage_month_mb), ColumnType.REAL),
-    ("label_keys", lambda row: label_keys(row.labels), ColumnType.LIST),
+SIM_COMPUTED: tuple[tuple[str, str, ColumnType], ...] = (
+    ("labels_key", "(esc(list_key(k)) if (k := row.labels) else '')", ColumnType.TEXT),
+    ("rules_key", "(esc(list_key(r)) if (r := row.rules) else '')", ColumnType.TEXT),
+    ("data_left_key", "(None if (d := row.data_left_mb) is None else key(d))", ColumnType.REAL),
+    ("usage_month_key", "key(row.usage_month_mb)", ColumnType.REAL),
+    ("label_keys", "(label_keys(k) if k else [])", ColumnType.LIST),
 )
-"""The SIM table's columns after the :class:`SimRow` fields, each computed from the row
-(already in stored form: escaped text, the list as the dialect's list value)."""
+"""The SIM table's columns after the :class:`SimRow` fields: each an expression of the
+row (in stored form: escaped text), compiled into the codec's encoder (a function call
+per column per row is what a rebuild would pay for them otherwise). ``label_keys`` reuses
+the labels ``labels_key`` read (``k``)."""
 
 
 def escaped(value: str | None) -> str | None:
@@ -141,13 +139,16 @@ class RowCodec(Generic[_Row]):
         row_class: type[_Row],
         columns: Sequence[Column],
         dialect: Dialect,
-        computed: Sequence[tuple[str, Callable[[Any], Any], ColumnType]] = (),
+        computed: Sequence[tuple[str, str, ColumnType]] = (),
     ) -> None:
         fielded = columns[: len(fields(row_class))]  # type: ignore[arg-type]
         names: dict[str, Any] = {
             "row_class": row_class,
             "esc": escape_text,
             "unesc": unescape_text,
+            "list_key": list_key,
+            "key": number_key,
+            "label_keys": label_keys,
         }
         encoded: list[str] = []
         decoded: list[str] = []
@@ -169,17 +170,21 @@ class RowCodec(Generic[_Row]):
             to_db = dialect.encoders.get(column.type)
             from_db = dialect.decoders.get(column.type)
             names[f"to_{n}"], names[f"from_{n}"] = to_db, from_db
-            encoded.append(f"to_{n}({value})" if to_db is not None else value)
+            if to_db is decimal_text:  # inline: str() of a decimal, None kept
+                encoded.append(f"(None if (x{n} := {value}) is None else str(x{n}))")
+            elif column.type is ColumnType.LIST and to_db is not None:  # most lists are empty
+                encoded.append(f"(to_{n}(x{n}) if (x{n} := {value}) else {to_db([])!r})")
+            else:
+                encoded.append(f"to_{n}({value})" if to_db is not None else value)
             decoded.append(f"from_{n}({read})" if from_db is not None else read)
-        for n, (name, compute, kind) in enumerate(computed):
+        for n, (name, expression, kind) in enumerate(computed):
             if name == "label_keys" and not dialect.label_keys:
                 encoded.append("'[]'")  # a dialect with a label table: no GIN index to feed
                 continue
-            names[f"compute_{n}"] = compute
-            convert = dialect.stored_list if kind is ColumnType.LIST else None
-            names[f"convert_{n}"] = convert
-            call = f"compute_{n}(row)"
-            encoded.append(f"convert_{n}({call})" if convert is not None else call)
+            if kind is ColumnType.LIST and type(dialect).stored_list is not Dialect.stored_list:
+                names[f"convert_{n}"] = dialect.stored_list
+                expression = f"convert_{n}({expression})"
+            encoded.append(expression)
         self.encode: Callable[[_Row], tuple[Any, ...]] = eval(
             f"lambda row: ({', '.join(encoded)},)", names
         )

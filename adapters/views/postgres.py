@@ -149,9 +149,6 @@ class PostgresDialect(Dialect):
         # A LIKE prefix under COLLATE "C": a range of the column's B-tree.
         return f"{column} LIKE %s", [escape_like(prefix) + "%"]
 
-    def stored_list(self, values: list[str]) -> Any:
-        return values
-
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         if column in ("status", "sim_type"):
             # Enum values (checked by make_query), written into the statement: a prepared
