@@ -1,7 +1,9 @@
 """The SIM list query (``SimLedger.sims``): validated filters, sort, and keyset cursors.
 
 Every store sorts on the same key: the column's value with "not set" as the lowest value
-(empty text, -1 MB, the beginning of time), ties broken by ICCID. A page's cursor holds
+(empty text, -1 MB, the beginning of time), ties broken by ICCID; a text by its first 200
+characters and a number as a binary float (:mod:`.sort_keys`: keys of a bounded size, for
+any value an event holds). A page's cursor holds
 the last row's key and ICCID; the next page starts strictly after that pair, so paging is
 stable while SIMs change: a SIM whose sort value does not change is returned exactly once.
 ``days_left`` sorts by the package's expiry (the same order); ``this_month_mb`` by this
@@ -25,6 +27,7 @@ from simledger.domain.errors import InvalidInput, InvalidValue, shown
 from simledger.domain.types import SimStatus, SimType
 from simledger.domain.values import NAME_MAX, clean_text, collection, flag, number, uuid_text
 from simledger.projections.rows import SimRow
+from simledger.projections.sort_keys import number_key, text_key
 
 MAX_LIMIT = 1000
 CURSOR_MAX = 4096
@@ -183,17 +186,22 @@ def make_query(
 
 
 def sort_key(row: SimRow, query: SimQuery) -> Any:
-    """The row's sort value, "not set" mapped to the lowest value of its kind."""
+    """The row's sort value, "not set" mapped to the lowest value of its kind; text and
+    numbers as :func:`~.sort_keys.text_key` and :func:`~.sort_keys.number_key` make them."""
     column, kind = query.column, query.kind
     if column in CONSTANT_COLUMNS:
         return ""
     if column == "this_month_mb":
-        return this_month_value(row, query.month)
+        return number_key(this_month_value(row, query.month))
     if column in ("labels", "rules"):
-        return list_key(getattr(row, column))
+        return text_key(list_key(getattr(row, column)))
     value = getattr(row, column)
     if value is None:
-        return {Kind.TEXT: "", Kind.NUMBER: NO_NUMBER, Kind.TIME: NO_TIME, Kind.BOOL: False}[kind]
+        value = {Kind.TEXT: "", Kind.NUMBER: NO_NUMBER, Kind.TIME: NO_TIME, Kind.BOOL: False}[kind]
+    if kind is Kind.NUMBER:
+        return number_key(value)
+    if kind is Kind.TEXT:
+        return text_key(value)
     return value
 
 
@@ -213,8 +221,8 @@ def _key_to_json(value: Any, kind: Kind) -> Any:
 
 def _key_from_json(value: Any, kind: Kind) -> Any:
     if kind is Kind.NUMBER:
-        number = Decimal(str(value))
-        if not number.is_finite() or (number and abs(number.adjusted()) > CURSOR_DIGITS):
+        number = float(str(value))  # "inf": a number beyond a float's range sorts as one
+        if number != number:
             raise ValueError(value)
         return number
     if kind is Kind.TIME:
@@ -226,9 +234,12 @@ def _key_from_json(value: Any, kind: Kind) -> Any:
         if not isinstance(value, bool):
             raise ValueError(value)
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > CURSOR_MAX or "\x00" in value:
+        # A text key is stored text's escaped prefix (sort_keys.py): never a NUL, though
+        # it may hold U+0001 and any character events held before the domain's bounds.
         raise ValueError(value)
-    return clean_text(value, "a cursor", limit=CURSOR_MAX)
+    value.encode("utf-8")  # a lone surrogate: no store can compare it (UnicodeEncodeError)
+    return value
 
 
 def encode_cursor(row: SimRow, query: SimQuery) -> str:

@@ -7,7 +7,10 @@ outlives the ledger.
 A batch is one transaction that starts with ``SELECT … FOR UPDATE`` on the tracking row,
 so projectors in any number of processes serialise on it and each folds only events after
 the position it read. Text columns sort with ``COLLATE "C"`` (code-point order, as Python
-and SQLite sort). Labels are a ``text[]`` with a GIN index. A page and its ``total`` are
+and SQLite sort); text is kept escaped (PostgreSQL text cannot hold NUL) and decimals as
+exact text (``numeric`` cannot hold ``1E+200000``), each sorted by a bounded key. Labels
+are a ``text[]``, with a GIN index on their keys (``label_keys``: a GIN entry is bounded
+too). A page and its ``total`` are
 one statement (one snapshot). Sorting by "this month's MB" uses an index of that month;
 a rebuild adds status-led partial indexes for the statuses few SIMs have
 (:mod:`.postgres_indexes`).
@@ -15,6 +18,7 @@ a rebuild adds status-led partial indexes for the statuses few SIMs have
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,7 +33,17 @@ from psycopg import pq
 from psycopg.rows import TupleRow, tuple_row
 
 from simledger.adapters.views.base import TRACKING_NAME, BuiltViews
-from simledger.adapters.views.dialect import SIM_TABLE, ColumnType, Dialect
+from simledger.adapters.views.dialect import (
+    GROUP_TABLE_COLUMNS,
+    SIM_TABLE,
+    ColumnType,
+    Convert,
+    Dialect,
+    decimal_text,
+    escaped_list,
+    text_decimal,
+    unescaped_list,
+)
 from simledger.adapters.views.postgres_indexes import (
     HAS_LABELS,
     MONTH_INDEX,
@@ -43,9 +57,9 @@ from simledger.adapters.views.postgres_indexes import (
     own_index_statements,
     previous_month,
 )
+from simledger.adapters.views.sim_list_sql import escape_like
 from simledger.adapters.views.sql import (
-    COUNT_COLUMNS,
-    GROUP_COLUMNS,
+    COUNT_WRITE_COLUMNS,
     OPERATION_COLUMNS,
     SIM_TABLE_COLUMNS,
     Tables,
@@ -54,6 +68,7 @@ from simledger.adapters.views.sql_store import LogSource, SqlTx, SqlViewStore, S
 from simledger.projections.batch_state import Changes, Keys, Touched
 from simledger.projections.listing import SimQuery
 from simledger.projections.rows import SimRow
+from simledger.projections.sort_keys import TEXT_KEY_CHARS, escape_text, text_key
 
 STAGED_PREFIX = "view_sims_staged_"
 """Name prefix of the tables a parallel rebuild's second process stages its rows in."""
@@ -65,16 +80,28 @@ TYPES: Mapping[ColumnType, str] = {
     ColumnType.TEXT: "text",
     ColumnType.BOOL: "boolean",
     ColumnType.INT: "bigint",
-    ColumnType.DECIMAL: "numeric",
+    ColumnType.DECIMAL: "text",
     ColumnType.TIME: "timestamptz",
     ColumnType.LIST: "text[]",
+    ColumnType.REAL: "float8",
 }
 SIM_COPY_TYPES = [TYPES[c.type] for c in SIM_TABLE]
 """The SIM table's column types, for a binary COPY."""
 
 
+_SEARCH_ESCAPE = re.compile("[\x00-\x02]")
+"""Characters of a needle that could match inside an escape code of the stored text."""
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a literal of a PostgreSQL regular expression (ARE)."""
+    return "".join(
+        char if char.isascii() and char.isalnum() else f"\\U{ord(char):08x}" for char in text
+    )
+
+
 class PostgresDialect(Dialect):
-    """Values as psycopg adapts them (numeric, timestamptz, text[]): nothing to convert."""
+    """Values as psycopg adapts them (timestamptz, text[], float8), decimals as text."""
 
     placeholder = "%s"
     chunk_size = 20_000
@@ -84,6 +111,14 @@ class PostgresDialect(Dialect):
     sims_options = " WITH (fillfactor = 80)"
     """Room on each page for updates that change no indexed column (HOT)."""
     no_time = "'0001-01-01 00:00:00+00'::timestamptz"
+    encoders: ClassVar[Mapping[ColumnType, Convert]] = {
+        ColumnType.DECIMAL: decimal_text,
+        ColumnType.LIST: escaped_list,
+    }
+    decoders: ClassVar[Mapping[ColumnType, Convert]] = {
+        ColumnType.DECIMAL: text_decimal,
+        ColumnType.LIST: unescaped_list,
+    }
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
@@ -91,14 +126,29 @@ class PostgresDialect(Dialect):
     def q(self, table: str) -> str:
         return '"' + self.schema.replace('"', '""') + '"."' + table + '"'
 
-    def as_number(self, expression: str) -> str:
-        return expression
+    def prefix(self, expression: str) -> str:
+        return f"left({expression}, {TEXT_KEY_CHARS})"
 
-    def label_filter(self, labels_table: str | None) -> str:
-        return f"(labels @> ARRAY[%s]::text[] AND {HAS_LABELS})"
+    def label_filter(self, labels_table: str | None, label: str) -> tuple[str, list[Any]]:
+        # The GIN index holds the labels' keys; the whole label is checked on the rows found.
+        return (
+            f"(label_keys @> ARRAY[%s]::text[] AND labels @> ARRAY[%s]::text[] AND {HAS_LABELS})",
+            [text_key(label), escape_text(label)],
+        )
 
-    def lower(self, expression: str) -> str:
-        return f"lower({expression})"
+    def contains(self, column: str, needle: str) -> tuple[str, list[Any]]:
+        if _SEARCH_ESCAPE.search(needle) is None:
+            # Its characters match only characters of the stored text as they are: a LIKE
+            # on it (which the trigram index serves) is the search itself.
+            return f"lower({column}) LIKE %s ESCAPE '\\'", ["%" + escape_like(needle) + "%"]
+        # A needle with NUL, U+0001 or U+0002 could match from the middle of an escape
+        # code: it must start after an even run of U+0001 (a code boundary).
+        pattern = "(^|[^\\x01])(\\x01\\x01)*" + _regex_literal(escape_text(needle))
+        return f"lower({column}) ~ %s", [pattern]
+
+    def starts_with(self, column: str, prefix: str) -> tuple[str, list[Any]]:
+        # A LIKE prefix under COLLATE "C": a range of the column's B-tree.
+        return f"{column} LIKE %s", [escape_like(prefix) + "%"]
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         if column in ("status", "sim_type"):
@@ -314,7 +364,8 @@ class PostgresViewStore(SqlViewStore):
             if not values:  # no page, so no total on it: the filtered set may still have some
                 (count,) = conn.execute(total, total_params, prepare=False).fetchone() or (0,)
                 return [], int(count)
-        return [SimRow(*v[:-1]) for v in values], int(values[0][-1])
+        decode = self.sql.sims.decode
+        return [decode(v[:-1]) for v in values], int(values[0][-1])
 
     # ---- rebuild and verify -------------------------------------------------------------
     def stage_sims(self, table: str, rows: Iterable[SimRow]) -> None:
@@ -352,13 +403,13 @@ class PostgresViewStore(SqlViewStore):
             copy_rows(
                 cursor,
                 self.q(tables.counts),
-                (*COUNT_COLUMNS, "n"),
-                ((*key, n) for key, n in built.all_counts.items()),
+                COUNT_WRITE_COLUMNS,
+                (self.sql.count_row(key, n) for key, n in built.all_counts.items()),
             )
             copy_rows(
                 cursor,
                 self.q(tables.groups),
-                GROUP_COLUMNS,
+                GROUP_TABLE_COLUMNS,
                 map(self.sql.groups.encode, built.all_groups.values()),
             )
             copy_rows(

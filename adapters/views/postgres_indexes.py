@@ -68,11 +68,13 @@ def month_index_statement(sql: Statements, tables: Tables, month: str) -> str:
 def own_index_statements(
     sql: Statements, tables: Tables, token: str, trigram_ops: str | None
 ) -> list[str]:
-    """The labels' GIN index, the search's trigram indexes (with ``trigram_ops``, for the
-    SIMs that have an end user or a note), and the current month's index."""
+    """The labels' GIN index (on their bounded keys), the search's trigram indexes (with
+    ``trigram_ops``, for the SIMs that have an end user or a note), and the current
+    month's index."""
     sims = sql.q(tables.sims)
     statements = [
-        f"CREATE INDEX {tables.sims}_labels_{token} ON {sims} USING gin (labels) WHERE {HAS_LABELS}"
+        f"CREATE INDEX {tables.sims}_labels_{token} ON {sims} "
+        f"USING gin (label_keys) WHERE {HAS_LABELS}"
     ]
     if trigram_ops is not None:
         for column in ("end_user", "note"):

@@ -11,11 +11,11 @@ from typing import Any
 from simledger.adapters.views.sql import Statements, Tables
 from simledger.projections.listing import CONSTANT_COLUMNS, SimQuery
 from simledger.projections.rows import SIM_COLUMNS
+from simledger.projections.sort_keys import escape_text
 
 
 def where(sql: Statements, query: SimQuery, tables: Tables) -> tuple[list[str], list[Any]]:
     d = sql.dialect
-    p = d.placeholder
     parts: list[str] = []
     params: list[Any] = []
     for column, values in (("status", query.statuses), ("sim_type", query.sim_types)):
@@ -23,27 +23,33 @@ def where(sql: Statements, query: SimQuery, tables: Tables) -> tuple[list[str], 
             condition, bound = d.in_list(column, values)
             parts.append(condition)
             params += bound
-    if query.operator is not None:
-        parts.append(f"operator = {p}")
-        params.append(query.operator)
-    for column, value in (("company", query.company), ("group_id", query.group_id)):
+    for column, value in (
+        ("operator", query.operator),
+        ("company", query.company),
+        ("group_id", query.group_id),
+    ):
         if value is not None:
-            parts.append(f"{sql.key_expr(column)} = {p}")
-            params.append(value)
+            condition, bound = sql.text_equals(column, value)
+            parts.append(condition)
+            params += bound
     if query.label is not None:
-        parts.append(d.label_filter(tables.labels))
-        params.append(query.label)
+        condition, bound = d.label_filter(tables.labels, query.label)
+        parts.append(condition)
+        params += bound
     if query.search is not None:
-        needle = "%" + _escape_like(query.search.lower()) + "%"
-        alternatives = [
-            f"(end_user IS NOT NULL AND {d.lower('end_user')} LIKE {p} ESCAPE '\\')",
-            f"(note IS NOT NULL AND {d.lower('note')} LIKE {p} ESCAPE '\\')",
-        ]
-        params += [needle, needle]
+        # Any length: no LIKE pattern is built from the text where a database limits one
+        # (SQLite's 50,000 bytes); the dialect matches it as search_matches does.
+        needle = query.search.lower()
+        alternatives: list[str] = []
         digits = query.search_digits
         if digits is not None:
-            alternatives.insert(0, f"iccid LIKE {p}")
-            params.insert(len(params) - 2, digits + "%")
+            condition, bound = d.starts_with("iccid", digits)
+            alternatives.append(condition)
+            params += bound
+        for column in ("end_user", "note"):
+            condition, bound = d.contains(column, needle)
+            alternatives.append(f"({column} IS NOT NULL AND {condition})")
+            params += bound
         parts.append("(" + " OR ".join(alternatives) + ")")
     return parts, params
 
@@ -56,6 +62,15 @@ def data_left(sql: Statements, tables: Tables) -> str:
         f"(SELECT g.data_left_mb FROM {sql.q(tables.groups)} g WHERE g.group_id = {sims}.group_id)"
     )
     return f"(CASE WHEN {sims}.group_id IS NULL THEN {sims}.data_left_mb ELSE {pool} END)"
+
+
+def data_left_key(sql: Statements, tables: Tables) -> str:
+    """:func:`data_left`'s sort key: the row's own, or its group's."""
+    sims = sql.q(tables.sims)
+    pool = (
+        f"(SELECT g.data_left_key FROM {sql.q(tables.groups)} g WHERE g.group_id = {sims}.group_id)"
+    )
+    return f"(CASE WHEN {sims}.group_id IS NULL THEN {sims}.data_left_key ELSE {pool} END)"
 
 
 def page_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[str, list[Any]]:
@@ -80,8 +95,8 @@ def page_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[st
             params.append(query.after[1])
     else:
         key = sql.key_expr(query.column, query.month)
-        if query.column == "data_left_mb":  # the shown value: no index serves this sort
-            key = f"COALESCE({sql.dialect.as_number(shown)}, -1)"
+        if query.column == "data_left_mb":  # the shown value's key: no index serves it
+            key = f"COALESCE({data_left_key(sql, tables)}, -1)"
         order = f"{key} {direction}, iccid {direction}"
         if query.after is not None:
             value, iccid = query.after
@@ -114,7 +129,7 @@ def total_statement(sql: Statements, query: SimQuery, tables: Tables) -> tuple[s
         parts, params = where(sql, counted, tables)
         if query.company is not None:
             parts.append(f"company = {sql.dialect.placeholder}")
-            params.append(query.company)
+            params.append(escape_text(query.company))
         condition = f" WHERE {' AND '.join(parts)}" if parts else ""
         return f"SELECT COALESCE(SUM(n), 0) FROM {sql.q(tables.counts)}{condition}", params
     parts, params = where(sql, query, tables)
@@ -133,5 +148,6 @@ def _pinned(query: SimQuery) -> bool:
     return filtered.get(column) is not None
 
 
-def _escape_like(text: str) -> str:
+def escape_like(text: str) -> str:
+    """``text`` as a LIKE pattern's literal (``ESCAPE '\\'``)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

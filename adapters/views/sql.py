@@ -2,13 +2,16 @@
 
 Tables (live names; a rebuild builds the same set with the suffix ``_rebuild``):
 
-* ``view_sims`` -- one row per SIM (every :class:`SimRow` column, plus ``labels_key`` and
-  ``rules_key``, the text a list column sorts by). One B-tree per sortable column on
+* ``view_sims`` -- one row per SIM (every :class:`SimRow` column, plus the keys computed
+  from them: :data:`~.dialect.SIM_COMPUTED`). One B-tree per sortable column on
   ``(sort key, iccid)``, the sort key being the column with "not set" mapped to the lowest
-  value (see :mod:`simledger.projections.listing`): filters and keyset paging walk it.
+  value (see :mod:`simledger.projections.listing`): filters and keyset paging walk it. A
+  text's key is its first characters and a decimal's a float, so any value fits a B-tree
+  entry (:mod:`simledger.projections.sort_keys`); text is kept escaped (no NUL).
 * ``view_sim_labels`` -- the labels one per row, where the dialect filters on them so.
-* ``view_sim_counts`` -- SIMs per (status, SIM type, operator, company): ``total`` of a
-  query filtered only on those columns is a sum over a few rows, not a count over millions.
+* ``view_sim_counts`` -- SIMs per (status, SIM type, operator, company), keyed by a hash of
+  the four: ``total`` of a query filtered only on those columns is a sum over a few rows,
+  not a count over millions.
 * ``view_groups``, ``view_operations`` -- the shared groups and the pending activity.
 * ``view_tracking`` -- one row: the position (last notification id folded) and the
   projection version the tables were built by.
@@ -20,6 +23,7 @@ group is one set-based ``UPDATE … WHERE group_id = …`` for all its members.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +34,7 @@ from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
 from simledger.adapters.views.dialect import (
     COUNT_TABLE,
     GROUP_TABLE,
+    GROUP_TABLE_COLUMNS,
     LABEL_TABLE,
     OPERATION_TABLE,
     SIM_TABLE,
@@ -39,15 +44,20 @@ from simledger.adapters.views.dialect import (
     Dialect,
     RowCodec,
 )
-from simledger.projections.batch_state import Changes, Keys, Touched
+from simledger.projections.batch_state import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import CONSTANT_COLUMNS, SORTS, Kind
 from simledger.projections.rows import GROUP_COLUMNS, OPERATION_COLUMNS, SIM_COLUMNS
+from simledger.projections.sort_keys import escape_text, text_key, unescape_text
 
 TRACKING_TABLE = "view_tracking"
 SCRATCH = "_rebuild"
 
 SIM_TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in SIM_TABLE)
 COUNT_COLUMNS: tuple[str, ...] = ("status", "sim_type", "operator", "company")
+COUNT_WRITE_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "combination", "n")
+UNPREFIXED = frozenset({"status", "sim_type"})
+"""Text sort columns keyed by their whole value: the domain's enum values (short), which the
+status-led indexes and ``IN`` filters compare as they are."""
 
 NULLABLE_TEXT = frozenset(
     {"plan", "company", "end_user", "note", "group_id", "package_id", "suspended_reason"}
@@ -156,7 +166,7 @@ class Statements:
         sim_key = ("iccid",) if keyed or not self.dialect.key_after_fill else ()
         statements = [
             self.create_table(tables.sims, SIM_TABLE, sim_key, self.dialect.sims_options),
-            self.create_table(tables.counts, COUNT_TABLE, COUNT_COLUMNS),
+            self.create_table(tables.counts, COUNT_TABLE, ("combination",)),
             self.create_table(tables.groups, GROUP_TABLE, ("group_id",)),
             self.create_table(tables.operations, OPERATION_TABLE, ("operation_id",)),
         ]
@@ -200,18 +210,36 @@ class Statements:
         if column == "this_month_mb":
             if not _MONTH.match(month):
                 raise ValueError(f"not a month: {month!r}")
-            number = d.as_number(f"{a}usage_month_mb")
-            return f"(CASE WHEN {a}usage_month = '{month}' THEN {number} ELSE 0 END)"
+            return f"(CASE WHEN {a}usage_month = '{month}' THEN {a}usage_month_key ELSE 0 END)"
         if column in ("labels", "rules"):
-            return f"{a}{column}_key"
+            return d.prefix(f"{a}{column}_key")
         kind = sort_kind(column)
         if kind is Kind.NUMBER:
-            return f"COALESCE({d.as_number(a + column)}, -1)"
+            return f"COALESCE({a}data_left_key, -1)"
         if kind is Kind.TIME:
             return f"COALESCE({a}{column}, {d.no_time})"
         if column in NULLABLE_TEXT:
-            return f"COALESCE({a}{column}, '')"
+            return d.prefix(f"COALESCE({a}{column}, '')")
+        if kind is Kind.TEXT and column not in UNPREFIXED and column != "iccid":
+            return d.prefix(f"{a}{column}")
         return f"{a}{column}"
+
+    def text_equals(self, column: str, value: str, alias: str = "") -> tuple[str, list[Any]]:
+        """``column`` (a text sort column) equals ``value``: its sort key first (what the
+        column's index holds), then the whole stored value."""
+        p = self.dialect.placeholder
+        a = f"{alias}." if alias else ""
+        stored = escape_text(value)
+        return (
+            f"{self.key_expr(column, alias=alias)} = {p} AND {a}{column} = {p}",
+            [text_key(value), stored],
+        )
+
+    def count_row(self, key: tuple[str, ...], n: int) -> tuple[Any, ...]:
+        """A row of the counts table: the combination stored, its hash, the count."""
+        stored = [escape_text(value) for value in key]
+        digest = hashlib.blake2b("\x00".join(stored).encode(), digest_size=16).hexdigest()
+        return (*stored, digest, n)
 
     # ---- writing ------------------------------------------------------------------------
     def insert(self, table: str, columns: Sequence[str]) -> str:
@@ -238,7 +266,7 @@ class Statements:
         p = self.dialect.placeholder
         upserts: list[tuple[str, Sequence[str], str, Any, Mapping[str, Any]]] = [
             (tables.sims, SIM_TABLE_COLUMNS, "iccid", self.sims.encode, changes.sims),
-            (tables.groups, GROUP_COLUMNS, "group_id", self.groups.encode, changes.groups),
+            (tables.groups, GROUP_TABLE_COLUMNS, "group_id", self.groups.encode, changes.groups),
             (
                 tables.operations,
                 OPERATION_COLUMNS,
@@ -259,14 +287,18 @@ class Statements:
             )
             cursor.executemany(
                 self.insert(tables.labels, ("iccid", "label")),
-                [(iccid, label) for iccid, labels in changes.labels.items() for label in labels],
+                [
+                    (iccid, escape_text(label))
+                    for iccid, labels in changes.labels.items()
+                    for label in labels
+                ],
             )
         if changes.counts:
             cursor.executemany(
-                f"{self.insert(tables.counts, (*COUNT_COLUMNS, 'n'))} "
-                f"ON CONFLICT ({', '.join(COUNT_COLUMNS)}) "
+                f"{self.insert(tables.counts, COUNT_WRITE_COLUMNS)} "
+                "ON CONFLICT (combination) "
                 f"DO UPDATE SET n = {self.q(tables.counts)}.n + excluded.n",
-                [(*key, n) for key, n in changes.counts.items()],
+                [self.count_row(key, n) for key, n in changes.counts.items()],
             )
 
     def load_rows(self, new_cursor: Callable[[], Any], tables: Tables, keys: Keys) -> Touched:
@@ -295,20 +327,24 @@ class Statements:
                 keys.operation_ids,
             ),
         ]
-        sent: list[tuple[dict[str, Any], RowCodec[Any], Any]] = []
+        sent: list[tuple[dict[str, Any], RowCodec[Any], str, Any]] = []
         for into, codec, table, columns, by, wanted in loads:
+            if by != "iccid":  # the ICCID alone is stored as it is
+                wanted = {escape_text(value) for value in wanted}
             for chunk in chunked(sorted(wanted), self.dialect.chunk_size):
                 condition, params = self.dialect.in_list(by, chunk)
                 cursor = new_cursor()
                 cursor.execute(
                     f"SELECT {', '.join(columns)} FROM {self.q(table)} WHERE {condition}", params
                 )
-                sent.append((into, codec, cursor))
+                sent.append((into, codec, columns[0], cursor))
 
         def receive() -> Touched:
-            # The key of each row is its first column (iccid, group_id, operation_id).
-            for into, codec, cursor in sent:
-                into.update({values[0]: codec.decode(values) for values in cursor.fetchall()})
+            # The key of each row is its first field (iccid, group_id, operation_id), as
+            # decoded (stored text is escaped).
+            for into, codec, key, cursor in sent:
+                rows = map(codec.decode, cursor.fetchall())
+                into.update({getattr(row, key): row for row in rows})
             return Touched(sims=sims, groups=groups, operations=operations)
 
         return receive
@@ -319,6 +355,14 @@ class Statements:
 
     def all_counts(self, tables: Tables) -> str:
         return f"SELECT {', '.join(COUNT_COLUMNS)}, n FROM {self.q(tables.counts)} WHERE n != 0"
+
+    @staticmethod
+    def decode_counts(found: Iterable[Sequence[Any]]) -> dict[CountKey, int]:
+        """The rows of :meth:`all_counts` as counts per combination."""
+        return {
+            (unescape_text(s), unescape_text(t), unescape_text(o), unescape_text(c)): int(n)
+            for s, t, o, c, n in found
+        }
 
     def operations_statement(self, tables: Tables) -> str:
         return (
@@ -334,11 +378,12 @@ class Statements:
         if locked is not None:
             parts.append(("" if locked else "NOT ") + "(NOT depleted AND NOT deleted)")
         if company is not None:
+            condition, bound = self.text_equals("company", company, alias="s")
             parts.append(
                 f"EXISTS (SELECT 1 FROM {self.q(tables.sims)} s WHERE s.group_id = g.group_id "
-                f"AND {self.key_expr('company', alias='s')} = {self.dialect.placeholder})"
+                f"AND {condition})"
             )
-            params.append(company)
+            params += bound
         where = f" WHERE {' AND '.join(parts)}" if parts else ""
         columns = ", ".join(f"g.{c}" for c in GROUP_COLUMNS)
         return (

@@ -33,7 +33,7 @@ from simledger.adapters.views.base import (
 )
 from simledger.adapters.views.dialect import Dialect
 from simledger.adapters.views.sim_list_sql import page_statement, total_statement
-from simledger.adapters.views.sql import COUNT_COLUMNS, Statements, Tables
+from simledger.adapters.views.sql import Statements, Tables
 from simledger.domain.sim import Sim
 from simledger.projections.batch_state import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import SimQuery
@@ -257,14 +257,14 @@ class SqlViewStore(ViewStore):
 
     def _fill_rest(self, cursor: Any, built: BuiltViews) -> None:
         """The counts, groups and operations of ``built`` into the scratch tables."""
-        cursor.executemany(
-            self.sql.insert(self.scratch.counts, (*COUNT_COLUMNS, "n")),
-            [(*key, n) for key, n in built.all_counts.items()],
-        )
         self.sql.write_changes(
             cursor,
             self.scratch,
-            Changes(groups=dict(built.all_groups), operations=dict(built.all_operations)),
+            Changes(
+                groups=dict(built.all_groups),
+                operations=dict(built.all_operations),
+                counts=dict(built.all_counts),
+            ),
         )
 
     @contextmanager
@@ -283,8 +283,7 @@ class SqlViewStore(ViewStore):
                 return iter(list(map(sql.operations.decode, cursor.execute(statement).fetchall())))
 
             def counts() -> dict[CountKey, int]:
-                found = cursor.execute(sql.all_counts(self.live)).fetchall()
-                return {(s, t, o, c): int(n) for s, t, o, c, n in found}
+                return sql.decode_counts(cursor.execute(sql.all_counts(self.live)).fetchall())
 
             yield ViewSnapshot(
                 position=int(found[0]) if found else 0,

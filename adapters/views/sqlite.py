@@ -4,8 +4,10 @@ One connection of its own (WAL mode, as eventsourcing sets the file up). A batch
 ``BEGIN IMMEDIATE`` transaction: it takes SQLite's write lock before reading the tracking
 position, so two processes folding the same file serialise, and the second one only sees
 events after the first one's position. Times are stored as fixed-width UTC text (so text
-order is time order) and decimals as text (exact), sorted through ``CAST(… AS REAL)``.
-Labels are also kept one per row in ``view_sim_labels`` for the label filter.
+order is time order) and decimals as text (exact), sorted by their float keys. Labels are
+also kept one per row in ``view_sim_labels`` for the label filter. The search is a Python
+function (``py_contains``): the same test as the in-memory store's, for a text of any
+length (a LIKE pattern is limited to 50,000 bytes).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import ApplicationRecorder
@@ -26,33 +27,40 @@ from simledger.adapters.views.dialect import (
     Convert,
     Dialect,
     as_utc_text,
+    decimal_text,
+    escaped_list,
     from_time_text,
     labels_json,
+    text_decimal,
+    unescaped_list,
 )
 from simledger.adapters.views.sql import SIM_TABLE_COLUMNS, Tables
 from simledger.adapters.views.sql_store import LogSource, SqlViewStore, Stream
 from simledger.projections.listing import NO_TIME, Kind
+from simledger.projections.sort_keys import escape_text, unescape_text
 
 SCRATCH_CHUNK = 20_000
 """Rows per transaction while a rebuild fills its scratch tables (writers interleave)."""
 
 
-def _lower(value: str | None) -> str | None:
-    return value.lower() if value is not None else None
+def _contains(stored: str | None, needle: str) -> bool:
+    """``search_matches`` on one stored (escaped) text: ``needle`` is already lower case."""
+    return stored is not None and needle in unescape_text(stored).lower()
 
 
-def _dec(value: str | None) -> Decimal | None:
-    return Decimal(value) if value is not None else None
+def _labels_in(values: list[str]) -> str:
+    return labels_json(escaped_list(values))
 
 
-def _text(value: Decimal | None) -> str | None:
-    return str(value) if value is not None else None
+def _labels_out(stored: str) -> list[str]:
+    return unescaped_list(json.loads(stored))
 
 
 class SqliteDialect(Dialect):
     """Every value a plain SQLite type: text for times, decimals and lists (JSON)."""
 
     label_table = True
+    label_keys = False
     lock_suffix = ""  # ``BEGIN IMMEDIATE`` has taken the file's write lock already
     log_id = "rowid"
     types: ClassVar[Mapping[ColumnType, str]] = {
@@ -62,19 +70,20 @@ class SqliteDialect(Dialect):
         ColumnType.DECIMAL: "TEXT",
         ColumnType.TIME: "TEXT",
         ColumnType.LIST: "TEXT",
+        ColumnType.REAL: "REAL",
     }
     table_options = " WITHOUT ROWID"
     encoders: ClassVar[Mapping[ColumnType, Convert]] = {
         ColumnType.BOOL: int,
-        ColumnType.DECIMAL: _text,
+        ColumnType.DECIMAL: decimal_text,
         ColumnType.TIME: as_utc_text,
-        ColumnType.LIST: labels_json,
+        ColumnType.LIST: _labels_in,
     }
     decoders: ClassVar[Mapping[ColumnType, Convert]] = {
         ColumnType.BOOL: bool,
-        ColumnType.DECIMAL: _dec,
+        ColumnType.DECIMAL: text_decimal,
         ColumnType.TIME: from_time_text,
-        ColumnType.LIST: json.loads,
+        ColumnType.LIST: _labels_out,
     }
     no_time = f"'{as_utc_text(NO_TIME)}'"
     analyze_first = ("PRAGMA analysis_limit = 2000",)
@@ -82,23 +91,21 @@ class SqliteDialect(Dialect):
     def q(self, table: str) -> str:
         return table
 
-    def as_number(self, expression: str) -> str:
-        return f"CAST({expression} AS REAL)"
-
     def key_param(self, value: Any, kind: Kind) -> Any:
-        if kind is Kind.NUMBER:
-            return float(value)
         if kind is Kind.TIME:
             return as_utc_text(value)
         if kind is Kind.BOOL:
             return int(value)
         return value
 
-    def label_filter(self, labels_table: str | None) -> str:
-        return f"iccid IN (SELECT iccid FROM {labels_table} WHERE label = ?)"
+    def label_filter(self, labels_table: str | None, label: str) -> tuple[str, list[Any]]:
+        return f"iccid IN (SELECT iccid FROM {labels_table} WHERE label = ?)", [escape_text(label)]
 
-    def lower(self, expression: str) -> str:
-        return f"py_lower({expression})"
+    def contains(self, column: str, needle: str) -> tuple[str, list[Any]]:
+        return f"py_contains({column}, ?)", [needle]
+
+    def stored_list(self, values: list[str]) -> Any:
+        return labels_json(values)
 
 
 class SqliteViewStore(SqlViewStore):
@@ -115,7 +122,7 @@ class SqliteViewStore(SqlViewStore):
             timeout=lock_timeout,
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.create_function("py_lower", 1, _lower, deterministic=True)
+        self._conn.create_function("py_contains", 2, _contains, deterministic=True)
         self._ensure_schema()
 
     # ---- connection hooks ---------------------------------------------------------------
@@ -182,7 +189,7 @@ class SqliteViewStore(SqlViewStore):
                 )
                 cursor.executemany(
                     self.sql.insert(tables.labels, ("iccid", "label")),
-                    [(row.iccid, label) for row in chunk for label in row.labels],
+                    [(row.iccid, escape_text(label)) for row in chunk for label in row.labels],
                 )
         with self._transaction() as cursor:
             self._fill_rest(cursor, built)
