@@ -29,7 +29,7 @@ from simledger.adapters.store.in_transaction import InTransaction
 from simledger.adapters.views.base import Opening
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
 from simledger.domain import values
-from simledger.domain.errors import InvalidInput, TamperedEvent, shown
+from simledger.domain.errors import InvalidInput, InvalidValue, TamperedEvent, shown
 from simledger.projections.batch import Keys, keys_of
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
@@ -246,6 +246,10 @@ class ViewQueries:
         """Rebuild each view into scratch space and list every row that differs from the
         live view (R-ES3: none expected). A stored event that does not decode or fold
         raises :class:`TamperedEvent` (R-ES1), or with ``bad_events`` is listed there."""
+        if bad_events is not None and not isinstance(bad_events, list):
+            raise InvalidValue(
+                f"bad_events is a list to fill, not {shown(bad_events)}", rule="R-IN4"
+            )
         return self.views.verify(values.view_names(views), bad_events=bad_events)
 
     def close(self) -> None:
