@@ -80,8 +80,6 @@ class UsageCommands(Commands):
             "country": country,
         }
         record = checked(raw, key, receipt=receipt, normalise=self.uow.iccid)
-        if not receipt and self.uow.decides_late and self._draw_late(record):
-            return
         outcome = self._apply([record])
         for error in outcome.rejected.values():
             raise error
@@ -131,15 +129,12 @@ class UsageCommands(Commands):
         )
         return result
 
-    @retried(USAGE_ATTEMPTS)
-    def _draw_late(self, record: CheckedRecord) -> bool:
-        """A member's record on a shared pool, its draw decided under the store's write
-        lock (commands/pool_draw.py): True when recorded; False when it is decided on the
-        usual path instead (not a member's, or a draw that empties the pool)."""
-        sim = self.uow.sim(record.iccid)
+    def _draw_late(self, sim: Sim, record: CheckedRecord) -> bool:
+        """A member's single record on a shared pool, its draw decided under the store's
+        write lock (commands/pool_draw.py): True when recorded; False when it is decided
+        on the usual path instead (a draw that empties the pool, a member that left)."""
+        assert sim.group_id is not None
         sim.check_usage()
-        if sim.group_id is None:
-            return False
         group = self.uow.groups.known(sim.group_id) or self.uow.group(sim.group_id)
         try:
             self.uow.save(late=PoolDraw(sim, group, record.mb, record.at, record.country))
@@ -155,7 +150,22 @@ class UsageCommands(Commands):
         stored = set(self.uow.existing(ids)) if ids else set()
         fresh = [r for r in records if not (r.receipt and receipt_id(r.record_id) in stored)]
         outcome.duplicates = len(records) - len(fresh)
-        sims = self.uow.sims(list(dict.fromkeys(r.iccid for r in fresh)))
+        keys = list(dict.fromkeys(r.iccid for r in fresh))
+        if len(keys) == 1:  # a single record: one query (the SIM cache asks two)
+            only = self.uow.get(keys[0], Sim)
+            sims = {keys[0]: only} if only is not None else {}
+        else:
+            sims = self.uow.sims(keys)
+        if len(fresh) == 1 and not fresh[0].receipt and self.uow.decides_late:
+            sim = sims.get(fresh[0].iccid)
+            if sim is not None and sim.group_id is not None:
+                try:
+                    if self._draw_late(sim, fresh[0]):
+                        outcome.applied = 1
+                        return outcome
+                except SimledgerError as error:
+                    outcome.rejected[fresh[0].record_id] = error
+                    return outcome
         pools = self._pools(sims.values())
         fold = UsageFold(sims, pools, self._members(sims, pools, fresh))
         receipts: list[UsageReceipt] = []
