@@ -103,24 +103,7 @@ class LedgerEventStore(EventStore[str]):
             return super().put(domain_events, **kwargs)
         stored_events = EncodedOnDemand(domain_events, self.mapper.to_stored_event)
         notification_ids = self.recorder.insert_events(stored_events, **kwargs)
-        if not notification_ids:
-            return []
-        # As ``EventStore.put`` builds them.
-        return [
-            Recording(
-                domain_event,
-                Notification(
-                    originator_id=stored.originator_id,
-                    originator_version=stored.originator_version,
-                    topic=stored.topic,
-                    state=stored.state,
-                    id=notification_id,
-                ),
-            )
-            for domain_event, stored, notification_id in zip(
-                domain_events, stored_events, notification_ids, strict=True
-            )
-        ]
+        return _recordings(domain_events, stored_events, notification_ids)
 
     def _put_late(
         self,
@@ -155,20 +138,29 @@ class LedgerEventStore(EventStore[str]):
         notification_ids = self.recorder.insert_events(
             stored, late=late_stored, late_is_big=big, **kwargs
         )
-        if not notification_ids:
-            return []
-        return [
-            Recording(
-                domain_event,
-                Notification(
-                    originator_id=s.originator_id,
-                    originator_version=s.originator_version,
-                    topic=s.topic,
-                    state=s.state,
-                    id=notification_id,
-                ),
-            )
-            for domain_event, s, notification_id in zip(
-                [*decided, *original], [*decided_stored, *stored], notification_ids, strict=True
-            )
-        ]
+        return _recordings([*decided, *original], [*decided_stored, *stored], notification_ids)
+
+
+def _recordings(
+    domain_events: Sequence[Any],
+    stored_events: Sequence[StoredEvent],
+    notification_ids: Sequence[int] | None,
+) -> list[Recording[str]]:
+    """The recordings of a save, as ``EventStore.put`` builds them."""
+    if not notification_ids:
+        return []
+    return [
+        Recording(
+            domain_event,
+            Notification(
+                originator_id=stored.originator_id,
+                originator_version=stored.originator_version,
+                topic=stored.topic,
+                state=stored.state,
+                id=notification_id,
+            ),
+        )
+        for domain_event, stored, notification_id in zip(
+            domain_events, stored_events, notification_ids, strict=True
+        )
+    ]

@@ -216,17 +216,7 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                             # Under the table lock: what is read now is the latest.
                             decided = late(lambda versions: self._read_newer(conn, versions))
                             stored_events = [*decided, *stored_events]
-                        curs.execute(
-                            self.bulk_insert_statement,
-                            (
-                                [e.originator_id for e in stored_events],
-                                [e.originator_version for e in stored_events],
-                                [e.topic for e in stored_events],
-                                [e.state for e in stored_events],
-                            ),
-                            prepare=True,
-                            binary=True,
-                        )
+                        self._send_insert(curs, stored_events)
                         if hook is None:
                             # COMMIT leaves with the rest; the ids are read once the
                             # pipeline's closing sync has brought every answer back.
@@ -270,21 +260,25 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                 if len(stored_events) >= COPY_FROM:
                     notification_ids = self._copy(curs, stored_events)
                 else:
-                    curs.execute(
-                        self.bulk_insert_statement,
-                        (
-                            [e.originator_id for e in stored_events],
-                            [e.originator_version for e in stored_events],
-                            [e.topic for e in stored_events],
-                            [e.state for e in stored_events],
-                        ),
-                        prepare=True,
-                        binary=True,
-                    )
+                    self._send_insert(curs, stored_events)
                     notification_ids = [row["notification_id"] for row in curs.fetchall()]
             self._check_ids(notification_ids, stored_events)
             run_hook(hook, conn, notification_ids)
         return notification_ids
+
+    def _send_insert(self, curs: Any, stored_events: Sequence[StoredEvent]) -> None:
+        """The INSERT of the events as four binary arrays, ``RETURNING`` their ids."""
+        curs.execute(
+            self.bulk_insert_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+            binary=True,
+        )
 
     def _ids(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
         ids = [row["notification_id"] for row in curs.fetchall()]
