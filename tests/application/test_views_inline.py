@@ -10,17 +10,23 @@ mix inline folds with other projectors.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.utils import get_topic
 from helpers import FakeClock, iccids, ready_sim
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from simledger import SimLedger, SimType
 from simledger.application.projection_runner import ViewRunner
+from simledger.domain.sim import Sim
 
 NO_DIFFERENCES: dict[str, list[Any]] = {"sims": [], "pending_activity": [], "shared_groups": []}
 
@@ -204,3 +210,59 @@ def test_a_view_statement_the_database_refuses_does_not_fail_the_command(
     assert ledger.views.store.position() == _head(ledger)
     assert ledger.verify_views() == NO_DIFFERENCES
     ledger.close()
+
+
+def test_inline_views_equal_a_rebuild_after_histories_with_collisions(
+    persistent_store_env: dict[str, str],
+) -> None:
+    """The random histories of test_views_rebuild.py, with another writer getting in before
+    some saves (a note on one of the SIMs being saved): those saves collide, roll back with
+    their inline folds, and run again. The views then equal a rebuild."""
+    spec = importlib.util.spec_from_file_location(
+        "views_rebuild_histories", Path(__file__).with_name("test_views_rebuild.py")
+    )
+    assert spec is not None and spec.loader is not None
+    histories = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(histories)
+    History, check_views_match = histories.History, histories.check_views_match
+    command_lists, fresh_env, warm_up = (
+        histories.command_lists,
+        histories.fresh_env,
+        histories.warm_up,
+    )
+    sim_topic = get_topic(Sim) + "."
+    injected = [0]
+
+    @settings(
+        max_examples=4,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(commands=command_lists, every=st.integers(2, 4))
+    def run(commands: list[tuple[str, int, int, int]], every: int) -> None:
+        with fresh_env(persistent_store_env) as env:
+            clock = FakeClock()
+            ledger = SimLedger(env, clock=clock)
+            other = SimLedger(env, clock=clock)
+            history = History(ledger, clock)
+            original = ledger.recorder.insert_events
+            calls = [0]
+
+            def sometimes_beaten(stored_events: Any, **kwargs: Any) -> Any:
+                calls[0] += 1
+                sims = [e.originator_id for e in stored_events if e.topic.startswith(sim_topic)]
+                if sims and calls[0] % every == 0:
+                    other.set_note(sims[-1], f"meanwhile {calls[0]}")
+                    injected[0] += 1
+                return original(stored_events, **kwargs)
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(ledger.recorder, "insert_events", sometimes_beaten)
+                for command in [*warm_up, *commands]:
+                    history.run(*command)
+            check_views_match(ledger)
+            other.close()
+            ledger.close()
+
+    run()
+    assert injected[0] > 0, "no save was beaten: the test tested nothing"
