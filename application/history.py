@@ -140,6 +140,34 @@ def _version_at(sim_events: list[DomainEvent], iccid: str, at: datetime) -> int:
     return earlier[-1]
 
 
+READ_ALL_UP_TO = 64
+"""A SIM with at most this many events has all of them read to find the version at a
+time; a longer one is searched by halves, one event read per step."""
+
+
+def _timestamp(app: Application[str], iccid: str, version: int) -> datetime:
+    (event,) = app.events.get(iccid, gt=version - 1, lte=version)
+    when: datetime = event.timestamp  # type: ignore[attr-defined]
+    return when
+
+
+def _version_at_by_halves(app: Application[str], iccid: str, at: datetime, last: int) -> int:
+    """:func:`_version_at` for a SIM of ``last`` events, reading about log2(last) of them:
+    a SIM's events are recorded one after the other, so their times rise with the
+    version."""
+    first = _timestamp(app, iccid, 1)
+    if first > at:
+        raise SimNotYetReceived(iccid, at, first)
+    low, high = 1, last  # the time of ``low`` is at or before ``at``
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _timestamp(app, iccid, middle) <= at:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def sim_state_as_of(
     app: Application[str], iccid: str, *, at: datetime | None, version: int | None
 ) -> tuple[Sim, Package | None, SharedGroup | None, datetime]:
@@ -160,11 +188,14 @@ def sim_state_as_of(
             raise _out_of_range(iccid, version, _last_version(app, iccid))
     else:
         assert at is not None
-        # the events' timestamps are in their stored state only, so every one is read
-        sim_events: list[DomainEvent] = list(app.events.get(iccid))  # type: ignore[arg-type]
-        if not sim_events:
-            raise UnknownSim(iccid)
-        sim = _sim_at_version(app, iccid, _version_at(sim_events, iccid, at), sim_events)
+        last = _last_version(app, iccid)
+        if last <= READ_ALL_UP_TO:
+            # the events' timestamps are in their stored state only: read them all
+            sim_events: list[DomainEvent] = list(app.events.get(iccid))  # type: ignore[arg-type]
+            found = _version_at(sim_events, iccid, at)
+            sim = _sim_at_version(app, iccid, found, sim_events)
+        else:
+            sim = _sim_at_version(app, iccid, _version_at_by_halves(app, iccid, at, last))
         assert sim is not None
     when = at if at is not None else sim.modified_on
     copy = _project_until(app, sim.copy_id, when) if sim.copy_id else None

@@ -316,11 +316,12 @@ def replayed(ledger: SimLedger, key: str, version: int, now: datetime | None = N
     return SimView.of(sim, None, None, now or sim.modified_on)
 
 
+@pytest.mark.parametrize("labels", [60, 120])  # every event read; searched by halves
 def test_sim_as_of_from_a_snapshot_equals_the_replay_from_the_first_event(
-    ledger: SimLedger,
+    ledger: SimLedger, labels: int
 ) -> None:
     key = received_sim(ledger, 1)
-    for n in range(60):
+    for n in range(labels):
         ledger.set_labels(key, [f"label-{n}"])
     events: list[DomainEvent] = list(ledger.events.get(key))  # type: ignore[arg-type]
     assert ledger.snapshots is not None
@@ -364,6 +365,12 @@ def test_sim_as_of_a_version_reads_only_from_the_nearest_snapshot_on(
     assert view.note == "note at version 500"
     assert read["snapshots"] == 1
     assert read["events"] <= SIM_SNAPSHOT_INTERVAL
+    # by time: the version at that time found by halves, then read as above
+    moment = next(iter(ledger.events.get(key, gt=499, lte=500))).timestamp  # type: ignore[attr-defined]
+    read.update(events=0, snapshots=0)
+    assert ledger.sim_as_of(key, at=moment).version == 500
+    assert read["snapshots"] == 1
+    assert read["events"] <= 2 + 10 + SIM_SNAPSHOT_INTERVAL  # first, last, ~log2(1000) steps
 
 
 # ----------------------------------------------------------------- refused questions
