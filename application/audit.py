@@ -24,7 +24,9 @@ Known limit (see :mod:`simledger.domain.chain`): an edit of the LAST events of a
 after its latest snapshot (for most aggregates: after its creation), with their hashes
 recomputed, or their deletion, cannot be detected from inside the store. The report's
 ``digest`` (a hash of every aggregate's id, version and head hash) is the external anchor:
-keep it elsewhere, and a later run over the same events must give the same digest.
+keep it elsewhere, and a later run over the same events must give the same digest. The
+log's seal (R-ES5, :mod:`simledger.application.log_seal`) covers the log's order and its
+newest events up to the latest checkpoint.
 """
 
 from __future__ import annotations
@@ -393,8 +395,8 @@ def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
             one.snapshot, one.snapshot_at = snapshot, snapshot.originator_version
         read_up_to = _replay(app, report, tracked, last, page, seals)
     report.sealed_up_to = seals.sealed_up_to
-    for found in seals.finish(read_up_to):
-        problems.append(Problem(found.kind, None, None, found.detail, found.position))
+    for broken in seals.finish(read_up_to):
+        problems.append(Problem(broken.kind, None, None, broken.detail, broken.position))
     report.chains_checked = len(tracked)
     heads = hashlib.sha256()
     for originator_id in sorted(tracked):

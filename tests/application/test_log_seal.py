@@ -188,7 +188,7 @@ def test_cli_seal_prints_the_checkpoint_and_verify_fails_on_a_removed_tail(
     ledger = SimLedger(env=env)
     try:
         ready_sim(ledger, 2)
-        head = ledger.recorder.max_notification_id()
+        head = ledger.recorder.max_notification_id() or 0
     finally:
         ledger.close()
     cli = [sys.executable, "-P", "-m", "simledger.runners.cli"]
