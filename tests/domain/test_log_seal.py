@@ -47,7 +47,8 @@ def test_two_events_of_different_aggregates_swapped_are_found() -> None:
 
 
 def test_the_newest_sealed_events_removed_are_found() -> None:
-    assert ("truncated", 5) in check(sealed(LOG, 2, 5), LOG[:3])
+    assert check(sealed(LOG, 2, 5), LOG[:3]) == [("truncated", 5)]
+    assert check(sealed(LOG, 2, 3, 5), LOG[:1]) == [("truncated", 5)]
 
 
 def test_a_rewritten_or_removed_checkpoint_is_found() -> None:
