@@ -24,7 +24,9 @@ Known limit (see :mod:`simledger.domain.chain`): an edit of the LAST events of a
 after its latest snapshot (for most aggregates: after its creation), with their hashes
 recomputed, or their deletion, cannot be detected from inside the store. The report's
 ``digest`` (a hash of every aggregate's id, version and head hash) is the external anchor:
-keep it elsewhere, and a later run over the same events must give the same digest.
+keep it elsewhere, and a later run over the same events must give the same digest. The
+log's seal (R-ES5, :mod:`simledger.application.log_seal`) covers the log's order and its
+newest events up to the latest checkpoint.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.store.mapper import event_from_state
 from simledger.adapters.store.persistence import persistence_module
+from simledger.application.log_seal import parse_witness, seal_check, witness_problem
 from simledger.domain import values
 from simledger.domain.chain import ChainCheck, ChainProblem, content
 from simledger.domain.errors import SimledgerError, TamperedEvent
+from simledger.domain.log_seal import SealCheck
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.projections.models import RowDiff
@@ -96,6 +100,8 @@ class VerifyReport:
     """Events recorded before chains existed (accepted as a prefix of a history)."""
     pools_checked: int = 0
     snapshots_checked: int = 0
+    sealed_up_to: int = 0
+    """The latest checkpoint of the log's seal (R-ES5; 0: never sealed)."""
     views_checked: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     view_diffs: dict[str, list[RowDiff]] = field(default_factory=dict)
@@ -288,6 +294,7 @@ class StoreAudit:
         view_names: Sequence[str] | None = None,
         page: int = PAGE,
         parallel: bool = True,
+        witness: str | None = None,
     ) -> VerifyReport:
         """Replay the whole store and check it (module docstring); never raises for what it
         finds.
@@ -296,12 +303,15 @@ class StoreAudit:
         rebuild too (``report.view_diffs``; each differing row is also a ``view`` problem).
         On a SQLite or PostgreSQL store, with ``parallel``, the replay runs in a second
         process (:data:`CHILD`) while this one verifies the views: the two are independent
-        reads of the same log. Logs ``audit.progress`` (``events``: log position reached,
-        ``upto``: last position) after every page of a replay run in this process.
+        reads of the same log. ``witness`` (``POSITION:HASH`` as ``simledger seal`` printed
+        it, kept outside the store) must be a checkpoint of the log's seal (R-ES5). Logs
+        ``audit.progress`` (``events``: log position reached, ``upto``: last position) after
+        every page of a replay run in this process.
         """
         views, parallel = values.flag(views, "views"), values.flag(parallel, "parallel")
         page = values.whole(page, "a page", rule="R-IN2", low=1, high=values.PAGE_MAX)
         view_names = values.view_names(view_names)
+        kept = None if witness is None else parse_witness(witness)
         app = self.app
         started = time.monotonic()
         diffs: dict[str, list[RowDiff]] = {}
@@ -330,6 +340,9 @@ class StoreAudit:
             if views:
                 diffs, unfolded = self._check_views(view_names)
         report.problems.extend(unfolded)
+        found = None if kept is None else witness_problem(app, kept)
+        if found is not None:
+            report.problems.append(Problem(found.kind, None, None, found.detail, found.position))
         report.view_diffs = diffs
         report.views_checked = sorted(diffs)
         for view, rows in diffs.items():
@@ -374,12 +387,16 @@ def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
     report = VerifyReport()
     problems = report.problems
     tracked: dict[str, _Tracked] = {}
+    seals = seal_check(app)  # before the last position: no checkpoint lies beyond it
     last = app.recorder.max_notification_id() or 0
     with gc_paused():  # one object per aggregate, acyclic: collections cost as much as the fold
         for snapshot in latest_snapshots(app):
             one = tracked[snapshot.originator_id] = _Tracked()
             one.snapshot, one.snapshot_at = snapshot, snapshot.originator_version
-        _replay(app, report, tracked, last, page)
+        read_up_to = _replay(app, report, tracked, last, page, seals)
+    report.sealed_up_to = seals.sealed_up_to
+    for broken in seals.finish(read_up_to):
+        problems.append(Problem(broken.kind, None, None, broken.detail, broken.position))
     report.chains_checked = len(tracked)
     heads = hashlib.sha256()
     for originator_id in sorted(tracked):
@@ -410,7 +427,12 @@ def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
 
 
 def _replay(
-    app: Application[str], report: VerifyReport, tracked: dict[str, _Tracked], last: int, page: int
+    app: Application[str],
+    report: VerifyReport,
+    tracked: dict[str, _Tracked],
+    last: int,
+    page: int,
+    seals: SealCheck,
 ) -> int:
     """Read the log up to ``last``, one query per page; fold and check every event."""
     problems = report.problems
@@ -427,6 +449,7 @@ def _replay(
             report.events += 1
             originator_id = str(n.originator_id)
             version = n.originator_version
+            seals.add(n.id, originator_id, version, n.topic, bytes(n.state))
             one = tracked.get(originator_id)
             if one is None:
                 one = tracked[originator_id] = _Tracked()

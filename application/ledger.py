@@ -35,8 +35,10 @@ from simledger.application.event_sourced import (
     EventSourcedLedger,
 )
 from simledger.application.history import SimReads
+from simledger.application.log_seal import seal_log
 from simledger.application.projection_runner import ViewRunner
 from simledger.application.queries import ViewQueries
+from simledger.domain.log_seal import Checkpoint
 
 __all__ = ["SIM_CACHE_SIZE", "SIM_SNAPSHOT_INTERVAL", "SimLedger"]
 
@@ -177,6 +179,12 @@ class SimLedger(EventSourcedLedger):
 
     # ---- the audit (R-ES3) -------------------------------------------------------------------
     verify_store = _Delegate("_audit", StoreAudit.verify_store)
+
+    def seal(self) -> Checkpoint | None:
+        """Seal the log up to its last position (R-ES5): append a checkpoint of the
+        store-wide chain over every event's position, and return the latest checkpoint
+        (None: the log is empty). Print it (``str``: ``POSITION:HASH``) for a witness."""
+        return seal_log(self)
 
     # ---- the application ---------------------------------------------------------------------
     def _notify(self, recordings: list[Recording[str]]) -> None:

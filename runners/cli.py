@@ -465,6 +465,9 @@ def cmd_verify(
     allow_behind: Annotated[
         bool, typer.Option("--allow-behind", help="views behind the log still exit 0")
     ] = False,
+    witness: Annotated[
+        str | None, typer.Option(metavar="POSITION:HASH", help="a checkpoint kept outside")
+    ] = None,
 ) -> int:
     views = _views(view)
     with open_ledger(options) as ledger:
@@ -472,7 +475,7 @@ def cmd_verify(
         runner.progress_every = runner.batch_size
         with _progress_from_logs("verify", "events", "upto"):
             # The replay of the store (audit.py) runs alongside the views' verification.
-            report = None if views_only else ledger.verify_store(view_names=views)
+            report = None if views_only else ledger.verify_store(view_names=views, witness=witness)
             diffs = report.view_diffs if report is not None else ledger.verify_views(views)
         position = runner.store.position()
         behind = runner.max_notification_id() - position
@@ -518,6 +521,14 @@ def _print_store_report(report: VerifyReport, show: int) -> int:
     if not problems:
         print("  ok: every aggregate rebuilds, every hash chain holds, every pool balances")
     return len(problems)
+
+
+@command("seal", "seal the log up to its head (R-ES5); print POSITION:HASH for a witness")
+def cmd_seal(options: Options) -> int:
+    with open_ledger(options) as ledger:
+        checkpoint = ledger.seal()
+    print(checkpoint if checkpoint is not None else "the log is empty: nothing to seal")
+    return 0
 
 
 @command("project", "run the projection worker (keeps the views current)")

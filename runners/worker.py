@@ -1,6 +1,7 @@
 """The projection worker: keeps the read models of a ledger's store current, continuously.
 
     python -m simledger.runners.worker [--batch-size N] [--poll-interval S] [--once]
+        [--seal-every N] [--seal-seconds S]
 
 Settings come from the environment, exactly as for ``SimLedger()`` (``PERSISTENCE_MODULE``,
 ``POSTGRES_*`` or ``SQLITE_DBNAME`` …). It first catches up from the views' tracking
@@ -16,6 +17,9 @@ locks the tracking position first and folds only events after it, in the same tr
 as the rows, so an event is folded exactly once whoever gets there first. Killed at any
 point (even ``SIGKILL`` mid-batch), it loses nothing: the open batch rolls back and the
 next run starts from the last committed position. ``SIGTERM``/``SIGINT`` stop it cleanly.
+
+It also seals the log (R-ES5, ``application/log_seal.py``): a checkpoint after every
+``--seal-every`` events it sees or ``--seal-seconds`` seconds (0 turns a trigger off).
 
 Writers that leave the folding to this worker set ``VIEWS_MODE=external``.
 
@@ -42,6 +46,7 @@ from eventsourcing.persistence import Notification
 
 from simledger.adapters.logs import get_logger
 from simledger.application.ledger import SimLedger
+from simledger.application.log_seal import SEAL_EVERY, SEAL_SECONDS, Sealer
 from simledger.application.projection_runner import BATCH_SIZE, ViewRunner
 from simledger.application.reconnect import Backoff, connection_lost
 
@@ -64,6 +69,8 @@ def run(
     batch_size: int = BATCH_SIZE,
     poll_interval: float = 0.05,
     backoff: Backoff | None = None,
+    seal_every: int = SEAL_EVERY,
+    seal_seconds: float = SEAL_SECONDS,
 ) -> None:
     """:func:`follow` a ledger opened by ``open_ledger`` until ``stop`` is set; after a lost
     connection, log it, wait (``backoff``) and open a new one."""
@@ -78,6 +85,7 @@ def run(
                 batch_size=batch_size,
                 poll_interval=poll_interval,
                 on_caught_up=backoff.reset,
+                sealer=Sealer(ledger, seal_every, seal_seconds),
             )
         except Exception as error:
             if not (isinstance(error, SubscriptionEnded) or connection_lost(error)):
@@ -109,19 +117,22 @@ def follow(
     batch_size: int = BATCH_SIZE,
     poll_interval: float = 0.05,
     on_caught_up: Callable[[], None] | None = None,
+    sealer: Sealer | None = None,
 ) -> None:
-    """Keep ``ledger``'s views current until ``stop`` is set; raises
+    """Keep ``ledger``'s views current until ``stop`` is set (and the log sealed, with a
+    ``sealer``); raises
     :class:`SubscriptionEnded` or the database's error when the connection is lost."""
     runner = ledger.views
     runner.batch_size = batch_size
-    runner.catch_up()
+    sealer = sealer or Sealer(ledger, 0, 0)
+    sealer.tick(runner.catch_up())
     if on_caught_up is not None:
         on_caught_up()
     try:
         subscription = ledger.recorder.subscribe(gt=runner.store.position())
     except NotImplementedError:
         log.info("worker.polling", store=runner.store.kind, position=runner.store.position())
-        _poll(runner, stop, poll_interval)
+        _poll(runner, stop, poll_interval, sealer)
         return
     log.info("worker.subscribed", store=runner.store.kind, position=runner.store.position())
     inbox: queue.Queue[object] = queue.Queue(maxsize=batch_size * 4)
@@ -155,7 +166,7 @@ def follow(
         with subscription:
             reader.start()
             try:
-                _drain(runner, inbox, stop, batch_size)
+                _drain(runner, inbox, stop, batch_size, sealer)
             finally:
                 done.set()
                 _quietly(subscription.stop)
@@ -172,12 +183,17 @@ def _quietly(call: Callable[[], object]) -> None:
 
 
 def _drain(
-    runner: ViewRunner, inbox: queue.Queue[object], stop: threading.Event, batch_size: int
+    runner: ViewRunner,
+    inbox: queue.Queue[object],
+    stop: threading.Event,
+    batch_size: int,
+    sealer: Sealer,
 ) -> None:
     while not stop.is_set():
         try:
             first = inbox.get(timeout=0.2)
         except queue.Empty:
+            sealer.tick()
             continue
         if first is _END:
             raise SubscriptionEnded
@@ -195,13 +211,16 @@ def _drain(
         folded = runner.apply_notifications(batch)
         if folded:
             log.debug("worker.batch", events=folded, position=batch[-1].id)
+        sealer.tick(len(batch))
         if ended:
             raise SubscriptionEnded
 
 
-def _poll(runner: ViewRunner, stop: threading.Event, poll_interval: float) -> None:
+def _poll(runner: ViewRunner, stop: threading.Event, poll_interval: float, sealer: Sealer) -> None:
     while not stop.is_set():
-        if not runner.catch_up():
+        folded = runner.catch_up()
+        sealer.tick(folded)
+        if not folded:
             stop.wait(poll_interval)
 
 
@@ -212,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--poll-interval", type=float, default=0.05)
     parser.add_argument("--once", action="store_true", help="catch up, then exit")
+    parser.add_argument("--seal-every", type=int, default=SEAL_EVERY, help="events (0: off)")
+    parser.add_argument("--seal-seconds", type=float, default=SEAL_SECONDS, help="(0: off)")
     parser.add_argument(
         "--hold-batch",
         type=float,
@@ -260,7 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             ledger.close()
         return 0
-    run(open_ledger, stop, batch_size=args.batch_size, poll_interval=args.poll_interval)
+    run(
+        open_ledger,
+        stop,
+        batch_size=args.batch_size,
+        poll_interval=args.poll_interval,
+        seal_every=args.seal_every,
+        seal_seconds=args.seal_seconds,
+    )
     return 0
 
 
