@@ -146,9 +146,10 @@ class UsageCommands(Commands):
     def _apply(self, records: Sequence[CheckedRecord]) -> _Outcome:
         """Skip the records already receipted, fold the others over fresh state, save."""
         outcome = _Outcome()
-        ids = [receipt_id(r.record_id) for r in records if r.receipt]
-        stored = set(self.uow.existing(ids)) if ids else set()
-        fresh = [r for r in records if not (r.receipt and receipt_id(r.record_id) in stored)]
+        # Each receipt's id derived once (a uuid5: a hash), here and for its receipt below.
+        ids = {r.record_id: receipt_id(r.record_id) for r in records if r.receipt}
+        stored = set(self.uow.existing(list(ids.values()))) if ids else set()
+        fresh = [r for r in records if not (r.receipt and ids[r.record_id] in stored)]
         outcome.duplicates = len(records) - len(fresh)
         keys = list(dict.fromkeys(r.iccid for r in fresh))
         if len(keys) == 1:  # a single record: one query (the SIM cache asks two)
@@ -178,7 +179,13 @@ class UsageCommands(Commands):
             outcome.applied += 1
             if record.receipt:
                 receipts.append(
-                    UsageReceipt.issue(record.record_id, record.iccid, record.mb, record.at)
+                    UsageReceipt.issue(
+                        record.record_id,
+                        record.iccid,
+                        record.mb,
+                        record.at,
+                        key=ids[record.record_id],
+                    )
                 )
         if receipts or fold.changed:
             self.uow.save_owned([*fold.changed, *receipts])
