@@ -69,7 +69,8 @@ def instrument() -> None:
     """The phases of a batch: receipts looked up, SIMs and pools loaded, the save (of which
     the transaction under the table lock, and in it the inline view fold), snapshots."""
     from simledger.adapters.store import pg_recorder
-    from simledger.application import unit_of_work
+    from simledger.adapters.views import postgres
+    from simledger.application import projection_runner, unit_of_work
     from simledger.application.commands import usage
 
     uow = unit_of_work.UnitOfWork
@@ -79,6 +80,9 @@ def instrument() -> None:
     timed(uow, "record", "save (all)")
     timed(pg_recorder.BulkPostgresApplicationRecorder, "_insert_big", "  transaction (locked)")
     timed(pg_recorder, "run_hook", "    inline view fold (pg)")
+    timed(projection_runner, "fold", "      fold of the rows")
+    timed(postgres.PostgresViewStore, "write_changes", "      rows written")
+    timed(postgres.PostgresViewStore, "_copy_sims", "        SIM rows copied")
     timed(uow, "take_snapshots", "  snapshots")
 
 

@@ -18,11 +18,14 @@ from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
+from eventsourcing.persistence import IntegrityError
+
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import load_many
 from simledger.adapters.store.in_transaction import DecideAgain
 from simledger.application.commands.base import Commands
 from simledger.application.commands.pool_draw import PoolDraw
+from simledger.application.commands.usage_late import UsageLate, fold_records, own_copies_only
 from simledger.application.results import UsageResult
 from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried, without_gc
 from simledger.domain import values
@@ -36,11 +39,10 @@ from simledger.domain.usage import (
     UsageFold,
     UsageRecord,
     checked,
-    in_order,
     may_empty,
     record_id_of,
 )
-from simledger.domain.usage_receipt import UsageReceipt, receipt_id
+from simledger.domain.usage_receipt import receipt_id
 
 log = get_logger("simledger")
 
@@ -169,27 +171,37 @@ class UsageCommands(Commands):
                     return outcome
         pools = self._pools(sims.values())
         fold = UsageFold(sims, pools, self._members(sims, pools, fresh))
-        receipts: list[UsageReceipt] = []
-        for record in in_order(fresh):
-            try:
-                fold.apply(record)
-            except SimledgerError as error:
-                outcome.rejected[record.record_id] = error
-                continue
-            outcome.applied += 1
-            if record.receipt:
-                receipts.append(
-                    UsageReceipt.issue(
-                        record.record_id,
-                        record.iccid,
-                        record.mb,
-                        record.at,
-                        key=ids[record.record_id],
-                    )
-                )
+        outcome.applied, receipts = fold_records(fold, fresh, ids, outcome.rejected)
         if receipts or fold.changed:
-            self.uow.save_owned([*fold.changed, *receipts])
+            try:
+                self.uow.save_owned([*fold.changed, *receipts])
+            except IntegrityError:
+                if not self.uow.decides_late or not own_copies_only(sims.values()):
+                    raise
+                log.info("usage.collided", records=len(records))
+                return self._apply_late(records)
         return outcome
+
+    def _apply_late(self, records: Sequence[CheckedRecord]) -> _Outcome:
+        """After a collision: the batch folded under the store's write lock, on state no
+        one can change before it commits (commands/usage_late.py). When that cannot settle
+        it (``DecideAgain``), the collision is raised again: the batch is decided again."""
+        ids = {r.record_id: receipt_id(r.record_id) for r in records if r.receipt}
+        stored = set(self.uow.existing(list(ids.values()))) if ids else set()
+        fresh = [r for r in records if not (r.receipt and ids[r.record_id] in stored)]
+        sims = self.uow.sims(list(dict.fromkeys(r.iccid for r in fresh)))
+        if not own_copies_only(sims.values()):
+            raise IntegrityError("a usage batch collided; decide it again")
+        late = UsageLate(fresh, sims, self._pools(sims.values()), ids)
+        try:
+            self.uow.record((), {}, owned=True, late=late)
+        except DecideAgain:
+            raise IntegrityError("a usage batch collided; decide it again") from None
+        return _Outcome(
+            applied=late.applied,
+            duplicates=len(records) - len(fresh) + late.duplicates,
+            rejected=late.rejected,
+        )
 
     def _pools(self, sims: Iterable[Sim]) -> dict[str, Pool]:
         """The copies and shared groups the SIMs draw, each loaded once (a shared group as
