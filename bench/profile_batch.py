@@ -2,7 +2,11 @@
 same batches ``bench_service.py --phases batch`` sends, optionally under cProfile, and the
 floor: a raw COPY of as many event rows into a copy of the events table.
 
-    python bench/profile_batch.py [--sims 20000] [--batches 20] [--profile FILE] [--keep]
+    python bench/profile_batch.py [--sims 20000] [--batches 20] [--procs 1] [--profile FILE]
+                                  [--keep]
+
+With ``--procs 2`` another process sends batches meanwhile (untimed), as in
+``bench_service.py``: the timed one's collisions show.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import multiprocessing
 import pstats
 import random
 import sys
@@ -39,8 +44,7 @@ def floor(schema: str, rows: int, batches: int) -> float:
             with conn.transaction():
                 conn.execute("LOCK TABLE floor_events IN EXCLUSIVE MODE")
                 with conn.cursor().copy(
-                    "COPY floor_events (originator_id, originator_version, topic, state) "
-                    "FROM STDIN"
+                    "COPY floor_events (originator_id, originator_version, topic, state) FROM STDIN"
                 ) as copy:
                     for _ in range(rows):
                         copy.write_row((uuid.uuid4(), 1, "simledger.x:Y", payload))
@@ -49,6 +53,7 @@ def floor(schema: str, rows: int, batches: int) -> float:
 
 
 PHASES: dict[str, float] = {}
+CALLS: dict[str, int] = {}
 
 
 def timed(owner: object, name: str, label: str) -> None:
@@ -61,6 +66,7 @@ def timed(owner: object, name: str, label: str) -> None:
             return original(*args, **kwargs)
         finally:
             PHASES[label] = PHASES.get(label, 0.0) + time.perf_counter() - started
+            CALLS[label] = CALLS.get(label, 0) + 1
 
     setattr(owner, name, wrapper)
 
@@ -74,6 +80,8 @@ def instrument() -> None:
     from simledger.application.commands import usage
 
     uow = unit_of_work.UnitOfWork
+    timed(usage.UsageCommands, "_apply", "fold and save (runs)")
+    timed(usage.UsageCommands, "_apply_late", "  after a collision, under the lock")
     timed(uow, "existing", "receipt lookup")
     timed(uow, "sims", "SIMs loaded")
     timed(usage.UsageCommands, "_pools", "copies loaded")
@@ -86,11 +94,18 @@ def instrument() -> None:
     timed(uow, "take_snapshots", "  snapshots")
 
 
+def others(env: dict[str, str], keys: list[str], seed: int) -> None:
+    ledger = SimLedger(env={**env, "VIEWS_MODE": "embedded"})
+    for batch in usage_batches(random.Random(seed + 100), keys):
+        ledger.record_usage_batch(batch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sims", type=int, default=20_000)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--profile", help="write cProfile's top functions to this file")
+    parser.add_argument("--procs", type=int, default=1, help="writers in all (one timed)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     schema = f"prof_{uuid.uuid4().hex[:8]}"
@@ -99,6 +114,13 @@ def main() -> None:
         env = pg_env(schema)
         setup = SimLedger(env={**env, "VIEWS_MODE": "embedded"})
         fleet = build_engine(setup, args.sims, 10, 0)
+        # The others send batches meanwhile, as bench_service's writers (not timed).
+        writers = [
+            multiprocessing.Process(target=others, args=(env, fleet.own, seed), daemon=True)
+            for seed in range(1, args.procs)
+        ]
+        for writer in writers:
+            writer.start()
         ledger = SimLedger(env={**env, "VIEWS_MODE": "embedded"})
         source = usage_batches(random.Random(7), fleet.own)
         for _ in range(2):  # warm-up, as bench_service's
@@ -116,13 +138,17 @@ def main() -> None:
             if profiler:
                 profiler.disable()
             times.append(time.perf_counter() - started)
+        for writer in writers:
+            writer.terminate()
+            writer.join()
         times.sort()
         print(
             f"record_usage_batch: median {times[len(times) // 2] * 1000:.0f} ms, "
             f"min {times[0] * 1000:.0f} ms per 1,000 records"
         )
         for label, took in PHASES.items():
-            print(f"  {label}: {took / args.batches * 1000:.0f} ms per batch")
+            calls = CALLS[label] / args.batches
+            print(f"  {label}: {took / args.batches * 1000:.0f} ms, {calls:.2f} calls per batch")
         print(f"floor, COPY of 3,000 event rows: {floor(schema, 3000, 10) * 1000:.0f} ms")
         if profiler and args.profile:
             out = io.StringIO()

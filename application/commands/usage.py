@@ -25,7 +25,12 @@ from simledger.adapters.store.batch_load import load_many
 from simledger.adapters.store.in_transaction import DecideAgain
 from simledger.application.commands.base import Commands
 from simledger.application.commands.pool_draw import PoolDraw
-from simledger.application.commands.usage_late import UsageLate, fold_records, own_copies_only
+from simledger.application.commands.usage_late import (
+    LATE_FROM,
+    UsageLate,
+    fold_records,
+    own_copies_only,
+)
 from simledger.application.results import UsageResult
 from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried, without_gc
 from simledger.domain import values
@@ -169,6 +174,8 @@ class UsageCommands(Commands):
                 except SimledgerError as error:
                     outcome.rejected[fresh[0].record_id] = error
                     return outcome
+        if self.uow.decides_late and len(fresh) >= LATE_FROM and own_copies_only(sims.values()):
+            return self._save_late(fresh, sims, ids, outcome.duplicates)
         pools = self._pools(sims.values())
         fold = UsageFold(sims, pools, self._members(sims, pools, fresh))
         outcome.applied, receipts = fold_records(fold, fresh, ids, outcome.rejected)
@@ -192,15 +199,26 @@ class UsageCommands(Commands):
         sims = self.uow.sims(list(dict.fromkeys(r.iccid for r in fresh)))
         if not own_copies_only(sims.values()):
             raise IntegrityError("a usage batch collided; decide it again")
+        return self._save_late(fresh, sims, ids, len(records) - len(fresh))
+
+    def _save_late(
+        self,
+        fresh: Sequence[CheckedRecord],
+        sims: dict[str, Sim],
+        ids: Mapping[str, str],
+        duplicates: int,
+    ) -> _Outcome:
+        """``fresh`` folded under the store's write lock over ``sims`` and their copies
+        brought up to date there (commands/usage_late.py)."""
         late = UsageLate(fresh, sims, self._pools(sims.values()), ids)
         try:
             self.uow.record((), {}, owned=True, late=late)
         except DecideAgain:
-            raise IntegrityError("a usage batch collided; decide it again") from None
+            # Something changed that the fold cannot take from the events it read there
+            # (a SIM moved to a group, received): decided again from the store.
+            raise IntegrityError("a usage batch met a change; decide it again") from None
         return _Outcome(
-            applied=late.applied,
-            duplicates=len(records) - len(fresh) + late.duplicates,
-            rejected=late.rejected,
+            applied=late.applied, duplicates=duplicates + late.duplicates, rejected=late.rejected
         )
 
     def _pools(self, sims: Iterable[Sim]) -> dict[str, Pool]:
