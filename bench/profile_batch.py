@@ -77,11 +77,13 @@ def instrument() -> None:
     from simledger.adapters.store import pg_recorder
     from simledger.adapters.views import postgres
     from simledger.application import projection_runner, unit_of_work
-    from simledger.application.commands import usage
+    from simledger.application.commands import usage, usage_late
 
     uow = unit_of_work.UnitOfWork
     timed(usage.UsageCommands, "_apply", "fold and save (runs)")
     timed(usage.UsageCommands, "_apply_late", "  after a collision, under the lock")
+    timed(usage_late.UsageLate, "decide", "      records folded under the lock")
+    timed(usage_late.UsageReceipt, "issue", "        receipts issued")
     timed(uow, "existing", "receipt lookup")
     timed(uow, "sims", "SIMs loaded")
     timed(usage.UsageCommands, "_pools", "copies loaded")
