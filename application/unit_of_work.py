@@ -25,7 +25,7 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording
 
 from simledger.adapters.logs import get_logger
-from simledger.adapters.store.aggregate_cache import AggregateCache, GroupCache
+from simledger.adapters.store.aggregate_cache import AggregateCache, GroupCache, latest_versions
 from simledger.adapters.store.batch_load import gc_paused, load_many
 from simledger.adapters.store.event_store import LateDecision
 from simledger.adapters.store.in_transaction import DecideAgain, InTransaction
@@ -197,8 +197,9 @@ class UnitOfWork:
         return {k: v for k, v in found.items() if isinstance(v, Sim)}, unchecked
 
     def existing(self, iccids: Sequence[str]) -> list[str]:
-        """Those of ``iccids`` that are recorded already."""
-        return list(load_many(self.app, iccids))
+        """Those of ``iccids`` that are recorded already: their latest versions asked (one
+        query per chunk), not their events read and decoded."""
+        return list(latest_versions(self.app, iccids))
 
     def _give_back(self, taken: Mapping[str, Sim], changed: Sequence[Sim]) -> None:
         """Return to the cache the SIMs a command took and left unchanged (a refused

@@ -52,7 +52,16 @@ class UsageReceipt(LedgerAggregate):
         self.at: datetime | None = None
 
     @classmethod
-    def issue(cls, record_id: str, iccid: str, mb: Decimal, at: datetime) -> UsageReceipt:
+    def issue(
+        cls, record_id: str, iccid: str, mb: Decimal, at: datetime, *, key: str | None = None
+    ) -> UsageReceipt:
+        """The receipt of ``record_id``; ``key``: its :func:`receipt_id`, if the caller has
+        derived it already."""
         return cls.start(
-            cls.Recorded, id=receipt_id(record_id), record_id=record_id, iccid=iccid, mb=mb, at=at
+            cls.Recorded,
+            id=key or receipt_id(record_id),
+            record_id=record_id,
+            iccid=iccid,
+            mb=mb,
+            at=at,
         )

@@ -18,11 +18,19 @@ from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
+from eventsourcing.persistence import IntegrityError
+
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import load_many
 from simledger.adapters.store.in_transaction import DecideAgain
 from simledger.application.commands.base import Commands
 from simledger.application.commands.pool_draw import PoolDraw
+from simledger.application.commands.usage_late import (
+    LATE_FROM,
+    UsageLate,
+    fold_records,
+    own_copies_only,
+)
 from simledger.application.results import UsageResult
 from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried, without_gc
 from simledger.domain import values
@@ -36,11 +44,10 @@ from simledger.domain.usage import (
     UsageFold,
     UsageRecord,
     checked,
-    in_order,
     may_empty,
     record_id_of,
 )
-from simledger.domain.usage_receipt import UsageReceipt, receipt_id
+from simledger.domain.usage_receipt import receipt_id
 
 log = get_logger("simledger")
 
@@ -146,9 +153,10 @@ class UsageCommands(Commands):
     def _apply(self, records: Sequence[CheckedRecord]) -> _Outcome:
         """Skip the records already receipted, fold the others over fresh state, save."""
         outcome = _Outcome()
-        ids = [receipt_id(r.record_id) for r in records if r.receipt]
-        stored = set(self.uow.existing(ids)) if ids else set()
-        fresh = [r for r in records if not (r.receipt and receipt_id(r.record_id) in stored)]
+        # Each receipt's id derived once (a uuid5: a hash), here and for its receipt below.
+        ids = {r.record_id: receipt_id(r.record_id) for r in records if r.receipt}
+        stored = set(self.uow.existing(list(ids.values()))) if ids else set()
+        fresh = [r for r in records if not (r.receipt and ids[r.record_id] in stored)]
         outcome.duplicates = len(records) - len(fresh)
         keys = list(dict.fromkeys(r.iccid for r in fresh))
         if len(keys) == 1:  # a single record: one query (the SIM cache asks two)
@@ -166,23 +174,52 @@ class UsageCommands(Commands):
                 except SimledgerError as error:
                     outcome.rejected[fresh[0].record_id] = error
                     return outcome
+        if self.uow.decides_late and len(fresh) >= LATE_FROM and own_copies_only(sims.values()):
+            return self._save_late(fresh, sims, ids, outcome.duplicates)
         pools = self._pools(sims.values())
         fold = UsageFold(sims, pools, self._members(sims, pools, fresh))
-        receipts: list[UsageReceipt] = []
-        for record in in_order(fresh):
-            try:
-                fold.apply(record)
-            except SimledgerError as error:
-                outcome.rejected[record.record_id] = error
-                continue
-            outcome.applied += 1
-            if record.receipt:
-                receipts.append(
-                    UsageReceipt.issue(record.record_id, record.iccid, record.mb, record.at)
-                )
+        outcome.applied, receipts = fold_records(fold, fresh, ids, outcome.rejected)
         if receipts or fold.changed:
-            self.uow.save_owned([*fold.changed, *receipts])
+            try:
+                self.uow.save_owned([*fold.changed, *receipts])
+            except IntegrityError:
+                if not self.uow.decides_late or not own_copies_only(sims.values()):
+                    raise
+                log.info("usage.collided", records=len(records))
+                return self._apply_late(records)
         return outcome
+
+    def _apply_late(self, records: Sequence[CheckedRecord]) -> _Outcome:
+        """After a collision: the batch folded under the store's write lock, on state no
+        one can change before it commits (commands/usage_late.py). When that cannot settle
+        it (``DecideAgain``), the collision is raised again: the batch is decided again."""
+        ids = {r.record_id: receipt_id(r.record_id) for r in records if r.receipt}
+        stored = set(self.uow.existing(list(ids.values()))) if ids else set()
+        fresh = [r for r in records if not (r.receipt and ids[r.record_id] in stored)]
+        sims = self.uow.sims(list(dict.fromkeys(r.iccid for r in fresh)))
+        if not own_copies_only(sims.values()):
+            raise IntegrityError("a usage batch collided; decide it again")
+        return self._save_late(fresh, sims, ids, len(records) - len(fresh))
+
+    def _save_late(
+        self,
+        fresh: Sequence[CheckedRecord],
+        sims: dict[str, Sim],
+        ids: Mapping[str, str],
+        duplicates: int,
+    ) -> _Outcome:
+        """``fresh`` folded under the store's write lock over ``sims`` and their copies
+        brought up to date there (commands/usage_late.py)."""
+        late = UsageLate(fresh, sims, self._pools(sims.values()), ids)
+        try:
+            self.uow.record((), {}, owned=True, late=late)
+        except DecideAgain:
+            # Something changed that the fold cannot take from the events it read there
+            # (a SIM moved to a group, received): decided again from the store.
+            raise IntegrityError("a usage batch met a change; decide it again") from None
+        return _Outcome(
+            applied=late.applied, duplicates=duplicates + late.duplicates, rejected=late.rejected
+        )
 
     def _pools(self, sims: Iterable[Sim]) -> dict[str, Pool]:
         """The copies and shared groups the SIMs draw, each loaded once (a shared group as

@@ -321,6 +321,56 @@ def test_an_own_copy_emptied_inside_a_batch_pauses_once_at_the_emptying_record(
     assert ledger.verify_store().ok
 
 
+def test_a_big_batch_emptying_a_copy_pauses_once_and_records_the_rest(
+    ledger: SimLedger,
+) -> None:
+    # 300 records: on PostgreSQL folded under the store's write lock (usage_late.py)
+    key = ready_sim(ledger, 1, data_mb=100)
+    other = ready_sim(ledger, 2, data_mb=10**6)
+    records = [rec(f"b{n:03d}", key if n % 2 else other, 2, n) for n in range(300)]
+    random.Random(3).shuffle(records)
+    result = ledger.record_usage_batch([*records, records[0]])
+    assert (result.applied, result.duplicates, result.rejected) == (300, 1, {})
+    events = sim_events(ledger, key)
+    # 50 records of 2 MB empty the 100 MB copy: the pause follows the 50th, once
+    assert events.index(("SuspendedBySystem", "depleted")) == 50
+    assert [e for e in events if e[0] == "UsageRecorded"] == [("UsageRecorded", Decimal(2))] * 150
+    assert ledger.sim(other).data_left_mb == 10**6 - 300
+    assert receipts(ledger) == 300
+    assert ledger.verify_store().ok
+
+
+def test_a_batch_meeting_another_writers_usage_counts_both_and_each_record_once(
+    persistent_store_env: dict[str, str],
+) -> None:
+    # Another ledger records on the same SIMs (one record the same) after this batch
+    # loaded them and before it saves: the batch is folded on the state it left.
+    clock = FakeClock()
+    ledger = SimLedger(persistent_store_env, clock=clock)
+    other = SimLedger(persistent_store_env, clock=clock)
+    pkg = make_package(ledger, data_mb=10**6)
+    keys = [ready_sim(ledger, n, package_id=pkg) for n in range(3)]
+    records = [rec(f"m{n:03d}", keys[n % 3], 1, n) for n in range(150)]
+    record = ledger.unit_of_work.record
+    sent: list[UsageResult] = []
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not sent:
+            sent.append(other.record_usage_batch([records[7], rec("x", keys[1], 50, 500)]))
+        return record(*args, **kwargs)
+
+    ledger.unit_of_work.record = meanwhile  # type: ignore[method-assign]
+    result = ledger.record_usage_batch(records)
+    assert sent[0].applied == 2
+    assert (result.applied, result.duplicates) == (149, 1)
+    used = [10**6 - (ledger.sim(k).data_left_mb or 0) for k in keys]
+    assert used == [50, 50 + 50, 50]
+    assert receipts(ledger) == 151
+    assert ledger.verify_store().ok
+    other.close()
+    ledger.close()
+
+
 def test_a_shared_pool_emptied_inside_a_batch_pauses_every_member_once(
     ledger: SimLedger,
 ) -> None:
