@@ -372,7 +372,6 @@ def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
     """Every check of :meth:`StoreAudit.verify_store` but the views."""
     started = time.monotonic()
     report = VerifyReport()
-    problems = report.problems
     tracked: dict[str, _Tracked] = {}
     last = app.recorder.max_notification_id() or 0
     with gc_paused():  # one object per aggregate, acyclic: collections cost as much as the fold
@@ -383,26 +382,7 @@ def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
     report.chains_checked = len(tracked)
     heads = hashlib.sha256()
     for originator_id in sorted(tracked):
-        one = tracked[originator_id]
-        report.unsealed_events += one.chain.unsealed
-        heads.update(f"{originator_id} {one.chain.version} {one.chain.head}\n".encode())
-        aggregate = one.aggregate
-        if aggregate is None:
-            continue
-        name = type(aggregate).__name__
-        report.aggregates[name] = report.aggregates.get(name, 0) + 1
-        if one.failed:
-            continue
-        if isinstance(aggregate, (SharedGroup, Package)):
-            if isinstance(aggregate, SharedGroup) or aggregate.is_copy:
-                report.pools_checked += 1
-            if one.pool_problem is None:
-                found = _check_pool_end(one)
-                if found is not None:
-                    problems.append(Problem("pool", originator_id, aggregate.version, found))
-        if one.snapshot is not None:
-            _check_snapshot(one, problems)
-            report.snapshots_checked += 1
+        finish_aggregate(report, heads, originator_id, tracked[originator_id])
     report.digest = heads.hexdigest()
     report.seconds = report.replay_seconds = time.monotonic() - started
     log.info("audit.replayed", events=report.events, aggregates=report.chains_checked)
@@ -413,7 +393,6 @@ def _replay(
     app: Application[str], report: VerifyReport, tracked: dict[str, _Tracked], last: int, page: int
 ) -> int:
     """Read the log up to ``last``, one query per page; fold and check every event."""
-    problems = report.problems
     state_of = _state_decoder(app)
     recorder = app.recorder
     position = 0
@@ -424,94 +403,129 @@ def _replay(
         if not notifications:
             break
         for n in notifications:
-            report.events += 1
-            originator_id = str(n.originator_id)
-            version = n.originator_version
-            one = tracked.get(originator_id)
-            if one is None:
-                one = tracked[originator_id] = _Tracked()
-            try:
-                stored = state_of(n.state)
-                if not isinstance(stored, dict):
-                    raise TypeError(f"a {type(stored).__name__}, not an event's fields")
-                chain = stored.get("chain")
-                digest = content(
-                    n.topic, originator_id, version, stored.get("class_version", 1), stored
-                )
-            except Exception as error:  # reported, the audit goes on
-                if one.chain.problem is None:  # its chain cannot go on past this event
-                    one.chain.problem = ChainProblem("undecodable", version, "does not decode")
-                if not one.failed:
-                    one.failed = True
-                    problems.append(
-                        Problem(
-                            "undecodable",
-                            originator_id,
-                            version,
-                            f"its stored state does not decode ({type(error).__name__}: "
-                            f"{error}): altered in the store",
-                            n.id,
-                        )
-                    )
-                continue
-            chain_problem = one.chain.add(version, chain, digest)
-            if chain_problem is not None:
-                at = chain_problem.version
-                problems.append(
-                    Problem(
-                        chain_problem.kind,
-                        originator_id,
-                        at,
-                        chain_problem.detail,
-                        n.id if at == version else None,
-                    )
-                )
-                one.failed = True  # a broken sequence cannot be folded further
-            if one.failed:
-                continue
-            try:
-                event = _event(n.topic, originator_id, version, stored)
-            except Exception as error:  # reported, the audit goes on
-                one.failed = True
-                problems.append(
-                    Problem(
-                        "undecodable",
-                        originator_id,
-                        version,
-                        f"topic {n.topic!r} with these fields is no event "
-                        f"({type(error).__name__}: {error})",
-                        n.id,
-                    )
-                )
-                continue
-            try:
-                if not _touches_pool(type(event)) or one.pool_problem is not None:
-                    one.aggregate = event.mutate(one.aggregate)
-                else:
-                    found = _check_draw(one, event)
-                    one.aggregate = event.mutate(one.aggregate)
-                    if found is None:
-                        found = _check_pool_after(one, event)
-                    if found is not None:
-                        problems.append(Problem("pool", originator_id, version, found, n.id))
-                        one.pool_problem = found  # the first pool problem only
-                if version >= one.snapshot_at > 0:
-                    _follow_snapshot(one, event, version, chain)
-            except Exception as error:  # reported, the audit goes on
-                one.failed = True
-                problems.append(
-                    Problem(
-                        "rebuild",
-                        originator_id,
-                        version,
-                        f"does not apply to its aggregate: {type(error).__name__}: {error}",
-                        n.id,
-                    )
-                )
+            fold_notification(report, tracked, n, state_of)
         position = notifications[-1].id
         log.info("audit.progress", events=position, upto=last, replayed=report.events)
 
     return position
+
+
+def finish_aggregate(report: VerifyReport, heads: Any, originator_id: str, one: _Tracked) -> None:
+    """The checks made once an aggregate's whole history is folded (pools' balance, the
+    snapshot anchor), and its head added to the digest (``heads``, in id order)."""
+    problems = report.problems
+    report.unsealed_events += one.chain.unsealed
+    heads.update(f"{originator_id} {one.chain.version} {one.chain.head}\n".encode())
+    aggregate = one.aggregate
+    if aggregate is None:
+        return
+    name = type(aggregate).__name__
+    report.aggregates[name] = report.aggregates.get(name, 0) + 1
+    if one.failed:
+        return
+    if isinstance(aggregate, (SharedGroup, Package)):
+        if isinstance(aggregate, SharedGroup) or aggregate.is_copy:
+            report.pools_checked += 1
+        if one.pool_problem is None:
+            found = _check_pool_end(one)
+            if found is not None:
+                problems.append(Problem("pool", originator_id, aggregate.version, found))
+    if one.snapshot is not None:
+        _check_snapshot(one, problems)
+        report.snapshots_checked += 1
+
+
+def fold_notification(
+    report: VerifyReport,
+    tracked: dict[str, _Tracked],
+    n: Any,
+    state_of: Callable[[bytes], dict[str, Any]],
+) -> None:
+    """Check the stored event ``n`` (its chain, decoding, pools, snapshot) and fold it into
+    its aggregate's ``tracked`` entry (made if new)."""
+    problems = report.problems
+    report.events += 1
+    originator_id = str(n.originator_id)
+    version = n.originator_version
+    one = tracked.get(originator_id)
+    if one is None:
+        one = tracked[originator_id] = _Tracked()
+    try:
+        stored = state_of(n.state)
+        if not isinstance(stored, dict):
+            raise TypeError(f"a {type(stored).__name__}, not an event's fields")
+        chain = stored.get("chain")
+        digest = content(n.topic, originator_id, version, stored.get("class_version", 1), stored)
+    except Exception as error:  # reported, the audit goes on
+        if one.chain.problem is None:  # its chain cannot go on past this event
+            one.chain.problem = ChainProblem("undecodable", version, "does not decode")
+        if not one.failed:
+            one.failed = True
+            problems.append(
+                Problem(
+                    "undecodable",
+                    originator_id,
+                    version,
+                    f"its stored state does not decode ({type(error).__name__}: "
+                    f"{error}): altered in the store",
+                    n.id,
+                )
+            )
+        return
+    chain_problem = one.chain.add(version, chain, digest)
+    if chain_problem is not None:
+        at = chain_problem.version
+        problems.append(
+            Problem(
+                chain_problem.kind,
+                originator_id,
+                at,
+                chain_problem.detail,
+                n.id if at == version else None,
+            )
+        )
+        one.failed = True  # a broken sequence cannot be folded further
+    if one.failed:
+        return
+    try:
+        event = _event(n.topic, originator_id, version, stored)
+    except Exception as error:  # reported, the audit goes on
+        one.failed = True
+        problems.append(
+            Problem(
+                "undecodable",
+                originator_id,
+                version,
+                f"topic {n.topic!r} with these fields is no event "
+                f"({type(error).__name__}: {error})",
+                n.id,
+            )
+        )
+        return
+    try:
+        if not _touches_pool(type(event)) or one.pool_problem is not None:
+            one.aggregate = event.mutate(one.aggregate)
+        else:
+            found = _check_draw(one, event)
+            one.aggregate = event.mutate(one.aggregate)
+            if found is None:
+                found = _check_pool_after(one, event)
+            if found is not None:
+                problems.append(Problem("pool", originator_id, version, found, n.id))
+                one.pool_problem = found  # the first pool problem only
+        if version >= one.snapshot_at > 0:
+            _follow_snapshot(one, event, version, chain)
+    except Exception as error:  # reported, the audit goes on
+        one.failed = True
+        problems.append(
+            Problem(
+                "rebuild",
+                originator_id,
+                version,
+                f"does not apply to its aggregate: {type(error).__name__}: {error}",
+                n.id,
+            )
+        )
 
 
 def _follow_snapshot(one: _Tracked, event: Any, version: int, chain: str | None) -> None:
