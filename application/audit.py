@@ -369,7 +369,15 @@ class StoreAudit:
 
 
 def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
-    """Every check of :meth:`StoreAudit.verify_store` but the views."""
+    """Every check of :meth:`StoreAudit.verify_store` but the views: on SQLite and
+    PostgreSQL a range of aggregates at a time, in id order (application/audit_stream.py:
+    memory bounded by a range, not the fleet); else the log in its order, ``page`` events
+    per query."""
+    from simledger.application.audit_stream import replay_in_id_order
+
+    streamed = replay_in_id_order(app)
+    if streamed is not None:
+        return streamed
     started = time.monotonic()
     report = VerifyReport()
     tracked: dict[str, _Tracked] = {}
