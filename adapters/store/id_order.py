@@ -48,7 +48,7 @@ def aggregates_in_order(app: Application[str], last: int, ids: int) -> Iterator[
     recorder = app.recorder
     snapshot_store = app.repository.snapshot_store
     if isinstance(recorder, SQLiteApplicationRecorder):
-        events, nid, p, cast = recorder.events_table_name, "rowid", "?", "?"
+        prefix, nid, p, cast = "", "rowid", "?", "?"
 
         def run(statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
             with recorder.datastore.transaction(commit=False) as cursor:
@@ -57,7 +57,7 @@ def aggregates_in_order(app: Application[str], last: int, ids: int) -> Iterator[
 
     elif isinstance(recorder, PostgresApplicationRecorder):
         datastore = recorder.datastore
-        events = f'"{datastore.schema}"."{recorder.events_table_name}"'
+        prefix = f'"{datastore.schema}".'
         nid, p, cast = "notification_id", "%s", f"%s::{datastore.originator_id_type}"
 
         def run(statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -72,12 +72,13 @@ def aggregates_in_order(app: Application[str], last: int, ids: int) -> Iterator[
 
     else:
         return None
+    events = f'{prefix}"{recorder.events_table_name}"'
     snapshots: str | None = None
     if snapshot_store is not None:
         table = getattr(snapshot_store.recorder, "events_table_name", None)
         if table is None:
             return None
-        snapshots = table if p == "?" else f'"{recorder.datastore.schema}"."{table}"'  # type: ignore[attr-defined]
+        snapshots = f'{prefix}"{table}"'
     decode = _decoder(snapshot_store.mapper) if snapshot_store is not None else None
     return _chunks(run, events, snapshots, nid, p, cast, last, ids, decode)
 
