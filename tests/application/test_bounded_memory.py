@@ -143,3 +143,28 @@ def test_the_import_peak_does_not_grow_with_the_file(
     small = _import_peak_kb(tmp_path, persistent_store_env, 5000, 0)
     big = _import_peak_kb(tmp_path, persistent_store_env, 20000, 5000)
     assert big - small < 30 * 1024, (small, big)
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_collision_in_a_later_chunk_records_nothing_and_is_reported(
+    ledger: SimLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = iccids(10)
+    ledger.receive_sims([keys[8]], operator="3UK", sim_type="prepaid")
+    before = event_count(ledger)
+    checks: list[int] = []
+    original = delivery_import.Delivery.received
+
+    def stale_once(self: delivery_import.Delivery, existing: Any) -> dict[int, str]:
+        # The first check misses the SIM (as if another writer received it just after):
+        # the write collides in the third chunk, and the import runs again.
+        checks.append(1)
+        return {} if len(checks) == 1 else original(self, existing)
+
+    monkeypatch.setattr(delivery_import.Delivery, "received", stale_once)
+    with pytest.raises(CsvImportError) as refused:
+        ledger.import_sims_csv(delivery([f"{k},3UK,prepaid,no" for k in keys]))
+    assert list(refused.value.errors) == [10]
+    assert len(checks) == 2
+    assert event_count(ledger) == before
+    assert ledger.sims(limit=100).total == 1
