@@ -48,6 +48,13 @@ from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.store.mapper import event_from_state
 from simledger.adapters.store.persistence import persistence_module
+from simledger.application.audit_pools import (
+    _check_draw,
+    _check_pool_after,
+    _check_pool_end,
+    _touches_pool,
+)
+from simledger.application.audit_stream import replay_in_id_order
 from simledger.domain import values
 from simledger.domain.chain import ChainCheck, ChainProblem, content
 from simledger.domain.errors import SimledgerError, TamperedEvent
@@ -176,94 +183,6 @@ def _event(topic: str, originator_id: str, version: int, stored: dict[str, Any])
     return event_from_state(topic, state)
 
 
-_POOL_EVENTS = (
-    SharedGroup.Created,
-    SharedGroup.UsageDrawn,
-    SharedGroup.Depleted,
-    Package.Assigned,
-    Package.Renewed,
-    Package.ToppedUp,
-    Package.UsageDrawn,
-    Package.Depleted,
-)
-_touches: dict[type[Any], bool] = {}
-
-
-def _touches_pool(cls: type[Any]) -> bool:
-    """Whether events of ``cls`` take part in the pool checks (one isinstance per class)."""
-    known = _touches.get(cls)
-    if known is None:
-        known = _touches[cls] = issubclass(cls, _POOL_EVENTS)
-    return known
-
-
-def _check_draw(tracked: _Tracked, event: Any) -> str | None:
-    """Pool checks made before ``event`` is folded into ``tracked.aggregate``."""
-    aggregate = tracked.aggregate
-    if isinstance(event, SharedGroup.UsageDrawn):
-        tracked.drawn += event.mb
-        if aggregate.depleted:
-            return f"usage drawn from pool {aggregate.id} after it was depleted"
-        if event.iccid not in aggregate.members:
-            return f"SIM {event.iccid} drew the pool but was not a member of the group then"
-        if event.mb <= 0:
-            return f"a draw of {event.mb} MB"
-    elif isinstance(event, Package.UsageDrawn):
-        tracked.drawn += event.mb
-        if not aggregate.is_copy:
-            return "usage drawn from a catalogue package"
-        if aggregate.depleted:
-            return "usage drawn from a depleted package copy"
-        if event.iccid != aggregate.iccid:
-            return f"SIM {event.iccid} drew the copy of SIM {aggregate.iccid}"
-        if event.mb <= 0:
-            return f"a draw of {event.mb} MB"
-    elif isinstance(event, (Package.Assigned, Package.Renewed)):
-        tracked.drawn = Decimal(0)
-        tracked.credit = event.data_mb
-    elif isinstance(event, Package.ToppedUp):
-        tracked.credit += event.mb
-    elif isinstance(event, SharedGroup.Created):
-        tracked.credit = event.data_mb
-    return None
-
-
-def _check_pool_after(tracked: _Tracked, event: Any) -> str | None:
-    """Pool checks made after a draw or a depletion is folded."""
-    aggregate = tracked.aggregate
-    if isinstance(event, (SharedGroup.UsageDrawn, Package.UsageDrawn)):
-        if tracked.drawn > tracked.credit:
-            return f"draws total {tracked.drawn} MB, more than the {tracked.credit} MB of the pool"
-    elif (
-        isinstance(event, (SharedGroup.Depleted, Package.Depleted))
-        and event.cause == "data"
-        and tracked.drawn != tracked.credit
-    ):
-        return (
-            f"depleted by data after {tracked.drawn} MB drawn of {tracked.credit} MB "
-            f"(left: {aggregate.data_left_mb} MB)"
-        )
-    return None
-
-
-def _check_pool_end(tracked: _Tracked) -> str | None:
-    """The final balance of a pool or copy against the usage recorded against it."""
-    aggregate = tracked.aggregate
-    if isinstance(aggregate, Package) and not aggregate.is_copy:
-        return None
-    if aggregate.depleted:
-        return None
-    expected = tracked.credit - tracked.drawn
-    if aggregate.data_left_mb != expected:
-        return (
-            f"data_left_mb is {aggregate.data_left_mb} MB but {tracked.credit} MB less the "
-            f"{tracked.drawn} MB drawn is {expected} MB"
-        )
-    if expected <= 0 and tracked.drawn > 0:
-        return f"pool drained ({tracked.drawn} MB drawn of {tracked.credit} MB) but not depleted"
-    return None
-
-
 ViewsCheck = Callable[..., dict[str, list[RowDiff]]]
 """Rebuilds the named views (None: all) into scratch space and lists the rows that differ;
 with ``bad_events=`` a list, the stored events it cannot fold are added there and left out
@@ -373,12 +292,29 @@ def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
     PostgreSQL a range of aggregates at a time, in id order (application/audit_stream.py:
     memory bounded by a range, not the fleet); else the log in its order, ``page`` events
     per query."""
-    from simledger.application.audit_stream import replay_in_id_order
-
-    streamed = replay_in_id_order(app)
-    if streamed is not None:
-        return streamed
     started = time.monotonic()
+    streamed = VerifyReport()
+    state_of = _state_decoder(app)
+    heads = hashlib.sha256()
+
+    def track_snapshot(tracked: dict[str, _Tracked], found: Any) -> None:
+        one = tracked[str(found.originator_id)] = _Tracked()
+        one.snapshot, one.snapshot_at = found, found.originator_version
+
+    def finish(originator_id: str, one: _Tracked) -> None:
+        streamed.chains_checked += 1
+        finish_aggregate(streamed, heads, originator_id, one)
+
+    if replay_in_id_order(
+        app,
+        snapshot=track_snapshot,
+        fold=lambda tracked, n: fold_notification(streamed, tracked, n, state_of),
+        finish=finish,
+    ):
+        streamed.digest = heads.hexdigest()
+        streamed.seconds = streamed.replay_seconds = time.monotonic() - started
+        log.info("audit.replayed", events=streamed.events, aggregates=streamed.chains_checked)
+        return streamed
     report = VerifyReport()
     tracked: dict[str, _Tracked] = {}
     last = app.recorder.max_notification_id() or 0
