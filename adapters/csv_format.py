@@ -3,7 +3,7 @@ export.
 
 Two different formats:
 
-* the **delivery file** (:func:`read_delivery`): the four columns ``iccid,operator,
+* the **delivery file** (:func:`delivery_rows`): the four columns ``iccid,operator,
   sim_type,esim`` describing SIMs that arrive (:data:`IMPORT_COLUMNS`);
 * the **SIM list export** (:func:`export_row`): every column of the SIM list view
   (:data:`EXPORT_COLUMNS`). An export is not a delivery file and cannot be read as one.
@@ -247,12 +247,13 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def read_delivery(
-    stream: IO[str] | IO[bytes] | Iterable[str],
-) -> tuple[list[DeliveryRow], dict[int, str]]:
-    """The valid rows of a delivery file, in file order, and every bad line's reasons (an
-    ICCID listed twice is bad on its second line). A missing or wrong header raises
-    :class:`CsvImportError` at once."""
+def delivery_rows(
+    stream: IO[str] | IO[bytes] | Iterable[str], errors: dict[int, str]
+) -> Iterator[DeliveryRow]:
+    """The valid rows of a delivery file, in file order, as they are read (nothing kept:
+    memory does not grow with the file); every bad line's reasons go to ``errors``. An
+    ICCID listed twice is not checked here (the caller holds the ICCIDs). A missing or wrong
+    header raises :class:`CsvImportError` at the first row asked for."""
     undecodable: dict[int, str] = {}
     records = _records(_text_lines(stream, undecodable), undecodable)
     first = next(records, None)
@@ -262,23 +263,16 @@ def read_delivery(
     columns = header_fields if isinstance(header_fields, str) else _header(header_fields)
     if isinstance(columns, str):
         raise CsvImportError({header_line: columns})
-    errors: dict[int, str] = {}
-    rows: list[DeliveryRow] = []
-    first_seen: dict[str, int] = {}
     count = 0
     for count, (line, fields) in enumerate(records, 1):
         parsed = _row(line, fields, columns)
         if isinstance(parsed, str):
             errors[line] = parsed
-        elif parsed.iccid in first_seen:
-            errors[line] = f"ICCID {parsed.iccid} is already on line {first_seen[parsed.iccid]}"
         else:
-            first_seen[parsed.iccid] = line
-            rows.append(parsed)
+            yield parsed
         if count % PROGRESS_EVERY == 0:
             log.info("csv.import.progress", rows=count, bad=len(errors))
     log.info("csv.import.read", rows=count, bad=len(errors))
-    return rows, errors
 
 
 def export_row(item: Any) -> list[str]:

@@ -50,6 +50,13 @@ from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
 from simledger.adapters.store.mapper import event_from_state
 from simledger.adapters.store.persistence import persistence_module
+from simledger.application.audit_pools import (
+    _check_draw,
+    _check_pool_after,
+    _check_pool_end,
+    _touches_pool,
+)
+from simledger.application.audit_stream import replay_in_id_order
 from simledger.application.log_seal import parse_witness, seal_check, witness_problem
 from simledger.domain import values
 from simledger.domain.chain import ChainCheck, ChainProblem, content
@@ -182,94 +189,6 @@ def _event(topic: str, originator_id: str, version: int, stored: dict[str, Any])
     return event_from_state(topic, state)
 
 
-_POOL_EVENTS = (
-    SharedGroup.Created,
-    SharedGroup.UsageDrawn,
-    SharedGroup.Depleted,
-    Package.Assigned,
-    Package.Renewed,
-    Package.ToppedUp,
-    Package.UsageDrawn,
-    Package.Depleted,
-)
-_touches: dict[type[Any], bool] = {}
-
-
-def _touches_pool(cls: type[Any]) -> bool:
-    """Whether events of ``cls`` take part in the pool checks (one isinstance per class)."""
-    known = _touches.get(cls)
-    if known is None:
-        known = _touches[cls] = issubclass(cls, _POOL_EVENTS)
-    return known
-
-
-def _check_draw(tracked: _Tracked, event: Any) -> str | None:
-    """Pool checks made before ``event`` is folded into ``tracked.aggregate``."""
-    aggregate = tracked.aggregate
-    if isinstance(event, SharedGroup.UsageDrawn):
-        tracked.drawn += event.mb
-        if aggregate.depleted:
-            return f"usage drawn from pool {aggregate.id} after it was depleted"
-        if event.iccid not in aggregate.members:
-            return f"SIM {event.iccid} drew the pool but was not a member of the group then"
-        if event.mb <= 0:
-            return f"a draw of {event.mb} MB"
-    elif isinstance(event, Package.UsageDrawn):
-        tracked.drawn += event.mb
-        if not aggregate.is_copy:
-            return "usage drawn from a catalogue package"
-        if aggregate.depleted:
-            return "usage drawn from a depleted package copy"
-        if event.iccid != aggregate.iccid:
-            return f"SIM {event.iccid} drew the copy of SIM {aggregate.iccid}"
-        if event.mb <= 0:
-            return f"a draw of {event.mb} MB"
-    elif isinstance(event, (Package.Assigned, Package.Renewed)):
-        tracked.drawn = Decimal(0)
-        tracked.credit = event.data_mb
-    elif isinstance(event, Package.ToppedUp):
-        tracked.credit += event.mb
-    elif isinstance(event, SharedGroup.Created):
-        tracked.credit = event.data_mb
-    return None
-
-
-def _check_pool_after(tracked: _Tracked, event: Any) -> str | None:
-    """Pool checks made after a draw or a depletion is folded."""
-    aggregate = tracked.aggregate
-    if isinstance(event, (SharedGroup.UsageDrawn, Package.UsageDrawn)):
-        if tracked.drawn > tracked.credit:
-            return f"draws total {tracked.drawn} MB, more than the {tracked.credit} MB of the pool"
-    elif (
-        isinstance(event, (SharedGroup.Depleted, Package.Depleted))
-        and event.cause == "data"
-        and tracked.drawn != tracked.credit
-    ):
-        return (
-            f"depleted by data after {tracked.drawn} MB drawn of {tracked.credit} MB "
-            f"(left: {aggregate.data_left_mb} MB)"
-        )
-    return None
-
-
-def _check_pool_end(tracked: _Tracked) -> str | None:
-    """The final balance of a pool or copy against the usage recorded against it."""
-    aggregate = tracked.aggregate
-    if isinstance(aggregate, Package) and not aggregate.is_copy:
-        return None
-    if aggregate.depleted:
-        return None
-    expected = tracked.credit - tracked.drawn
-    if aggregate.data_left_mb != expected:
-        return (
-            f"data_left_mb is {aggregate.data_left_mb} MB but {tracked.credit} MB less the "
-            f"{tracked.drawn} MB drawn is {expected} MB"
-        )
-    if expected <= 0 and tracked.drawn > 0:
-        return f"pool drained ({tracked.drawn} MB drawn of {tracked.credit} MB) but not depleted"
-    return None
-
-
 ViewsCheck = Callable[..., dict[str, list[RowDiff]]]
 """Rebuilds the named views (None: all) into scratch space and lists the rows that differ;
 with ``bad_events=`` a list, the stored events it cannot fold are added there and left out
@@ -382,48 +301,77 @@ class StoreAudit:
 
 
 def replay_store(app: Application[str], *, page: int = PAGE) -> VerifyReport:
-    """Every check of :meth:`StoreAudit.verify_store` but the views."""
+    """Every check of :meth:`StoreAudit.verify_store` but the views: on SQLite and
+    PostgreSQL a range of aggregates at a time, in id order (application/audit_stream.py:
+    memory bounded by a range, not the fleet), then the log in its order for the seals
+    alone; else the log in its order once, ``page`` events per query."""
     started = time.monotonic()
-    report = VerifyReport()
-    problems = report.problems
-    tracked: dict[str, _Tracked] = {}
+    state_of = _state_decoder(app)
     seals = seal_check(app)  # before the last position: no checkpoint lies beyond it
     last = app.recorder.max_notification_id() or 0
+    streamed = VerifyReport()
+    heads = hashlib.sha256()
+
+    def track_snapshot(tracked: dict[str, _Tracked], found: Any) -> None:
+        one = tracked[str(found.originator_id)] = _Tracked()
+        one.snapshot, one.snapshot_at = found, found.originator_version
+
+    def finish(originator_id: str, one: _Tracked) -> None:
+        streamed.chains_checked += 1
+        finish_aggregate(streamed, heads, originator_id, one)
+
+    if replay_in_id_order(
+        app,
+        snapshot=track_snapshot,
+        fold=lambda tracked, n: fold_notification(streamed, tracked, n, state_of),
+        finish=finish,
+    ):
+        _finish_seals(streamed, seals, _seal_log(app, seals, last, page))
+        streamed.digest = heads.hexdigest()
+        streamed.seconds = streamed.replay_seconds = time.monotonic() - started
+        log.info("audit.replayed", events=streamed.events, aggregates=streamed.chains_checked)
+        return streamed
+    report = VerifyReport()
+    tracked: dict[str, _Tracked] = {}
     with gc_paused():  # one object per aggregate, acyclic: collections cost as much as the fold
         for snapshot in latest_snapshots(app):
             one = tracked[snapshot.originator_id] = _Tracked()
             one.snapshot, one.snapshot_at = snapshot, snapshot.originator_version
         read_up_to = _replay(app, report, tracked, last, page, seals)
-    report.sealed_up_to = seals.sealed_up_to
-    for broken in seals.finish(read_up_to):
-        problems.append(Problem(broken.kind, None, None, broken.detail, broken.position))
+    _finish_seals(report, seals, read_up_to)
     report.chains_checked = len(tracked)
     heads = hashlib.sha256()
     for originator_id in sorted(tracked):
-        one = tracked[originator_id]
-        report.unsealed_events += one.chain.unsealed
-        heads.update(f"{originator_id} {one.chain.version} {one.chain.head}\n".encode())
-        aggregate = one.aggregate
-        if aggregate is None:
-            continue
-        name = type(aggregate).__name__
-        report.aggregates[name] = report.aggregates.get(name, 0) + 1
-        if one.failed:
-            continue
-        if isinstance(aggregate, (SharedGroup, Package)):
-            if isinstance(aggregate, SharedGroup) or aggregate.is_copy:
-                report.pools_checked += 1
-            if one.pool_problem is None:
-                found = _check_pool_end(one)
-                if found is not None:
-                    problems.append(Problem("pool", originator_id, aggregate.version, found))
-        if one.snapshot is not None:
-            _check_snapshot(one, problems)
-            report.snapshots_checked += 1
+        finish_aggregate(report, heads, originator_id, tracked[originator_id])
     report.digest = heads.hexdigest()
     report.seconds = report.replay_seconds = time.monotonic() - started
     log.info("audit.replayed", events=report.events, aggregates=report.chains_checked)
     return report
+
+
+def _finish_seals(report: VerifyReport, seals: SealCheck, read_up_to: int) -> None:
+    """The seal check's verdict once the log was read up to ``read_up_to`` (R-ES5)."""
+    report.sealed_up_to = seals.sealed_up_to
+    for broken in seals.finish(read_up_to):
+        report.problems.append(Problem(broken.kind, None, None, broken.detail, broken.position))
+
+
+def _seal_log(app: Application[str], seals: SealCheck, last: int, page: int) -> int:
+    """Feed the seal check the log in its order up to ``last`` (the id-order replay read
+    the events by aggregate); nothing to read while no checkpoint exists."""
+    if not seals.sealed_up_to:
+        return last
+    position = 0
+    while position < last:
+        notifications = app.recorder.select_notifications(
+            start=position, limit=page, stop=last, inclusive_of_start=False
+        )
+        if not notifications:
+            break
+        for n in notifications:
+            seals.add(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+        position = notifications[-1].id
+    return position
 
 
 def _replay(
@@ -435,7 +383,6 @@ def _replay(
     seals: SealCheck,
 ) -> int:
     """Read the log up to ``last``, one query per page; fold and check every event."""
-    problems = report.problems
     state_of = _state_decoder(app)
     recorder = app.recorder
     position = 0
@@ -446,95 +393,130 @@ def _replay(
         if not notifications:
             break
         for n in notifications:
-            report.events += 1
-            originator_id = str(n.originator_id)
-            version = n.originator_version
-            seals.add(n.id, originator_id, version, n.topic, bytes(n.state))
-            one = tracked.get(originator_id)
-            if one is None:
-                one = tracked[originator_id] = _Tracked()
-            try:
-                stored = state_of(n.state)
-                if not isinstance(stored, dict):
-                    raise TypeError(f"a {type(stored).__name__}, not an event's fields")
-                chain = stored.get("chain")
-                digest = content(
-                    n.topic, originator_id, version, stored.get("class_version", 1), stored
-                )
-            except Exception as error:  # reported, the audit goes on
-                if one.chain.problem is None:  # its chain cannot go on past this event
-                    one.chain.problem = ChainProblem("undecodable", version, "does not decode")
-                if not one.failed:
-                    one.failed = True
-                    problems.append(
-                        Problem(
-                            "undecodable",
-                            originator_id,
-                            version,
-                            f"its stored state does not decode ({type(error).__name__}: "
-                            f"{error}): altered in the store",
-                            n.id,
-                        )
-                    )
-                continue
-            chain_problem = one.chain.add(version, chain, digest)
-            if chain_problem is not None:
-                at = chain_problem.version
-                problems.append(
-                    Problem(
-                        chain_problem.kind,
-                        originator_id,
-                        at,
-                        chain_problem.detail,
-                        n.id if at == version else None,
-                    )
-                )
-                one.failed = True  # a broken sequence cannot be folded further
-            if one.failed:
-                continue
-            try:
-                event = _event(n.topic, originator_id, version, stored)
-            except Exception as error:  # reported, the audit goes on
-                one.failed = True
-                problems.append(
-                    Problem(
-                        "undecodable",
-                        originator_id,
-                        version,
-                        f"topic {n.topic!r} with these fields is no event "
-                        f"({type(error).__name__}: {error})",
-                        n.id,
-                    )
-                )
-                continue
-            try:
-                if not _touches_pool(type(event)) or one.pool_problem is not None:
-                    one.aggregate = event.mutate(one.aggregate)
-                else:
-                    found = _check_draw(one, event)
-                    one.aggregate = event.mutate(one.aggregate)
-                    if found is None:
-                        found = _check_pool_after(one, event)
-                    if found is not None:
-                        problems.append(Problem("pool", originator_id, version, found, n.id))
-                        one.pool_problem = found  # the first pool problem only
-                if version >= one.snapshot_at > 0:
-                    _follow_snapshot(one, event, version, chain)
-            except Exception as error:  # reported, the audit goes on
-                one.failed = True
-                problems.append(
-                    Problem(
-                        "rebuild",
-                        originator_id,
-                        version,
-                        f"does not apply to its aggregate: {type(error).__name__}: {error}",
-                        n.id,
-                    )
-                )
+            seals.add(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+            fold_notification(report, tracked, n, state_of)
         position = notifications[-1].id
         log.info("audit.progress", events=position, upto=last, replayed=report.events)
 
     return position
+
+
+def finish_aggregate(report: VerifyReport, heads: Any, originator_id: str, one: _Tracked) -> None:
+    """The checks made once an aggregate's whole history is folded (pools' balance, the
+    snapshot anchor), and its head added to the digest (``heads``, in id order)."""
+    problems = report.problems
+    report.unsealed_events += one.chain.unsealed
+    heads.update(f"{originator_id} {one.chain.version} {one.chain.head}\n".encode())
+    aggregate = one.aggregate
+    if aggregate is None:
+        return
+    name = type(aggregate).__name__
+    report.aggregates[name] = report.aggregates.get(name, 0) + 1
+    if one.failed:
+        return
+    if isinstance(aggregate, (SharedGroup, Package)):
+        if isinstance(aggregate, SharedGroup) or aggregate.is_copy:
+            report.pools_checked += 1
+        if one.pool_problem is None:
+            found = _check_pool_end(one)
+            if found is not None:
+                problems.append(Problem("pool", originator_id, aggregate.version, found))
+    if one.snapshot is not None:
+        _check_snapshot(one, problems)
+        report.snapshots_checked += 1
+
+
+def fold_notification(
+    report: VerifyReport,
+    tracked: dict[str, _Tracked],
+    n: Any,
+    state_of: Callable[[bytes], dict[str, Any]],
+) -> None:
+    """Check the stored event ``n`` (its chain, decoding, pools, snapshot) and fold it into
+    its aggregate's ``tracked`` entry (made if new)."""
+    problems = report.problems
+    report.events += 1
+    originator_id = str(n.originator_id)
+    version = n.originator_version
+    one = tracked.get(originator_id)
+    if one is None:
+        one = tracked[originator_id] = _Tracked()
+    try:
+        stored = state_of(n.state)
+        if not isinstance(stored, dict):
+            raise TypeError(f"a {type(stored).__name__}, not an event's fields")
+        chain = stored.get("chain")
+        digest = content(n.topic, originator_id, version, stored.get("class_version", 1), stored)
+    except Exception as error:  # reported, the audit goes on
+        if one.chain.problem is None:  # its chain cannot go on past this event
+            one.chain.problem = ChainProblem("undecodable", version, "does not decode")
+        if not one.failed:
+            one.failed = True
+            problems.append(
+                Problem(
+                    "undecodable",
+                    originator_id,
+                    version,
+                    f"its stored state does not decode ({type(error).__name__}: "
+                    f"{error}): altered in the store",
+                    n.id,
+                )
+            )
+        return
+    chain_problem = one.chain.add(version, chain, digest)
+    if chain_problem is not None:
+        at = chain_problem.version
+        problems.append(
+            Problem(
+                chain_problem.kind,
+                originator_id,
+                at,
+                chain_problem.detail,
+                n.id if at == version else None,
+            )
+        )
+        one.failed = True  # a broken sequence cannot be folded further
+    if one.failed:
+        return
+    try:
+        event = _event(n.topic, originator_id, version, stored)
+    except Exception as error:  # reported, the audit goes on
+        one.failed = True
+        problems.append(
+            Problem(
+                "undecodable",
+                originator_id,
+                version,
+                f"topic {n.topic!r} with these fields is no event "
+                f"({type(error).__name__}: {error})",
+                n.id,
+            )
+        )
+        return
+    try:
+        if not _touches_pool(type(event)) or one.pool_problem is not None:
+            one.aggregate = event.mutate(one.aggregate)
+        else:
+            found = _check_draw(one, event)
+            one.aggregate = event.mutate(one.aggregate)
+            if found is None:
+                found = _check_pool_after(one, event)
+            if found is not None:
+                problems.append(Problem("pool", originator_id, version, found, n.id))
+                one.pool_problem = found  # the first pool problem only
+        if version >= one.snapshot_at > 0:
+            _follow_snapshot(one, event, version, chain)
+    except Exception as error:  # reported, the audit goes on
+        one.failed = True
+        problems.append(
+            Problem(
+                "rebuild",
+                originator_id,
+                version,
+                f"does not apply to its aggregate: {type(error).__name__}: {error}",
+                n.id,
+            )
+        )
 
 
 def _follow_snapshot(one: _Tracked, event: Any, version: int, chain: str | None) -> None:

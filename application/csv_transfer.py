@@ -13,18 +13,15 @@ from simledger.adapters.csv_format import (
     EXPORT_PAGE,
     IMPORT_COLUMNS,
     LIST_SEPARATOR,
-    DeliveryRow,
     csv_value,
     export_row,
-    read_delivery,
     text_stream,
 )
 from simledger.adapters.logs import get_logger
 from simledger.application.commands.lifecycle import LifecycleCommands
+from simledger.application.delivery_import import Delivery, Group, new_sims
 from simledger.application.unit_of_work import UnitOfWork, command
 from simledger.domain.errors import CsvImportError, InvalidInput, InvalidValue, shown
-from simledger.domain.sim import Sim
-from simledger.domain.types import SimType
 from simledger.projections.models import Page
 
 __all__ = [
@@ -80,10 +77,12 @@ class CsvTransfer:
         """Receive the SIMs of a delivery file (header ``iccid,operator,sim_type,esim``).
 
         All or nothing (R-IO1): any bad row raises :class:`CsvImportError` whose ``errors``
-        maps the line number in the file (header = line 1) of EVERY bad row to its reasons,
-        and nothing is recorded. A good file is received in one transaction through the same
-        path as ``receive_sims`` (each SIM ``pending``, or ``not_available`` for an operator
-        without integration). Returns the ICCIDs received, in file order.
+        maps the line number in the file (header = line 1) of EVERY bad row to its reasons
+        (in line order), and nothing is recorded. A good file is received in one transaction
+        (written a chunk at a time: memory does not grow with the file,
+        application/delivery_import.py) through the same path as ``receive_sims`` (each
+        SIM ``pending``, or ``not_available`` for an operator without integration).
+        Returns the ICCIDs received, in file order.
 
         A binary stream is read once, as it comes (a pipe works), as UTF-8 (a BOM first is
         dropped); a line with bytes that are not UTF-8 is a bad row, reported at that line.
@@ -97,30 +96,32 @@ class CsvTransfer:
                 f"a delivery file is a stream or an iterable of lines, not {shown(stream)}",
                 rule="R-IN4",
             )
-        rows, errors = read_delivery(stream)
-        return self._receive_delivery(rows, errors)
+        delivery = Delivery(stream)
+        try:
+            return self._receive_delivery(delivery)
+        finally:
+            delivery.close()
 
     @command
-    def _receive_delivery(self, rows: list[DeliveryRow], errors: dict[int, str]) -> list[str]:
-        """Check the rows against the store, then save them all at once (re-run on conflict)."""
-        errors = dict(errors)
-        existing = set(self.uow.existing([row.iccid for row in rows]))
-        for row in rows:
-            if row.iccid in existing:
-                errors[row.line] = f"ICCID {row.iccid} was already received"
+    def _receive_delivery(self, delivery: Delivery) -> list[str]:
+        """Check the rows against the store, then save them all in one transaction, a chunk
+        of SIMs at a time (re-run on conflict)."""
+        errors = {**delivery.errors, **delivery.received(self.uow.existing)}
         if errors:
             log.info("csv.import.refused", bad=len(errors))
-            raise CsvImportError(errors)
-        groups: dict[tuple[str, SimType, bool], list[str]] = {}
-        for row in rows:
-            groups.setdefault((row.operator, row.sim_type, row.esim), []).append(row.iccid)
-        sims: list[Sim] = []
-        for (operator, sim_type, esim), keys in groups.items():
-            sims.extend(self.lifecycle.new_sims(keys, operator, sim_type, esim))
-        if sims:
-            self.uow.save(*sims)
-        log.info("sims.imported", count=len(sims), groups=len(groups))
-        return [row.iccid for row in rows]
+            raise CsvImportError(dict(sorted(errors.items())))
+        groups: set[Group] = set()
+        make = self.lifecycle.new_sims
+        count = self.uow.save_chunks(
+            lambda: (new_sims(chunk, make, groups) for chunk in delivery.rows())
+        )
+        if count is None:  # a store without chunked saves (in memory): one save
+            sims = [s for chunk in delivery.rows() for s in new_sims(chunk, make, groups)]
+            if sims:
+                self.uow.save(*sims)
+            count = len(sims)
+        log.info("sims.imported", count=count, groups=len(groups))
+        return list(delivery.iccids)
 
     def export_sims_csv(self, /, stream: IO[str] | IO[bytes], **filters: Any) -> int:
         """Write the SIM list rows that ``sims(**filters)`` selects as CSV (R-BK4); returns

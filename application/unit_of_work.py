@@ -17,18 +17,18 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError, Notification, Recording, StoredEvent
 
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.aggregate_cache import AggregateCache, GroupCache, latest_versions
 from simledger.adapters.store.batch_load import gc_paused, load_many
-from simledger.adapters.store.event_store import LateDecision
-from simledger.adapters.store.in_transaction import DecideAgain, InTransaction
+from simledger.adapters.store.event_store import EncodedOnDemand, LateDecision
+from simledger.adapters.store.in_transaction import DecideAgain, HookFailed, InTransaction
 from simledger.application.bulk_late import BulkDecision
 from simledger.application.iccid_memo import IccidMemo
 from simledger.domain import values
@@ -228,6 +228,51 @@ class UnitOfWork:
         """``save``, for a caller that drops ``aggregates`` afterwards: the SIM cache keeps
         them as they are instead of copies."""
         return self.record(aggregates, {}, owned=True)
+
+    def save_chunks(self, chunks: Callable[[], Iterable[Sequence[LedgerAggregate]]]) -> int | None:
+        """Record the new events of every chunk of new aggregates that ``chunks()`` gives in
+        ONE transaction (all or nothing), each chunk folded into the views inline as a save
+        is, then dropped: memory is bounded by a chunk, not by the save (the CSV import).
+        Returns how many events were recorded; None, with ``chunks`` not called, when the
+        store cannot (then ``save``).
+
+        For aggregates no one else holds: they are not kept in the SIM cache, and no
+        snapshot is taken (a new aggregate has one event). If the inline fold fails, the
+        whole save is written again without it (``chunks()`` called again) and the views
+        catch up after the commit, as after any save that did not fold."""
+        recorder = self.app.recorder
+        insert = getattr(recorder, "insert_event_chunks", None)
+        datastore = getattr(recorder, "datastore", None)
+        if insert is None or getattr(datastore, "enable_db_functions", False):
+            return None
+        mapper = self.app.mapper
+        tail: list[Any] = []
+
+        def stored(fold: bool) -> Iterator[tuple[Sequence[StoredEvent], InTransaction | None]]:
+            for aggregates in chunks():
+                events = [e for a in aggregates for e in a.collect_events()]
+                if events:
+                    tail[:] = events[-1:]
+                    hook = self.in_transaction(events) if fold and self.in_transaction else None
+                    yield EncodedOnDemand(events, mapper.to_stored_event), hook
+
+        try:
+            count, last = insert(stored(fold=True))
+        except HookFailed as failed:
+            log.warning("store.in_transaction.failed", error=repr(failed.__cause__))
+            count, last = insert(stored(fold=False))
+        if count:
+            event = tail[0]
+            notification = Notification(
+                originator_id=event.originator_id,
+                originator_version=event.originator_version,
+                topic="",
+                state=b"",
+                id=last,
+            )
+            # The last event stands for the save: what follows a save reads its position.
+            self.app._notify([Recording(event, notification)])
+        return int(count)
 
     def record(
         self,

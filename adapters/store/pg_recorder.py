@@ -37,7 +37,7 @@ too, which the overlap more than pays for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -163,6 +163,27 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
             lambda hook: self._insert_in_transaction(stored_events, hook, late, kwargs),
             in_transaction,
         )
+
+    def insert_event_chunks(
+        self, chunks: Iterable[tuple[Sequence[StoredEvent], InTransaction | None]]
+    ) -> tuple[int, int]:
+        """Insert every chunk in ONE transaction (all or none of them), under the table
+        lock taken once, each chunk written with ``COPY`` (encoded as it is sent, when it
+        is an ``EncodedOnDemand``), followed by its in-transaction hook (if any), and
+        dropped: a save bounded in memory by a chunk (the CSV import). A hook's failure
+        (``HookFailed``) rolls back everything. Returns (events inserted, the last
+        notification id; 0 when none). Not retried here: ``chunks`` is read once (the
+        caller runs the whole save again)."""
+        count = last = 0
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute(self.prelude_statement)
+            for chunk, hook in chunks:
+                if not chunk:
+                    continue
+                ids = self._copy(curs, chunk)
+                run_hook(hook, conn, ids)
+                count, last = count + len(ids), ids[-1]
+        return count, last
 
     def _read_newer(self, conn: Any, versions: Mapping[str, int]) -> list[StoredEvent]:
         """The events of ``versions``' aggregates after those versions, on ``conn``."""

@@ -9,7 +9,7 @@ folded inline, under the file's write lock the insert already holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -37,6 +37,22 @@ class LedgerSqliteApplicationRecorder(SQLiteApplicationRecorder):
                 return ids
 
         return insert_with_hook(insert, in_transaction)
+
+    def insert_event_chunks(
+        self, chunks: Iterable[tuple[Sequence[StoredEvent], InTransaction | None]]
+    ) -> tuple[int, int]:
+        """Insert every chunk in ONE transaction (all or none of them), each followed by
+        its in-transaction hook (if any) and dropped: a save bounded in memory by a chunk
+        (the CSV import). A hook's failure (``HookFailed``) rolls back everything. Returns
+        (events inserted, the last notification id; 0 when none)."""
+        count = last = 0
+        with self.datastore.transaction(commit=True) as c:
+            for chunk, hook in chunks:
+                ids = self._insert_events(c, chunk)
+                if ids:
+                    run_hook(hook, c.sqlite_cursor.connection, ids)
+                    count, last = count + len(ids), ids[-1]
+        return count, last
 
 
 def recorder_topic() -> str:
