@@ -112,13 +112,22 @@ def _records(lines: Iterable[str], undecodable: dict[int, str]) -> Iterator[tupl
 
 def _header(fields: list[str]) -> dict[str, int] | str:
     """Column positions by name, or why the header is wrong."""
+    return header_positions(
+        fields, IMPORT_COLUMNS, IMPORT_COLUMNS, f"expected the header {','.join(IMPORT_COLUMNS)}"
+    )
+
+
+def header_positions(
+    fields: list[str], required: Iterable[str], allowed: Iterable[str], expected: str
+) -> dict[str, int] | str:
+    """A CSV header's column positions by name (every ``required`` one present, none but
+    the ``allowed``, none twice), or ``expected`` and what is wrong with it."""
     names = [f.strip().lstrip("\ufeff").strip().lower() for f in fields]
-    expected = ",".join(IMPORT_COLUMNS)
-    missing = [c for c in IMPORT_COLUMNS if c not in names]
-    unknown = [n for n in names if n not in IMPORT_COLUMNS]
+    missing = [c for c in required if c not in names]
+    unknown = [n for n in names if n not in allowed]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if not (missing or unknown or repeated):
-        return {name: names.index(name) for name in IMPORT_COLUMNS}
+        return {name: names.index(name) for name in names}
     problems = []
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
@@ -126,7 +135,7 @@ def _header(fields: list[str]) -> dict[str, int] | str:
         problems.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
     if repeated:
         problems.append(f"column(s) named twice: {', '.join(repeated)}")
-    return f"expected the header {expected}; {'; '.join(problems)}"
+    return f"{expected}; {'; '.join(problems)}"
 
 
 def _esim(value: str) -> bool | None:

@@ -21,7 +21,7 @@ from typing import IO, Any, Literal, cast
 
 import orjson
 
-from simledger.adapters.csv_format import _records, _text_lines
+from simledger.adapters.csv_format import _records, _text_lines, header_positions
 from simledger.domain.errors import CsvImportError
 from simledger.domain.usage import USAGE_FIELDS
 
@@ -66,22 +66,8 @@ def read_usage(
 
 def _header(fields: list[str]) -> dict[str, int] | str:
     """Column positions by name, or why the header is wrong."""
-    names = [f.strip().lstrip("\ufeff").strip().lower() for f in fields]
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
-    unknown = [n for n in names if n not in USAGE_FIELDS]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if not (missing or unknown or repeated):
-        return {name: names.index(name) for name in names}
-    problems = []
-    if missing:
-        problems.append(f"missing column(s) {', '.join(missing)}")
-    if unknown:
-        problems.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
-    if repeated:
-        problems.append(f"column(s) named twice: {', '.join(repeated)}")
-    return f"expected the header {','.join(USAGE_FIELDS)} (country optional); " + "; ".join(
-        problems
-    )
+    expected = f"expected the header {','.join(USAGE_FIELDS)} (country optional)"
+    return header_positions(fields, REQUIRED_COLUMNS, USAGE_FIELDS, expected)
 
 
 def _csv_items(stream: IO[bytes] | IO[str] | Iterable[str]) -> Iterator[tuple[int, Item]]:
