@@ -48,6 +48,7 @@ from eventsourcing.application import Application
 
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import gc_paused, latest_snapshots
+from simledger.adapters.store.event_store import log_pages
 from simledger.adapters.store.mapper import event_from_state
 from simledger.adapters.store.persistence import persistence_module
 from simledger.application.audit_pools import (
@@ -362,12 +363,7 @@ def _seal_log(app: Application[str], seals: SealCheck, last: int, page: int) -> 
     if not seals.sealed_up_to:
         return last
     position = 0
-    while position < last:
-        notifications = app.recorder.select_notifications(
-            start=position, limit=page, stop=last, inclusive_of_start=False
-        )
-        if not notifications:
-            break
+    for notifications in log_pages(app.recorder, 0, last, page):
         for n in notifications:
             seals.add(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
         position = notifications[-1].id
@@ -384,14 +380,8 @@ def _replay(
 ) -> int:
     """Read the log up to ``last``, one query per page; fold and check every event."""
     state_of = _state_decoder(app)
-    recorder = app.recorder
     position = 0
-    while position < last:
-        notifications = recorder.select_notifications(
-            start=position, limit=page, stop=last, inclusive_of_start=False
-        )
-        if not notifications:
-            break
+    for notifications in log_pages(app.recorder, 0, last, page):
         for n in notifications:
             seals.add(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
             fold_notification(report, tracked, n, state_of)

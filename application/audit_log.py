@@ -13,6 +13,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 from pydantic import BaseModel
 
+from simledger.adapters.store.event_store import log_pages
 from simledger.application.history import event_data
 from simledger.application.ledger import SimLedger
 
@@ -56,13 +57,7 @@ def audit_records(
         wanted = {(e.aggregate_id, e.version) for e in ledger.history(iccid)}
     ids = {key for key, _ in wanted} if wanted is not None else None
     last = ledger.recorder.max_notification_id() or 0
-    position = 0
-    while position < last:
-        page = ledger.recorder.select_notifications(
-            start=position, limit=PAGE, stop=last, inclusive_of_start=False
-        )
-        if not page:
-            break
+    for page in log_pages(ledger.recorder, 0, last, PAGE):
         for notification in page:
             if ids is not None and str(notification.originator_id) not in ids:
                 continue
@@ -78,9 +73,8 @@ def audit_records(
             if until is not None and event.timestamp >= until:
                 continue
             yield audit_record(notification, event)
-        position = page[-1].id
         if on_page is not None:
-            on_page(position, last)
+            on_page(page[-1].id, last)
 
 
 def plain(value: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from eventsourcing.application import Application
 
 from simledger.adapters.logs import get_logger
+from simledger.adapters.store.event_store import log_pages
 from simledger.adapters.store.seals import seals_for
 from simledger.domain.errors import InvalidInput
 from simledger.domain.log_seal import Checkpoint, SealCheck, SealFold, SealProblem, read_witness
@@ -41,12 +42,7 @@ def seal_log(app: Application[str], *, page: int = PAGE) -> Checkpoint | None:
         return latest
     fold = SealFold(latest.hash if latest else "")
     position = start
-    while position < last:
-        notifications = app.recorder.select_notifications(
-            start=position, limit=page, stop=last, inclusive_of_start=False
-        )
-        if not notifications:
-            break
+    for notifications in log_pages(app.recorder, start, last, page):
         for n in notifications:
             fold.add(n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
         position = notifications[-1].id

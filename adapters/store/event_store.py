@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, overload
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import EventStore, Notification, Recording, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    EventStore,
+    Notification,
+    Recording,
+    StoredEvent,
+)
 
 from simledger.adapters.store.in_transaction import DecideAgain, ReadNewer
 
@@ -164,3 +170,19 @@ def _recordings(
             domain_events, stored_events, notification_ids, strict=True
         )
     ]
+
+
+def log_pages(
+    recorder: ApplicationRecorder, start: int, stop: int, page: int
+) -> Iterator[Sequence[Notification]]:
+    """The notifications after ``start`` up to ``stop``, in log order, ``page`` per query
+    (a page is never empty; the last may end before ``stop`` when ids were skipped)."""
+    position = start
+    while position < stop:
+        notifications = recorder.select_notifications(
+            start=position, limit=page, stop=stop, inclusive_of_start=False
+        )
+        if not notifications:
+            return
+        yield notifications
+        position = notifications[-1].id
