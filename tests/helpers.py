@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +33,7 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 from hypothesis import strategies as st
+from psycopg import sql
 
 from simledger import InvalidIccid, SimLedger, SimStatus, SimType
 from simledger.domain.iccid import make_iccid, normalise_iccid
@@ -101,6 +103,34 @@ def store_reads(app: Application[Any]) -> Iterator[list[tuple[str, int, str]]]:
 
                 patch.setattr(mapper, "to_domain_event", stored)
         yield read
+
+
+@contextlib.contextmanager
+def store_cursor(env: Mapping[str, str]) -> Iterator[Any]:
+    """A cursor on the store of ``env`` (SQLite or PostgreSQL) of its own, outside the
+    ledger, its changes committed at the end: to alter stored rows as tampering would."""
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        with pg_connect(env) as conn:
+            yield conn.cursor()
+    else:
+        lite = sqlite3.connect(env["SQLITE_DBNAME"])
+        try:
+            with lite:
+                yield lite.cursor()
+        finally:
+            lite.close()
+
+
+def run_sql(env: Mapping[str, str], template: str, *args: Any) -> list[tuple[Any, ...]]:
+    """One statement on the store's event table (``{table}`` in ``template``, ``?`` for
+    parameters); its rows, if any."""
+    with store_cursor(env) as cur:
+        if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+            table = sql.Identifier(env["POSTGRES_SCHEMA"], "simledger_events")
+            cur.execute(sql.SQL(template.replace("?", "%s")).format(table=table), args)
+        else:
+            cur.execute(template.format(table="stored_events"), args)
+        return list(cur.fetchall()) if cur.description else []
 
 
 def pg_connect(env: Mapping[str, str]) -> psycopg.Connection[Any]:

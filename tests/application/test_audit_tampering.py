@@ -10,53 +10,19 @@ holds the event's JSON).
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
-from helpers import clean_env, ready_sim
-from psycopg import sql
+from helpers import clean_env, ready_sim, run_sql
 
 from simledger import SimLedger
 from simledger.application.audit import VerifyReport
 from simledger.domain.errors import TamperedEvent
 
 KINDS = {"altered", "undecodable", "rebuild", "views"}
-
-
-@contextmanager
-def cursor(env: dict[str, str]) -> Iterator[Any]:
-    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-        with psycopg.connect(
-            host=env["POSTGRES_HOST"],
-            port=int(env["POSTGRES_PORT"]),
-            user=env["POSTGRES_USER"],
-            dbname=env["POSTGRES_DBNAME"],
-            autocommit=True,
-        ) as conn:
-            yield conn.cursor()
-    else:
-        lite = sqlite3.connect(env["SQLITE_DBNAME"])
-        try:
-            with lite:
-                yield lite.cursor()
-        finally:
-            lite.close()
-
-
-def run_sql(env: dict[str, str], template: str, *args: Any) -> list[tuple[Any, ...]]:
-    with cursor(env) as cur:
-        if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-            table = sql.Identifier(env["POSTGRES_SCHEMA"], "simledger_events")
-            cur.execute(sql.SQL(template.replace("?", "%s")).format(table=table), args)
-        else:
-            cur.execute(template.format(table="stored_events"), args)
-        return list(cur.fetchall()) if cur.description else []
 
 
 def rows_of(env: dict[str, str], sim: str) -> list[tuple[int, int, str, bytes]]:

@@ -6,53 +6,16 @@ checked. Rows are edited with SQL, as an intruder with database access would."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-import psycopg
 import pytest
-from helpers import clean_env, ready_sim
-from psycopg import sql
+from helpers import clean_env, ready_sim, run_sql
 
 from simledger import SimLedger
 from simledger.application.audit import VerifyReport
 from simledger.domain.errors import InvalidInput
-
-
-@contextmanager
-def cursor(env: dict[str, str]) -> Iterator[Any]:
-    if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-        with psycopg.connect(
-            host=env["POSTGRES_HOST"],
-            port=int(env["POSTGRES_PORT"]),
-            user=env["POSTGRES_USER"],
-            dbname=env["POSTGRES_DBNAME"],
-            autocommit=True,
-        ) as conn:
-            yield conn.cursor()
-    else:
-        lite = sqlite3.connect(env["SQLITE_DBNAME"])
-        try:
-            with lite:
-                yield lite.cursor()
-        finally:
-            lite.close()
-
-
-def run_sql(env: dict[str, str], template: str, *args: Any) -> list[tuple[Any, ...]]:
-    with cursor(env) as cur:
-        if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-            table = sql.Identifier(env["POSTGRES_SCHEMA"], "simledger_events")
-            cur.execute(sql.SQL(template.replace("?", "%s")).format(table=table), args)
-        else:
-            cur.execute(template.format(table="stored_events"), args)
-        return list(cur.fetchall()) if cur.description else []
-
 
 SEAL_KINDS = {"sealed-range", "truncated", "seal-table", "witness"}
 
