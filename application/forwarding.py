@@ -182,14 +182,7 @@ class Forwarder:
             except Exception as error:
                 if not connection_lost(error):
                     raise
-                pause = backoff.next()
-                log.warning(
-                    "forwarder.reconnecting",
-                    error=f"{type(error).__name__}: {error}",
-                    attempt=backoff.attempts,
-                    retry_in_s=pause,
-                )
-                time.sleep(pause)
+                time.sleep(backoff.after(error, "forwarder.reconnecting"))
                 continue
             backoff.reset()
             if idle:

@@ -5,7 +5,10 @@ forwarder's books), never from memory."""
 
 from __future__ import annotations
 
+from simledger.adapters.logs import get_logger
 from simledger.adapters.store.connect_check import connection_lost
+
+log = get_logger("simledger")
 
 __all__ = ["Backoff", "connection_lost"]
 
@@ -25,6 +28,18 @@ class Backoff:
         """The pause before the next attempt (and count this one)."""
         self.attempts += 1
         return float(min(self.cap, self.first * 2 ** min(self.attempts - 1, 30)))
+
+    def after(self, error: BaseException, event: str) -> float:
+        """:meth:`next`, with the failure logged as ``event`` (a warning: the process goes
+        on after the pause)."""
+        pause = self.next()
+        log.warning(
+            event,
+            error=f"{type(error).__name__}: {error}",
+            attempt=self.attempts,
+            retry_in_s=pause,
+        )
+        return pause
 
     def reset(self) -> None:
         """After a success: the next failure starts from ``first`` again."""

@@ -90,14 +90,7 @@ def run(
         except Exception as error:
             if not (isinstance(error, SubscriptionEnded) or connection_lost(error)):
                 raise
-            pause = backoff.next()
-            log.warning(
-                "worker.reconnecting",
-                error=f"{type(error).__name__}: {error}",
-                attempt=backoff.attempts,
-                retry_in_s=pause,
-            )
-            stop.wait(pause)
+            stop.wait(backoff.after(error, "worker.reconnecting"))
         finally:
             if ledger is not None:
                 _close(ledger)
