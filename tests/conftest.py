@@ -421,12 +421,15 @@ class OwnCluster:
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[OwnCluster]:
-    """A PostgreSQL cluster started for this module alone (skipped where none can start)."""
+    """A PostgreSQL cluster started for this module alone (skipped where none can start,
+    except with CI set: then the tests that need it fail, as every PostgreSQL test does)."""
     started: list[Any] = []
     try:
         with _throwaway_cluster("faults", started) as info:
             yield OwnCluster(info, started[0])
     except PostgresUnavailable as error:
+        if _in_ci():
+            pytest.fail(f"no throwaway cluster: {error}\n(CI is set: these tests must run)")
         pytest.skip(f"no throwaway cluster: {error}")
 
 
