@@ -249,16 +249,17 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                             conn.execute("COMMIT")
                     if notification_ids is None:
                         notification_ids = self._ids(curs, stored_events)
-            except psycopg.Error as error:
+            except BaseException as error:
                 _roll_back(conn)
-                if hook is not None and not _conflict_or_lost(error):
+                if (
+                    hook is not None
+                    and isinstance(error, psycopg.Error)
+                    and not _conflict_or_lost(error)
+                ):
                     # A statement of the hook's failed (it shows at a sync of the
                     # pipeline, maybe while the INSERT's ids are read): insert again
                     # without it. An INSERT that failed otherwise fails again.
                     raise HookFailed() from error
-                raise
-            except BaseException:
-                _roll_back(conn)
                 raise
         return notification_ids
 
