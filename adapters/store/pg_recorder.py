@@ -49,7 +49,6 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import get_topic, retry
-from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 
 from simledger.adapters.store.in_transaction import (
@@ -68,16 +67,6 @@ COPY_FROM = 200
 PIPELINE_BYTES = 64 * 1024
 """Saves of at most this many bytes of event state go out as one pipeline; bigger ones
 would risk the pipeline hang described above."""
-
-
-def _roll_back(conn: Any) -> None:
-    """End the transaction a failed pipeline left open (the connection goes back to the
-    pool idle); a broken connection is the pool's to discard."""
-    try:
-        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-            conn.execute("ROLLBACK")
-    except psycopg.Error:
-        pass
 
 
 def _conflict_or_lost(error: psycopg.Error) -> bool:
@@ -219,12 +208,12 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
         # sync). Without a hook, COMMIT leaves with the INSERT: one round trip in all.
         notification_ids: list[int] | None = None
         with self.datastore.get_connection() as conn:
-            # No statement prepared on the fly in the pipeline: after a failing INSERT (a
-            # collision) the server skips what follows, a PREPARE included, while psycopg
-            # would remember it as prepared ("prepared statement … does not exist" next
-            # time). The statements prepared on purpose all come before the INSERT's
-            # answer is read.
-            conn.prepare_threshold = None
+            # Statements are prepared on the fly (psycopg's threshold): parsing and
+            # planning the view's upsert every time cost the server as much as running it.
+            # After a failure in the pipeline the server skips what follows, a PREPARE
+            # included, while psycopg remembers it as prepared ("prepared statement …
+            # does not exist" next time): so a connection that failed here is closed (the
+            # pool replaces it) rather than reused.
             try:
                 with conn.cursor() as curs:
                     with conn.pipeline():
@@ -250,7 +239,7 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                     if notification_ids is None:
                         notification_ids = self._ids(curs, stored_events)
             except BaseException as error:
-                _roll_back(conn)
+                conn.close()
                 if (
                     hook is not None
                     and isinstance(error, psycopg.Error)
