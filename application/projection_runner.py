@@ -36,6 +36,7 @@ from simledger.adapters.views.base import (
     SHARED_GROUPS,
     SIMS,
     BatchTx,
+    EarlyOpening,
     Opening,
     Partition,
     ViewSnapshot,
@@ -44,6 +45,7 @@ from simledger.adapters.views.base import (
 )
 from simledger.adapters.views.memory import MemoryViewStore
 from simledger.adapters.views.wiring import store_for
+from simledger.application import inline_fold
 from simledger.domain.errors import TamperedEvent
 from simledger.projections.batch import Changes, Keys, fold, keys_of
 from simledger.projections.models import RowDiff
@@ -230,32 +232,14 @@ class ViewRunner:
         keys: Keys | None = None,
         opening: Opening | None = None,
     ) -> bool:
-        """Fold a save's ``events`` (given ``ids``, in order) into the views inside the
-        event store's transaction on ``connection``, from the objects in memory: no
-        read-back, no second transaction, the position written with the rows. Events
-        recorded before these and not folded yet (a worker behind, a writer that does not
-        fold) are read and folded first when there are at most ``batch_size`` of them;
-        beyond that nothing is folded here and False says so (the catch-up after the
-        commit folds them all). True when the views now stand at ``ids[-1]``. ``keys`` and
-        ``opening``: the events' keys, and the batch already asked for (``store.inline_send``)."""
-        keys = keys_of(events) if keys is None else keys
-        opened = opening() if opening is not None else self.store.inline(connection, keys)
-        if opened is None:
-            return False
-        tx, touched = opened
-        gap = ids[0] - 1 - tx.position
-        if gap < 0 or gap > self.batch_size:
-            # Behind by more than a batch: the catch-up after the commit does it in
-            # batches. (Ahead cannot happen: these ids are not committed yet.)
-            return False
-        if gap:
-            # Fewer than ``gap`` when ids were skipped (a rolled-back insert drew them).
-            missing = self.store.notifications(self.recorder, tx.position + 1, gap, ids[0] - 1)
-            if missing:
-                self._fold_batch(tx, missing)
-                touched = tx.load(keys)  # as the missing events left them
-        tx.write(fold(events, touched), ids[-1])
-        return True
+        """A save's events folded inside its transaction (application/inline_fold.py)."""
+        return inline_fold.fold_inline(self, connection, events, ids, keys, opening)
+
+    def fold_early(
+        self, events: Sequence[Any], keys: Keys, opening: EarlyOpening, log_end: int
+    ) -> Callable[[str], None] | None:
+        """A save's events folded before its INSERT (application/inline_fold.py)."""
+        return inline_fold.fold_early(self, events, keys, opening, log_end)
 
     def apply_notifications(self, notifications: Sequence[Notification]) -> int:
         """Fold notifications delivered by a subscription; those at or before the views'

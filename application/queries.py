@@ -26,11 +26,11 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
 
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.in_transaction import InTransaction
-from simledger.adapters.views.base import Opening
+from simledger.adapters.views.base import EarlyViews
+from simledger.application.inline_fold import InlineFold
 from simledger.application.projection_runner import BULK_FROM, ViewRunner, store_for
 from simledger.domain import values
 from simledger.domain.errors import InvalidInput, InvalidValue, TamperedEvent, shown
-from simledger.projections.batch import Keys, keys_of
 from simledger.projections.listing import encode_cursor, make_query
 from simledger.projections.models import (
     Page,
@@ -45,30 +45,6 @@ log = get_logger("simledger.views")
 EMBEDDED = "embedded"
 EXTERNAL = "external"
 _CREATE_LOCK = threading.Lock()
-
-
-class _InlineFold(InTransaction):
-    """A save's events folded into the views inside its transaction: the tracking lock and
-    the rows are asked for as the INSERT leaves (``before``), the fold written once the
-    ids are known (``after``)."""
-
-    def __init__(self, runner: ViewRunner, events: Sequence[Any], done: threading.local) -> None:
-        self.runner = runner
-        self.events = events
-        """The save's events: the list the save itself holds, so that events it decides
-        in the transaction (a late decision, put first) are folded too."""
-        self.done = done
-        self.opening: Opening | None = None
-        self.keys: Keys | None = None
-
-    def before(self, connection: Any) -> None:
-        self.keys = keys_of(self.events)
-        self.opening = self.runner.store.inline_send(connection, self.keys)
-
-    def after(self, connection: Any, ids: Sequence[int]) -> None:
-        if self.runner.fold_inline(connection, self.events, ids, self.keys, self.opening):
-            # Read by ``saved`` on this thread after the commit: nothing left to fold.
-            self.done.upto = ids[-1]
 
 
 class ViewQueries:
@@ -88,6 +64,8 @@ class ViewQueries:
         self.clock = clock
         self._runner: ViewRunner | None = None
         self._last_saved_id = 0
+        self._early: bool | None = None
+        """Whether the views' store writes a save's batch before its INSERT answered."""
         self._inline = threading.local()
         """``upto``: the last id this thread's latest save folded inline."""
 
@@ -130,7 +108,10 @@ class ViewQueries:
         None with external views (a worker folds them)."""
         if self.views_mode != EMBEDDED:
             return None
-        return _InlineFold(self.views, events, self._inline)
+        runner = self.views
+        if self._early is None:
+            self._early = isinstance(runner.store, EarlyViews)
+        return InlineFold(runner, events, self._inline, self._early)
 
     def saved(self, recordings: list[Recording[Any]]) -> None:
         """After a save: note its position, and fold it into the views when they are kept

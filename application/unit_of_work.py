@@ -296,6 +296,9 @@ class UnitOfWork:
         if self.in_transaction is not None and (processing_event.events or late is not None):
             hook = self.in_transaction(processing_event.events)
             if hook is not None:
+                touches = getattr(late, "touches", None)
+                if touches is not None:
+                    hook.hint(touches())
                 processing_event.saved_kwargs["in_transaction"] = hook
         recordings = app._record(processing_event)
         if late is not None:

@@ -47,6 +47,30 @@ class InTransaction:
         """The events are inserted with ``ids`` (in the events' order); before the commit."""
         raise NotImplementedError
 
+    # A hook whose writes do not need the events' ids (``early``) lets a pipelining
+    # recorder send its reads with the table lock, decide its writes before the INSERT and
+    # send them with it and the COMMIT: the whole save in two round trips, and a late
+    # decision's read under the lock travels with the hook's reads.
+    early = False
+
+    def early_reads(self, connection: Any) -> None:
+        """The table lock is sent, the INSERT not yet: the reads the writes need."""
+
+    def early_fold(self, connection: Any, log_end: int) -> None:
+        """The reads came back (no more waiting, unless the save's events, with any decided
+        late, need rows not read yet); ``log_end``: the log's last id before this save
+        (under the lock). Decide the writes."""
+
+    def early_writes(self, connection: Any, log_end_sql: str) -> None:
+        """The INSERT is sent: send the writes; ``log_end_sql``, a scalar subquery, is the
+        log's last id once the INSERT ran (what a tracking position is set to)."""
+
+    def early_done(self, ids: Sequence[int]) -> None:
+        """The save committed with ``ids``."""
+
+    def hint(self, aggregates: Sequence[Any]) -> None:
+        """Aggregates a late decision may write: their rows are read with the others."""
+
 
 class HookFailed(Exception):
     """The in-transaction hook raised (the cause): the transaction is rolled back."""
@@ -58,6 +82,14 @@ def prepare_hook(hook: InTransaction | None, connection: Any) -> None:
         return
     try:
         hook.before(connection)
+    except Exception as exc:
+        raise HookFailed() from exc
+
+
+def hook_step(step: Callable[..., None], *args: Any) -> None:
+    """One step of an early hook; its failure becomes :class:`HookFailed`."""
+    try:
+        step(*args)
     except Exception as exc:
         raise HookFailed() from exc
 

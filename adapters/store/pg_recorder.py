@@ -56,6 +56,7 @@ from simledger.adapters.store.in_transaction import (
     HookFailed,
     InTransaction,
     LateStored,
+    hook_step,
     insert_with_hook,
     prepare_hook,
     run_hook,
@@ -115,6 +116,12 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
             "AND e.originator_version > k.version "
             "ORDER BY e.originator_id, e.originator_version"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        log_end = SQL("(SELECT COALESCE(max(notification_id), 0) FROM {schema}.{table})").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+        )
+        self.log_end_sql = log_end.as_string(None)
+        """The log's last id, as a scalar subquery (an early hook's tracking position)."""
+        self.log_end_statement = SQL("SELECT {0} AS last").format(log_end)
 
     @staticmethod
     def encodes_on_demand(count: int) -> bool:
@@ -202,6 +209,8 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
             if late is not None:
                 raise DecideAgain("a big save decides nothing late")
             return self._insert_big(stored_events, hook, kwargs)
+        if hook is not None and hook.early:
+            return self._insert_early(stored_events, hook, late, kwargs)
         # A small save (a single command) is one pipeline: BEGIN, the locks, NOTIFY, the
         # INSERT and the hook's first statements go out together (one round trip to read
         # the ids), then the hook's writes and COMMIT (one more, the pipeline's closing
@@ -251,6 +260,60 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                     raise HookFailed() from error
                 raise
         return notification_ids
+
+    def _insert_early(
+        self,
+        stored_events: Sequence[StoredEvent],
+        hook: InTransaction,
+        late: LateStored | None,
+        kwargs: dict[str, Any],
+    ) -> list[int]:
+        """A small save whose hook decides its writes before the INSERT (``hook.early``):
+        BEGIN, the locks, NOTIFY, the log's last id, the hook's reads (and a late
+        decision's read) leave together; once they are back (one round trip) the late
+        decision and the hook's fold are made, and the INSERT, the hook's writes and
+        COMMIT leave together (the second). The table lock is held for those two."""
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.cursor() as curs, conn.cursor() as log_end:
+                    with conn.pipeline():
+                        curs.execute("BEGIN")
+                        self._insert_events(curs, stored_events, **kwargs)
+                        for statement in self.lock_table_statements:
+                            curs.execute(statement)
+                        curs.execute(self.notify_statement)
+                        log_end.execute(self.log_end_statement, prepare=True)
+                        hook_step(hook.early_reads, conn)
+                        if late is not None:
+                            decided = late(lambda versions: self._read_newer(conn, versions))
+                            stored_events = [*decided, *stored_events]
+                        if not stored_events:
+                            conn.execute("ROLLBACK")
+                            return []
+                        last = log_end.fetchone()
+                        assert last is not None
+                        hook_step(hook.early_fold, conn, int(last["last"]))
+                        self._send_insert(curs, stored_events)
+                        hook_step(hook.early_writes, conn, self.log_end_sql)
+                        conn.execute("COMMIT")
+                    notification_ids = self._ids(curs, stored_events)
+            except BaseException as error:
+                conn.close()  # see _insert_in_transaction: never reused after a failure
+                if isinstance(error, psycopg.Error) and not self._collided_or_lost(error):
+                    # A statement of the hook's failed (the writes travel with the INSERT,
+                    # so it shows at the same sync): insert again without it.
+                    raise HookFailed() from error
+                raise
+        hook.early_done(notification_ids)
+        return notification_ids
+
+    def _collided_or_lost(self, error: psycopg.Error) -> bool:
+        """:func:`_conflict_or_lost`, an integrity error counted only when it is the
+        events table's (another writer's events): one of a view's is the hook's failure."""
+        if isinstance(error, psycopg.IntegrityError):
+            table = error.diag.table_name
+            return table is None or table == self.events_table_name
+        return _conflict_or_lost(error)
 
     def _insert_big(
         self,

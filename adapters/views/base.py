@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
@@ -68,6 +68,26 @@ class BatchTx(Protocol):
 Opening = Callable[[], "tuple[BatchTx, Touched] | None"]
 """A batch inside the event store's transaction, asked for and not yet received
 (:meth:`ViewStore.inline_send`): calling it waits for the tracking lock and the rows."""
+
+
+class EarlyTx(BatchTx, Protocol):
+    """A batch inside a pipelining event store's transaction, written before the save's
+    INSERT has answered: its position is given as SQL (the log's last id once it ran)."""
+
+    def write_at(self, changes: Changes, position_sql: str) -> None: ...
+
+
+EarlyOpening = Callable[[], "tuple[EarlyTx, Touched] | None"]
+"""An :data:`Opening` whose batch is an :class:`EarlyTx`."""
+
+
+@runtime_checkable
+class EarlyViews(Protocol):
+    """A view store whose batch can be written before the save's INSERT has answered
+    (PostgreSQL's: the save then takes two round trips; adapters/store/in_transaction.py)."""
+
+    def early_send(self, connection: object, keys: Keys) -> EarlyOpening: ...
+
 
 ApplyRange = Callable[[BatchTx, int, int], None]
 """Fold the events with ids in ``(after, upto]`` into the tables behind a transaction."""

@@ -242,6 +242,11 @@ class PostgresViewStore(SqlViewStore):
 
         return opened
 
+    def early_send(self, connection: object, keys: Keys) -> Callable[[], tuple[SqlTx, Touched]]:
+        """:meth:`inline_send` for a save that writes its batch before its INSERT has
+        answered (``SqlTx.write_at``)."""
+        return self.inline_send(connection, keys)
+
     def _inline_cursor(self, connection: Any) -> psycopg.Cursor[TupleRow]:
         # eventsourcing's connections return dicts; ours tuples, and times in UTC (a
         # setting of the session, made once per pooled connection).

@@ -129,6 +129,7 @@ class Statements:
         self.read_position = f"SELECT position FROM {tracking} WHERE name = {p}"
         self.lock_position = self.read_position + d.lock_suffix
         self.set_position = f"UPDATE {tracking} SET position = {p} WHERE name = {p}"
+        self._tracking = tracking
         self.read_version = f"SELECT version FROM {tracking} WHERE name = {p}"
         self.reset_tracking = (
             f"INSERT INTO {tracking} (name, position, version) VALUES ({p}, 0, {p}) "
@@ -137,6 +138,11 @@ class Statements:
         self.create_tracking = self.create_table(
             TRACKING_TABLE, TRACKING_COLUMNS, ("name",), if_not_exists=True
         )
+
+    def set_position_to(self, position_sql: str) -> str:
+        """The tracking row's position set to the value of ``position_sql`` (SQL)."""
+        p = self.dialect.placeholder
+        return f"UPDATE {self._tracking} SET position = {position_sql} WHERE name = {p}"
 
     def q(self, table: str) -> str:
         return self.dialect.q(table)

@@ -349,3 +349,11 @@ class SqlTx:
         if self._track and position > self._position:
             self._cursor.execute(self._store.sql.set_position, (position, TRACKING_NAME))
         self._position = max(self._position, position)
+
+    def write_at(self, changes: Changes, position_sql: str) -> None:
+        """:meth:`write`, the position given as SQL (a scalar subquery: the log's last id
+        once the save's INSERT, sent before, ran)."""
+        self._store.write_changes(self._cursor, self._tables, changes)
+        if self._track:
+            statement = self._store.sql.set_position_to(position_sql)
+            self._cursor.execute(statement, (TRACKING_NAME,), prepare=True)

@@ -49,6 +49,10 @@ class PoolDraw:
     def versions(self) -> Mapping[str, int]:
         return {self.known.id: self.known.version}
 
+    def touches(self) -> Sequence[LedgerAggregate]:
+        """The aggregates the draw writes (their view rows are read before it is made)."""
+        return [self.known, self.sim]
+
     def decide(self, newer: Sequence[Any]) -> Sequence[Any]:
         # A copy each time: a retried insert decides again from the same known state.
         group = private_copy(self.known)

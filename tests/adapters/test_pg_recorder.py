@@ -77,7 +77,7 @@ def test_a_collision_as_statements_get_prepared_leaves_the_next_saves_working(
         try:
             for n in range(earlier):
                 ledger.set_labels(keys[1], [f"warm-{n}"])
-            stale = ledger.repository.get(keys[0])
+            stale: object = ledger.repository.get(keys[0])
             assert isinstance(stale, Sim)
             other.set_labels(keys[0], [f"other-{earlier}"])
             before = ledger.recorder.max_notification_id()

@@ -73,7 +73,13 @@ def test_a_failing_inline_fold_still_records_the_command_and_the_views_catch_up(
         calls.append(len(events))
         raise RuntimeError("a view that cannot be written")
 
+    def broken_early(self: ViewRunner, events: Any, *_: Any) -> None:
+        calls.append(len(events))
+        raise RuntimeError("a view that cannot be written")
+
+    # PostgreSQL folds before the INSERT (fold_early), SQLite after it (fold_inline).
     monkeypatch.setattr(ViewRunner, "fold_inline", broken)
+    monkeypatch.setattr(ViewRunner, "fold_early", broken_early)
     ledger.set_note(key, "kept")
     assert calls == [1]
     assert ledger.sim(key).note == "kept"  # recorded, in a transaction without the hook
