@@ -270,9 +270,10 @@ def _postgres_reader(
     def read(ids: list[str], take: Take) -> None:
         if not ids:
             return
-        if len(ids) == 1:
+        if len(ids) <= POSTGRES_CHUNK:
             # One statement reads one snapshot of the store by itself: no transaction
-            # around it, so one round trip (a command loading its SIM).
+            # around it, so one round trip (a command loading its SIM, or its SIM and
+            # package copy).
             with (
                 datastore.get_connection() as conn,
                 conn.cursor(row_factory=tuple_row, binary=True) as cursor,

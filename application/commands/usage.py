@@ -11,7 +11,7 @@ concurrent writer that saved one of them first makes this save fail whole
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -32,7 +32,7 @@ from simledger.application.commands.usage_late import (
     own_copies_only,
 )
 from simledger.application.results import UsageResult
-from simledger.application.unit_of_work import USAGE_ATTEMPTS, retried, without_gc
+from simledger.application.unit_of_work import USAGE_ATTEMPTS, UnitOfWork, retried, without_gc
 from simledger.domain import values
 from simledger.domain.errors import SimledgerError
 from simledger.domain.package import Package
@@ -54,6 +54,10 @@ log = get_logger("simledger")
 RawRecord = UsageRecord | Mapping[str, Any]
 
 
+COPY_MEMO = 100_000
+"""SIMs whose copy a ledger remembers for single records (forgotten all at once beyond)."""
+
+
 @dataclass
 class _Outcome:
     applied: int = 0
@@ -63,6 +67,12 @@ class _Outcome:
 
 class UsageCommands(Commands):
     """The usage commands."""
+
+    def __init__(self, uow: UnitOfWork, *, clock: Callable[[], datetime]) -> None:
+        super().__init__(uow, clock=clock)
+        self._copy_of: dict[str, str] = {}
+        """The package copy each SIM drew when this ledger last loaded it: a single
+        record's SIM and copy are then loaded in one query (checked against the SIM)."""
 
     def record_usage(
         self,
@@ -159,9 +169,9 @@ class UsageCommands(Commands):
         fresh = [r for r in records if not (r.receipt and ids[r.record_id] in stored)]
         outcome.duplicates = len(records) - len(fresh)
         keys = list(dict.fromkeys(r.iccid for r in fresh))
+        preloaded: dict[str, Pool] = {}
         if len(keys) == 1:  # a single record: one query (the SIM cache asks two)
-            only = self.uow.get(keys[0], Sim)
-            sims = {keys[0]: only} if only is not None else {}
+            sims, preloaded = self._one_sim(keys[0])
         else:
             sims = self.uow.sims(keys)
         if len(fresh) == 1 and not fresh[0].receipt and self.uow.decides_late:
@@ -176,7 +186,7 @@ class UsageCommands(Commands):
                     return outcome
         if self.uow.decides_late and len(fresh) >= LATE_FROM and own_copies_only(sims.values()):
             return self._save_late(fresh, sims, ids, outcome.duplicates)
-        pools = self._pools(sims.values())
+        pools = self._pools(sims.values(), preloaded)
         fold = UsageFold(sims, pools, self._members(sims, pools, fresh))
         outcome.applied, receipts = fold_records(fold, fresh, ids, outcome.rejected)
         if receipts or fold.changed:
@@ -221,12 +231,36 @@ class UsageCommands(Commands):
             applied=late.applied, duplicates=duplicates + late.duplicates, rejected=late.rejected
         )
 
-    def _pools(self, sims: Iterable[Sim]) -> dict[str, Pool]:
+    def _one_sim(self, iccid: str) -> tuple[dict[str, Sim], dict[str, Pool]]:
+        """The SIM of a single record, and the copy it drew when last seen here, loaded
+        in one query: the copy is kept only if the SIM still draws it."""
+        copy_id = self._copy_of.get(iccid)
+        loaded = load_many(self.uow.app, (iccid, copy_id) if copy_id else (iccid,))
+        sim = loaded.get(iccid)
+        if not isinstance(sim, Sim):
+            return {}, {}
+        if len(self._copy_of) >= COPY_MEMO:
+            self._copy_of.clear()
+        if sim.copy_id and sim.group_id is None:
+            self._copy_of[iccid] = sim.copy_id
+        if copy_id is None or sim.copy_id != copy_id:
+            return {iccid: sim}, {}
+        copy = loaded.get(copy_id)
+        return {iccid: sim}, ({copy_id: copy} if isinstance(copy, Package) else {})
+
+    def _pools(
+        self, sims: Iterable[Sim], preloaded: Mapping[str, Pool] | None = None
+    ) -> dict[str, Pool]:
         """The copies and shared groups the SIMs draw, each loaded once (a shared group as
-        the events after the state this ledger knows: it holds every member's ICCID)."""
-        copies = {sim.copy_id for sim in sims if sim.group_id is None and sim.copy_id}
+        the events after the state this ledger knows: it holds every member's ICCID);
+        ``preloaded``: copies loaded with their SIMs."""
+        found: dict[str, Pool] = dict(preloaded or {})
+        copies = {
+            sim.copy_id
+            for sim in sims
+            if sim.group_id is None and sim.copy_id and sim.copy_id not in found
+        }
         group_ids = {sim.group_id for sim in sims if sim.group_id is not None}
-        found: dict[str, Pool] = {}
         if copies:
             loaded = load_many(self.uow.app, sorted(copies))
             found.update((k, v) for k, v in loaded.items() if isinstance(v, Package))

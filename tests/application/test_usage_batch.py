@@ -577,3 +577,27 @@ def test_a_receipt_is_an_aggregate_of_its_own_that_history_and_views_leave_out(
     assert ledger.sims().total == 1
     report = ledger.verify_store()
     assert report.ok and report.aggregates["UsageReceipt"] == 1
+
+
+def test_a_single_record_draws_the_copy_the_sim_has_now_not_the_one_remembered(
+    persistent_store_env: dict[str, str],
+) -> None:
+    """A ledger loads a single record's SIM together with the package copy it drew when
+    last seen there; another ledger gives the SIM a new package meanwhile (the old one
+    used up, R-PK3): the record must draw the new copy."""
+    first = SimLedger(env=persistent_store_env, clock=FakeClock())
+    other = SimLedger(env=persistent_store_env, clock=FakeClock())
+    try:
+        key = ready_sim(first, 1, package_id=make_package(first, data_mb=40))
+        first.record_usage(key, 5)  # remembered: the SIM draws its 40 MB copy
+        other.record_usage(key, 35)  # used up: paused by the system
+        other.assign_package(key, make_package(other, data_mb=100))
+        first.record_usage(key, 7)
+        assert first.sim(key).data_left_mb == 93
+        assert other.sim(key).data_left_mb == 93
+        first.record_usage(key, 3)  # the new copy remembered now
+        assert first.sim(key).data_left_mb == 90
+        assert first.verify_store().ok
+    finally:
+        first.close()
+        other.close()
