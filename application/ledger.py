@@ -14,7 +14,9 @@ job, built once per ledger around its unit of work (application/unit_of_work.py)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -35,9 +37,12 @@ from simledger.application.event_sourced import (
     EventSourcedLedger,
 )
 from simledger.application.history import SimReads
+from simledger.application.keys import KeyRing
 from simledger.application.log_seal import seal_log
 from simledger.application.projection_runner import ViewRunner
 from simledger.application.queries import ViewQueries
+from simledger.domain.actor import CURRENT_ACTOR, Actor
+from simledger.domain.errors import InvalidValue, shown
 from simledger.domain.log_seal import Checkpoint
 
 __all__ = ["SIM_CACHE_SIZE", "SIM_SNAPSHOT_INTERVAL", "SimLedger"]
@@ -63,7 +68,30 @@ class _Delegate(Generic[P, R]):
         if ledger is None:
             return self.method
         bound: Callable[P, R] = getattr(getattr(ledger, self.part), self.method.__name__)
-        return bound
+        assert isinstance(ledger, SimLedger)
+        return _ActingCall(ledger, bound)
+
+
+class _ActingCall:
+    """A ledger's method called as the ledger's actor of the moment (``acting_as``, else
+    its default): the actor is looked up when the call starts, and every event the call
+    records carries it (R-KY3; domain/actor.py)."""
+
+    __slots__ = ("bound", "ledger")
+
+    def __init__(self, ledger: SimLedger, bound: Callable[..., Any]) -> None:
+        self.ledger = ledger
+        self.bound = bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        actor = self.ledger.current_actor
+        if actor is None:  # the common case, untouched: nobody named
+            return self.bound(*args, **kwargs)
+        token = CURRENT_ACTOR.set(actor)
+        try:
+            return self.bound(*args, **kwargs)
+        finally:
+            CURRENT_ACTOR.reset(token)
 
 
 class SimLedger(EventSourcedLedger):
@@ -78,7 +106,15 @@ class SimLedger(EventSourcedLedger):
         clock: Callable[[], datetime] | None = None,
         carrier_deadline: timedelta = timedelta(hours=24),
         operators_without_integration: Iterable[str] = (),
+        actor: Actor | None = None,
     ) -> None:
+        self.actor = _actor(actor)
+        """The actor recorded with every event this ledger's calls cause, outside any
+        :meth:`acting_as` (None: nobody)."""
+        # Per ledger: acting as someone on one ledger names nobody on another.
+        self._acting: ContextVar[Actor | _Unset | None] = ContextVar(
+            "simledger_acting", default=_UNSET
+        )
         self.clock = clock or (lambda: datetime.now(UTC))
         self.carrier_deadline = carrier_deadline
         self.operators_without_integration = frozenset(operators_without_integration)
@@ -99,6 +135,27 @@ class SimLedger(EventSourcedLedger):
         # The export reads the SIM list through this ledger's public ``sims``.
         self._csv = CsvTransfer(uow, self._lifecycle, self)
         self._audit = StoreAudit(self, self._queries.verify_views)
+        self.keys = KeyRing(self)
+        """The API keys of this ledger's store (application/keys.py)."""
+
+    # ---- who calls (R-KY3) ------------------------------------------------------------------
+    @property
+    def current_actor(self) -> Actor | None:
+        """The actor this thread's or task's calls record: the innermost :meth:`acting_as`,
+        else the ledger's ``actor``."""
+        acting = self._acting.get()
+        return self.actor if isinstance(acting, _Unset) else acting
+
+    @contextmanager
+    def acting_as(self, actor: Actor | None) -> Iterator[Actor | None]:
+        """Within the block, this thread's (or asyncio task's) calls of this ledger record
+        ``actor`` (None: nobody) with every event they cause; leaving it restores the actor
+        before it. Other threads and tasks keep their own."""
+        token = self._acting.set(_actor(actor))
+        try:
+            yield actor
+        finally:
+            self._acting.reset(token)
 
     # ---- receiving, the integration check, line, company, activation (R-SIM1..5) -----------
     receive_sims = _Delegate("_lifecycle", LifecycleCommands.receive_sims)
@@ -184,7 +241,8 @@ class SimLedger(EventSourcedLedger):
         """Seal the log up to its last position (R-ES5): append a checkpoint of the
         store-wide chain over every event's position, and return the latest checkpoint
         (None: the log is empty). Print it (``str``: ``POSITION:HASH``) for a witness."""
-        return seal_log(self)
+        checkpoint: Checkpoint | None = _ActingCall(self, seal_log)(self)
+        return checkpoint
 
     # ---- the application ---------------------------------------------------------------------
     def _notify(self, recordings: list[Recording[str]]) -> None:
@@ -194,3 +252,16 @@ class SimLedger(EventSourcedLedger):
     def close(self) -> None:
         self._queries.close()
         super().close()
+
+
+class _Unset:
+    """No :meth:`SimLedger.acting_as` in this context: the ledger's own actor applies."""
+
+
+_UNSET = _Unset()
+
+
+def _actor(actor: object) -> Actor | None:
+    if actor is None or isinstance(actor, Actor):
+        return actor
+    raise InvalidValue(f"an actor is an Actor or None, not {shown(actor)}", rule="R-IN4")
