@@ -12,6 +12,7 @@ from simledger.application.results import (
     SimView,
     UsageResult,
 )
+from simledger.domain.actor import Actor
 from simledger.domain.errors import (
     AlreadyInSharedGroup,
     AutoRenewNotAllowed,
@@ -37,6 +38,7 @@ from simledger.domain.errors import (
     SystemPauseNotCleared,
     UnknownCustomerService,
     UnknownGroup,
+    UnknownKey,
     UnknownOrder,
     UnknownPackage,
     UnknownSim,
@@ -45,6 +47,7 @@ from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendRea
 from simledger.domain.usage import UsageRecord
 
 __all__ = [
+    "Actor",
     "AlreadyInSharedGroup",
     "AutoRenewNotAllowed",
     "BulkLimitExceeded",
@@ -78,6 +81,7 @@ __all__ = [
     "SystemPauseNotCleared",
     "UnknownCustomerService",
     "UnknownGroup",
+    "UnknownKey",
     "UnknownOrder",
     "UnknownPackage",
     "UnknownSim",

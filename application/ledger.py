@@ -35,6 +35,7 @@ from simledger.application.event_sourced import (
     SIM_CACHE_SIZE,
     SIM_SNAPSHOT_INTERVAL,
     EventSourcedLedger,
+    create_tables_retrying,
 )
 from simledger.application.history import SimReads
 from simledger.application.keys import KeyRing
@@ -82,6 +83,18 @@ class _ActingCall:
     def __init__(self, ledger: SimLedger, bound: Callable[..., Any]) -> None:
         self.ledger = ledger
         self.bound = bound
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:  # inspect.signature, help(): the method's
+        return self.bound
+
+    @property
+    def __name__(self) -> str:
+        return str(getattr(self.bound, "__name__", ""))
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.bound.__doc__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         actor = self.ledger.current_actor
@@ -135,7 +148,7 @@ class SimLedger(EventSourcedLedger):
         # The export reads the SIM list through this ledger's public ``sims``.
         self._csv = CsvTransfer(uow, self._lifecycle, self)
         self._audit = StoreAudit(self, self._queries.verify_views)
-        self.keys = KeyRing(self)
+        self.keys = KeyRing(self, now, create_table=create_tables_retrying)
         """The API keys of this ledger's store (application/keys.py)."""
 
     # ---- who calls (R-KY3) ------------------------------------------------------------------
@@ -241,8 +254,7 @@ class SimLedger(EventSourcedLedger):
         """Seal the log up to its last position (R-ES5): append a checkpoint of the
         store-wide chain over every event's position, and return the latest checkpoint
         (None: the log is empty). Print it (``str``: ``POSITION:HASH``) for a witness."""
-        checkpoint: Checkpoint | None = _ActingCall(self, seal_log)(self)
-        return checkpoint
+        return seal_log(self)  # a checkpoint is a row of its own table, not an event
 
     # ---- the application ---------------------------------------------------------------------
     def _notify(self, recordings: list[Recording[str]]) -> None:
