@@ -246,7 +246,7 @@ class SimLedger(EventSourcedLedger):
         """Seal the log up to its last position (R-ES5): append a checkpoint of the
         store-wide chain over every event's position, and return the latest checkpoint
         (None: the log is empty). Print it (``str``: ``POSITION:HASH``) for a witness."""
-        return seal_log(self)  # a checkpoint is a row of its own table, not an event
+        return seal_log(self)
 
     # ---- the application ---------------------------------------------------------------------
     def _notify(self, recordings: list[Recording[str]]) -> None:
