@@ -12,6 +12,7 @@ from simledger.application.results import (
     SimView,
     UsageResult,
 )
+from simledger.domain.actor import Actor
 from simledger.domain.errors import (
     AlreadyInSharedGroup,
     AutoRenewNotAllowed,
@@ -45,6 +46,7 @@ from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendRea
 from simledger.domain.usage import UsageRecord
 
 __all__ = [
+    "Actor",
     "AlreadyInSharedGroup",
     "AutoRenewNotAllowed",
     "BulkLimitExceeded",

@@ -14,7 +14,7 @@ from eventsourcing.persistence import Notification
 from pydantic import BaseModel
 
 from simledger.adapters.store.event_store import log_pages
-from simledger.application.history import event_data
+from simledger.application.history import actor_of, event_data
 from simledger.application.ledger import SimLedger
 
 PAGE = 2000
@@ -37,7 +37,14 @@ def audit_record(notification: Notification, event: Any) -> dict[str, Any]:
         "at": event.timestamp.isoformat(),
         "data": plain(event_data(event)),
         "chain": getattr(event, "chain", "") or None,
+        "actor": _actor_record(event),
     }
+
+
+def _actor_record(event: Any) -> dict[str, str] | None:
+    """Who caused the event (R-KY3): ``{"id", "name"}``, or None when nobody was named."""
+    actor = actor_of(event)
+    return None if actor is None else actor.stored()
 
 
 def audit_records(

@@ -50,7 +50,7 @@ snapshot holds every member's ICCID, so not often; a ledger that used the group 
 reads only the events after the state it knows (adapters/store/aggregate_cache.py)."""
 
 
-def _create_tables_retrying(create: Callable[[], R]) -> R:
+def create_tables_retrying(create: Callable[[], R]) -> R:
     """Run ``create`` (which creates the store's tables if missing) again when another
     process creating the same tables at the same moment made PostgreSQL refuse it
     ("tuple concurrently updated", a duplicate type): the statements are idempotent."""
@@ -106,10 +106,10 @@ class EventSourcedLedger(Application[str]):
         return LedgerEventStore(mapper=self.mapper, recorder=self.recorder)
 
     def construct_recorder(self) -> Any:
-        return _create_tables_retrying(super().construct_recorder)
+        return create_tables_retrying(super().construct_recorder)
 
     def construct_snapshot_store(self) -> Any:
-        return _create_tables_retrying(super().construct_snapshot_store)
+        return create_tables_retrying(super().construct_snapshot_store)
 
     def construct_transcoder(self) -> Transcoder:
         """eventsourcing's JSON transcoder decoding with orjson (adapters/store/transcoder.py),

@@ -14,6 +14,7 @@ from simledger.adapters.store.fast_replay import fast_project
 from simledger.application.results import HistoryEntry, SharedGroupView, SimView
 from simledger.application.unit_of_work import UnitOfWork
 from simledger.domain import values
+from simledger.domain.actor import ACTOR_FIELD, Actor
 from simledger.domain.base import DomainEvent
 from simledger.domain.errors import InvalidInput, SimNotYetReceived, UnknownGroup, UnknownSim
 from simledger.domain.iccid import normalise_iccid
@@ -21,7 +22,14 @@ from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
 
-_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic", "chain")
+_ENVELOPE = (
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "originator_topic",
+    "chain",
+    ACTOR_FIELD,
+)
 
 
 def event_data(event: DomainEvent) -> dict[str, Any]:
@@ -41,7 +49,13 @@ def _entry(event: DomainEvent) -> HistoryEntry:
         aggregate_id=event.originator_id,
         version=event.originator_version,
         data=event_data(event),
+        actor=actor_of(event),
     )
+
+
+def actor_of(event: DomainEvent) -> Actor | None:
+    """Who caused ``event`` (R-KY3): None when nobody was named (or before actors existed)."""
+    return Actor.from_stored(vars(event).get(ACTOR_FIELD))
 
 
 def _related_ids(sim_events: Iterable[DomainEvent]) -> tuple[list[str], list[str]]:

@@ -14,7 +14,10 @@ job, built once per ledger around its unit of work (application/unit_of_work.py)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -33,11 +36,15 @@ from simledger.application.event_sourced import (
     SIM_CACHE_SIZE,
     SIM_SNAPSHOT_INTERVAL,
     EventSourcedLedger,
+    create_tables_retrying,
 )
 from simledger.application.history import SimReads
+from simledger.application.keys import KeyRing
 from simledger.application.log_seal import seal_log
 from simledger.application.projection_runner import ViewRunner
 from simledger.application.queries import ViewQueries
+from simledger.domain.actor import CURRENT_ACTOR, Actor
+from simledger.domain.errors import InvalidValue, shown
 from simledger.domain.log_seal import Checkpoint
 
 __all__ = ["SIM_CACHE_SIZE", "SIM_SNAPSHOT_INTERVAL", "SimLedger"]
@@ -48,7 +55,8 @@ R = TypeVar("R")
 
 class _Delegate(Generic[P, R]):
     """A public method of :class:`SimLedger` that is ``method`` of the ledger's attribute
-    ``part``: same name, signature and documentation."""
+    ``part``: same name, signature and documentation, called as the ledger's actor of the
+    moment (:func:`_acting_call`)."""
 
     def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
         self.part = part
@@ -62,8 +70,33 @@ class _Delegate(Generic[P, R]):
     def __get__(self, ledger: object | None, owner: type) -> Callable[..., R]:
         if ledger is None:
             return self.method
-        bound: Callable[P, R] = getattr(getattr(ledger, self.part), self.method.__name__)
-        return bound
+        name = self.method.__name__
+        call = _acting_call(ledger, getattr(getattr(ledger, self.part), name))
+        # Kept on the ledger: the next lookup of the name finds it there, without this call.
+        vars(ledger)[name] = call
+        return call
+
+
+def _acting_call(ledger: Any, method: Callable[..., R]) -> Callable[..., R]:
+    """``method`` of ``ledger`` called as the ledger's actor of the moment (``acting_as``,
+    else its ``actor``): every event the call records carries it (R-KY3; domain/actor.py).
+    A plain function (name, signature and documentation: ``method``'s), made once per
+    ledger and method: nobody named, a call costs one ``ContextVar.get`` more."""
+    acting: ContextVar[Any] = ledger._acting
+
+    def call(*args: Any, **kwargs: Any) -> R:
+        actor = acting.get()
+        if actor is _UNSET:
+            actor = ledger.actor
+        if actor is None:  # the common case: nobody named, nothing more to do
+            return method(*args, **kwargs)
+        token = CURRENT_ACTOR.set(actor)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            CURRENT_ACTOR.reset(token)
+
+    return functools.update_wrapper(call, method)
 
 
 class SimLedger(EventSourcedLedger):
@@ -78,7 +111,15 @@ class SimLedger(EventSourcedLedger):
         clock: Callable[[], datetime] | None = None,
         carrier_deadline: timedelta = timedelta(hours=24),
         operators_without_integration: Iterable[str] = (),
+        actor: Actor | None = None,
     ) -> None:
+        self.actor = _actor(actor)
+        """The actor recorded with every event this ledger's calls cause, outside any
+        :meth:`acting_as` (None: nobody)."""
+        # Per ledger: acting as someone on one ledger names nobody on another.
+        self._acting: ContextVar[Actor | _Unset | None] = ContextVar(
+            "simledger_acting", default=_UNSET
+        )
         self.clock = clock or (lambda: datetime.now(UTC))
         self.carrier_deadline = carrier_deadline
         self.operators_without_integration = frozenset(operators_without_integration)
@@ -99,6 +140,27 @@ class SimLedger(EventSourcedLedger):
         # The export reads the SIM list through this ledger's public ``sims``.
         self._csv = CsvTransfer(uow, self._lifecycle, self)
         self._audit = StoreAudit(self, self._queries.verify_views)
+        self.keys = KeyRing(self, now, create_table=create_tables_retrying)
+        """The API keys of this ledger's store (application/keys.py)."""
+
+    # ---- who calls (R-KY3) ------------------------------------------------------------------
+    @property
+    def current_actor(self) -> Actor | None:
+        """The actor this thread's or task's calls record: the innermost :meth:`acting_as`,
+        else the ledger's ``actor``."""
+        acting = self._acting.get()
+        return self.actor if isinstance(acting, _Unset) else acting
+
+    @contextmanager
+    def acting_as(self, actor: Actor | None) -> Iterator[Actor | None]:
+        """Within the block, this thread's (or asyncio task's) calls of this ledger record
+        ``actor`` (None: nobody) with every event they cause; leaving it restores the actor
+        before it. Other threads and tasks keep their own."""
+        token = self._acting.set(_actor(actor))
+        try:
+            yield actor
+        finally:
+            self._acting.reset(token)
 
     # ---- receiving, the integration check, line, company, activation (R-SIM1..5) -----------
     receive_sims = _Delegate("_lifecycle", LifecycleCommands.receive_sims)
@@ -194,3 +256,16 @@ class SimLedger(EventSourcedLedger):
     def close(self) -> None:
         self._queries.close()
         super().close()
+
+
+class _Unset:
+    """No :meth:`SimLedger.acting_as` in this context: the ledger's own actor applies."""
+
+
+_UNSET = _Unset()
+
+
+def _actor(actor: object) -> Actor | None:
+    if actor is None or isinstance(actor, Actor):
+        return actor
+    raise InvalidValue(f"an actor is an Actor or None, not {shown(actor)}", rule="R-IN4")

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from simledger.domain.actor import Actor
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
@@ -155,6 +156,9 @@ class HistoryEntry(_Frozen):
     aggregate_id: str
     version: int
     data: dict[str, Any]
+    actor: Actor | None = None
+    """Who caused the event (R-KY3; ``SimLedger(actor=…)``, ``acting_as``): None when
+    nobody was named."""
 
 
 class ExpiryResult(_Frozen):

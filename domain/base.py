@@ -22,6 +22,7 @@ from eventsourcing.domain import (
 )
 from eventsourcing.utils import get_topic
 
+from simledger.domain.actor import ACTOR_FIELD, CURRENT_ACTOR
 from simledger.domain.chain import seal
 
 
@@ -159,6 +160,12 @@ class LedgerAggregate(BaseAggregate[str]):
         return aggregate
 
     def _seal(self, event: Any, previous: str) -> None:
+        # Who caused it (R-KY3), before the hash, so the chain covers it. Stored as one more
+        # field only when someone is named: events without an actor keep the content, and
+        # so the hash, they always had; no decision reads it.
+        actor = CURRENT_ACTOR.get()
+        if actor is not None:
+            object.__setattr__(event, ACTOR_FIELD, actor.stored())
         chain = seal(event, previous)
         object.__setattr__(event, "chain", chain)  # frozen: set once, before it is stored
         self._chain = chain

@@ -242,3 +242,13 @@ class StoreUnreachable(SimledgerError):
     the server's own reason."""
 
     rule = "R-ES4"
+
+
+class UnknownKey(SimledgerError):
+    """No API key has this id (``ledger.keys.revoke``)."""
+
+    rule = "R-KY2"
+
+    def __init__(self, key_id: object) -> None:
+        self.key_id = key_id
+        super().__init__(f"no API key {shown(key_id)}")
