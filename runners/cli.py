@@ -409,6 +409,9 @@ def cmd_export_audit(
     return 0
 
 
+from simledger.runners import cli_serve  # noqa: E402,F401  (registers its commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; its exit code (2 for a refusal or a usage error, 1 for a failure)."""
     try:
