@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import clean_env
 
 from simledger.application.keys import SCOPES
 from simledger.application.ledger import SimLedger
 from simledger.domain.iccid import make_iccid
-
-from helpers import clean_env
 
 
 def free_port() -> int:
@@ -57,7 +56,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(env: Mapping[str, str], log: Path, extra: Mapping[str, str] | None = None) -> Iterator[Served]:
+def serve(
+    env: Mapping[str, str], log: Path, extra: Mapping[str, str] | None = None
+) -> Iterator[Served]:
     """A ``simledger serve`` on the store ``env`` until the block ends."""
     port = free_port()
     with open(log, "wb") as out:

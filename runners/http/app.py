@@ -118,14 +118,14 @@ class Frame:
             return None
         ledger = service.ledger
         try:
-            return await anyio.to_thread.run_sync(lambda: service.call(lambda: views_position(ledger)))
+            return await anyio.to_thread.run_sync(
+                lambda: service.call(lambda: views_position(ledger))
+            )
         except Exception:  # the store does not answer: the answer goes out without it
             return None
 
 
-def create_app(
-    open_ledger: Callable[[], SimLedger], settings: Settings | None = None
-) -> FastAPI:
+def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None = None) -> FastAPI:
     """The service over the ledger ``open_ledger()`` makes when the app starts (closed when
     it stops)."""
     settings = settings or Settings.from_env()
@@ -157,7 +157,9 @@ def create_app(
         try:
             position = service.call(lambda: store_position(service.ledger))
         except Exception as error:
-            return problems.problem_response(503, f"the store does not answer: {type(error).__name__}")
+            return problems.problem_response(
+                503, f"the store does not answer: {type(error).__name__}"
+            )
         return JSONResponse({"status": "ok", "position": position})
 
     for module in (

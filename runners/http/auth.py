@@ -64,7 +64,9 @@ class Caller:
 def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     service = service_of(request)
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Problem(401, "send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"})
+        raise Problem(
+            401, "send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
+        )
     secret = credentials.credentials
     key = service.call(lambda: service.ledger.keys.authenticate(secret))
     if key is None or key.revoked_at is not None:

@@ -81,9 +81,9 @@ def problem_response(
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
-        "type": f"https://simledger.dev/problems/{status}" if rule is None else (
-            f"https://simledger.dev/rules/{rule}"
-        ),
+        "type": f"https://simledger.dev/problems/{status}"
+        if rule is None
+        else (f"https://simledger.dev/rules/{rule}"),
         "title": TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from simledger.application.results import UsageResult
+from simledger.domain.errors import SimledgerError
 from simledger.runners.http import tenancy
 from simledger.runners.http.auth import UsageWrite
 from simledger.runners.http.problems import Problem
@@ -78,8 +79,8 @@ async def record_usage(caller: UsageWrite, request: Request) -> UsageResult:
             iccid = record.get("iccid") if isinstance(record, dict) else None
             if iccid is not None and not tenancy.sim_visible(ledger, company, iccid):
                 try:
-                    key, reason = tenancy.unknown_sim_reason(iccid)
-                except Exception:
+                    _, reason = tenancy.unknown_sim_reason(iccid)
+                except SimledgerError:
                     mine.append(_scoped(company, record))  # not an ICCID: refused as it is
                     continue
                 hidden[str(record.get("record_id"))] = reason

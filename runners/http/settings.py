@@ -43,9 +43,7 @@ class Settings:
             rate_per_second=_number(env, "SIMLEDGER_HTTP_RATE", cls.rate_per_second),
             rate_burst=_number(env, "SIMLEDGER_HTTP_BURST", cls.rate_burst),
             max_body_bytes=int(_number(env, "SIMLEDGER_HTTP_MAX_BODY", cls.max_body_bytes)),
-            min_position_wait=_number(
-                env, "SIMLEDGER_HTTP_POSITION_WAIT", cls.min_position_wait
-            ),
+            min_position_wait=_number(env, "SIMLEDGER_HTTP_POSITION_WAIT", cls.min_position_wait),
             carrier_secret=env.get("SIMLEDGER_CARRIER_SECRET") or None,
             signature_max_age=cls.signature_max_age,
         )

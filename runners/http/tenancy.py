@@ -31,7 +31,9 @@ def shown_operation(company: str | None, detail: OperationDetail) -> OperationDe
     """The operation as its caller sees it: its own ``Idempotency-Key``, not the stored one."""
     if company is None or detail.idempotency_key is None:
         return detail
-    key = detail.idempotency_key.split("/", 3)[3] if detail.idempotency_key.count("/") >= 3 else None
+    key = (
+        detail.idempotency_key.split("/", 3)[3] if detail.idempotency_key.count("/") >= 3 else None
+    )
     return detail.model_copy(update={"idempotency_key": key})
 
 

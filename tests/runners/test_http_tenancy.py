@@ -11,13 +11,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
 from http_serve import Served, http_iccids, make_key, serve, store_for, store_params
+
 from simledger.application.keys import SCOPES
 
 OPEN = {"/healthz", "/openapi.json", "/docs"}
@@ -45,28 +44,41 @@ def _ok(response: httpx.Response) -> Any:
 def _seed(served: Served, operator: str, a: str) -> tuple[dict[str, str], set[str], str]:
     a1, a2, a3, b1 = http_iccids(4, 0)
     with served.client(operator) as op:
-        _ok(op.post("/v1/sims/receive", json={"iccids": [a1, a2, a3, b1], "operator": "opx",
-                                               "sim_type": "prepaid"}))
+        _ok(
+            op.post(
+                "/v1/sims/receive",
+                json={"iccids": [a1, a2, a3, b1], "operator": "opx", "sim_type": "prepaid"},
+            )
+        )
         for iccid, company in ((a1, "acme-a"), (a2, "acme-a"), (a3, "acme-a"), (b1, "acme-b")):
             _ok(op.post(f"/v1/sims/{iccid}/integration-check", json={"ok": True}))
             _ok(op.post(f"/v1/sims/{iccid}/company", json={"company": company}))
         _ok(op.post(f"/v1/sims/{a1}/line", json={"msisdn": "4915112345678"}))
-        package = _ok(op.post("/v1/packages", json={"name": "p", "data_mb": 100,
-                                                    "validity_days": 30}))["id"]
+        package = _ok(
+            op.post("/v1/packages", json={"name": "p", "data_mb": 100, "validity_days": 30})
+        )["id"]
         _ok(op.post(f"/v1/sims/{a1}/package", json={"package_id": package}))
         _ok(op.post(f"/v1/sims/{a1}/activate", json={}))
-        group = _ok(op.post("/v1/shared-groups", json={"name": "ga", "iccids": [a3],
-                                                       "package_id": package}))["id"]
+        group = _ok(
+            op.post("/v1/shared-groups", json={"name": "ga", "iccids": [a3], "package_id": package})
+        )["id"]
     with served.client(a) as client:
-        operation = _ok(client.post("/v1/operations", json={"kind": "pause", "iccids": [a1]},
-                                    headers={"Idempotency-Key": "a-1"}))["operation_id"]
+        operation = _ok(
+            client.post(
+                "/v1/operations",
+                json={"kind": "pause", "iccids": [a1]},
+                headers={"Idempotency-Key": "a-1"},
+            )
+        )["operation_id"]
         assert _ok(client.get(f"/v1/shared-groups/{group}"))["members"] == [a3]
     ids = {"iccid": a1, "group_id": group, "operation_id": operation}
     return ids, {a1, a2, a3, group, operation, "acme-a"}, package
 
 
 @pytest.fixture(scope="module", params=store_params())
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("tenancy")
     with store_for(request, tmp) as env:
         operator = make_key(env, "ops")[1]
@@ -112,8 +124,12 @@ def example(schema: dict[str, Any], name: str, ids: dict[str, str], world: World
     if kind == "object":
         properties = schema.get("properties")
         if not properties:  # a usage record (free form in the schema)
-            return {"record_id": f"r-{uuid.uuid4()}", "iccid": ids["iccid"], "mb": 1,
-                    "at": datetime.now(UTC).isoformat()}
+            return {
+                "record_id": f"r-{uuid.uuid4()}",
+                "iccid": ids["iccid"],
+                "mb": 1,
+                "at": datetime.now(UTC).isoformat(),
+            }
         return {key: example(value, key, ids, world) for key, value in properties.items()}
     if kind == "array":
         return [example(schema.get("items", {}), name, ids, world)]
@@ -139,7 +155,11 @@ def example(schema: dict[str, Any], name: str, ids: dict[str, str], world: World
 
 
 def call(
-    world: World, key: str | None, method: str, path: str, operation: dict[str, Any],
+    world: World,
+    key: str | None,
+    method: str,
+    path: str,
+    operation: dict[str, Any],
     ids: dict[str, str],
 ) -> httpx.Response:
     url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
@@ -190,14 +210,20 @@ def test_company_b_gets_for_a_s_things_what_it_gets_for_unknown_ones(world: Worl
         where = f"{method} {path}"
         assert theirs.status_code < 500 and unknown.status_code < 500, (where, theirs.text)
         assert theirs.status_code == unknown.status_code, (where, theirs.text, unknown.text)
-        sent = {v for v in world.a_ids.values() if v in str(theirs.request.url)
-                or v in theirs.request.content.decode(errors="replace")}
+        sent = {
+            v
+            for v in world.a_ids.values()
+            if v in str(theirs.request.url) or v in theirs.request.content.decode(errors="replace")
+        }
         leaked = {v for v in world.private - sent if v in theirs.text}
         assert not leaked, (where, leaked, theirs.text)
         if theirs.status_code >= 400:
             assert theirs.headers["content-type"] == "application/problem+json", where
             assert _normal(theirs.text, world.a_ids) == _normal(unknown.text, world.unknown_ids), (
-                where, theirs.text, unknown.text)
+                where,
+                theirs.text,
+                unknown.text,
+            )
         cases += 2
     assert snapshot(world) == before
     assert cases >= 60  # every route of HTTP.md, twice
@@ -234,7 +260,8 @@ def test_lists_show_a_company_its_own_rows_only(world: World) -> None:
         assert [s["iccid"] for s in b.get("/v1/sims").json()["items"]] == [b1]
         assert b.get("/v1/sims", params={"company": "acme-a"}).json()["total"] == 0
         assert [g["group_id"] for g in a.get("/v1/shared-groups").json()] == [
-            world.a_ids["group_id"]]
+            world.a_ids["group_id"]
+        ]
         assert b.get("/v1/shared-groups").json() == []
         assert world.a_ids["operation_id"] not in b.get("/v1/operations").text
         assert world.a_ids["operation_id"] in a.get("/v1/operations").text
