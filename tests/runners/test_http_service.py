@@ -294,7 +294,10 @@ def test_the_event_feed_pages_in_store_order_as_json_and_ndjson(pair: Pair) -> N
 
 def test_a_csv_import_lists_every_bad_line(pair: Pair) -> None:
     good = http_iccids(1, 300)[0]
-    csv = f"iccid,operator,sim_type,esim\n{good},o,prepaid,false\n123,o,prepaid,false\n{good},o,nope,x\n"
+    csv = (
+        "iccid,operator,sim_type,esim\n"
+        f"{good},o,prepaid,false\n123,o,prepaid,false\n{good},o,nope,x\n"
+    )
     with pair.one.client(pair.operator) as op:
         response = op.post("/v1/sims/import", content=csv, headers={"Content-Type": "text/csv"})
         assert response.status_code == 422
