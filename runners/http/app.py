@@ -23,6 +23,7 @@ from simledger.adapters.logs import get_logger
 from simledger.application.ledger import SimLedger
 from simledger.application.service_reads import store_position, views_position
 from simledger.runners.http import (
+    openapi_doc,
     problems,
     routes_carrier,
     routes_commands,
@@ -150,6 +151,7 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
         lifespan=lifespan,
     )
     problems.install(app)
+    openapi_doc.install(app)
 
     @app.get("/healthz", tags=["service"], summary="200 while the store answers, 503 if not")
     def healthz(request: Request) -> JSONResponse:

@@ -1,6 +1,8 @@
 """Read-your-writes: a read with ``min_position=P`` waits (bounded by the settings) until
 the views reflect position P; if they do not in time, 503 with ``Retry-After`` (the data is
-coming: ask again), never data older than asked for."""
+coming: ask again), never data older than asked for. A P beyond the store's last position
+was never given out by any ``serve`` on the store (a write's response carries its own,
+committed, position): 422."""
 
 from __future__ import annotations
 
@@ -31,10 +33,14 @@ def reach(caller: Caller, position: int | None) -> None:
         def look() -> bool:
             if views_position(ledger) >= position:
                 return True
-            if store_position(ledger) >= position:
-                ledger.catch_up_views()
-                return views_position(ledger) >= position
-            return False
+            if store_position(ledger) < position:
+                raise Problem(
+                    422,
+                    f"min_position {position} is beyond the store's last position",
+                    rule="R-IN2",
+                )
+            ledger.catch_up_views()
+            return views_position(ledger) >= position
 
         if caller.service.call(look):
             return

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from http_serve import Served, make_key, serve, store_for, store_params
 
 
