@@ -54,7 +54,8 @@ R = TypeVar("R")
 
 class _Delegate(Generic[P, R]):
     """A public method of :class:`SimLedger` that is ``method`` of the ledger's attribute
-    ``part``: same name, signature and documentation."""
+    ``part``: same name, signature and documentation, called as the ledger's actor of the
+    moment (:class:`_ActingCall`)."""
 
     def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
         self.part = part
@@ -68,41 +69,48 @@ class _Delegate(Generic[P, R]):
     def __get__(self, ledger: object | None, owner: type) -> Callable[..., R]:
         if ledger is None:
             return self.method
-        bound: Callable[P, R] = getattr(getattr(ledger, self.part), self.method.__name__)
-        assert isinstance(ledger, SimLedger)
-        return _ActingCall(ledger, bound)
+        name = self.method.__name__
+        call = _ActingCall(ledger, self.part, name)
+        # Kept on the ledger: the next lookup of the name finds it there, without this call.
+        vars(ledger)[name] = call
+        return call
 
 
 class _ActingCall:
-    """A ledger's method called as the ledger's actor of the moment (``acting_as``, else
-    its default): the actor is looked up when the call starts, and every event the call
-    records carries it (R-KY3; domain/actor.py)."""
+    """A ledger's method (``getattr(getattr(ledger, part), name)``, looked up per call)
+    called as the ledger's actor of the moment (``acting_as``, else its ``actor``): every
+    event the call records carries it (R-KY3; domain/actor.py)."""
 
-    __slots__ = ("bound", "ledger")
+    __slots__ = ("ledger", "name", "part")
 
-    def __init__(self, ledger: SimLedger, bound: Callable[..., Any]) -> None:
+    def __init__(self, ledger: Any, part: str, name: str) -> None:
         self.ledger = ledger
-        self.bound = bound
+        self.part = part
+        self.name = name
 
     @property
     def __wrapped__(self) -> Callable[..., Any]:  # inspect.signature, help(): the method's
-        return self.bound
+        bound: Callable[..., Any] = getattr(getattr(self.ledger, self.part), self.name)
+        return bound
 
     @property
     def __name__(self) -> str:
-        return str(getattr(self.bound, "__name__", ""))
+        return self.name
 
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
-        return self.bound.__doc__
+        return self.__wrapped__.__doc__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        actor = self.ledger.current_actor
-        if actor is None:  # the common case, untouched: nobody named
-            return self.bound(*args, **kwargs)
+        ledger = self.ledger
+        method = getattr(getattr(ledger, self.part), self.name)
+        acting = ledger._acting.get()
+        actor = ledger.actor if acting is _UNSET else acting
+        if actor is None:  # the common case: nobody named, nothing more to do
+            return method(*args, **kwargs)
         token = CURRENT_ACTOR.set(actor)
         try:
-            return self.bound(*args, **kwargs)
+            return method(*args, **kwargs)
         finally:
             CURRENT_ACTOR.reset(token)
 

@@ -75,11 +75,12 @@ def _before_the_command(
 Run = Callable[..., int]
 
 
-def command(name: str, help: str) -> Callable[[Run], Run]:
-    """Registers ``run(options, **values)`` as the command ``name``; its parameters (after
-    ``options``) are the command's, declared the Typer way. The common options are accepted
-    after the command too (``simledger list --db x.db``): there they override those given
-    before it."""
+def command(name: str, help: str, *, group: typer.Typer | None = None) -> Callable[[Run], Run]:
+    """Registers ``run(options, **values)`` as the command ``name`` (of ``group``, a Typer
+    added to ``app`` as a group of commands, such as ``keys``; else of ``app``); its
+    parameters (after ``options``) are the command's, declared the Typer way. The common
+    options are accepted after the command too (``simledger list --db x.db``): there they
+    override those given before it."""
 
     def register(run: Run) -> Run:
         own = list(inspect.signature(run, eval_str=True).parameters.values())[1:]
@@ -99,7 +100,7 @@ def command(name: str, help: str) -> Callable[[Run], Run]:
         )
         entry.__signature__ = inspect.Signature([context, *own, *COMMON])  # type: ignore[attr-defined]
         entry.__doc__ = help
-        app.command(name, help=help)(entry)
+        (group or app).command(name, help=help)(entry)
         return run
 
     return register
