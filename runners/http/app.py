@@ -112,8 +112,8 @@ class Frame:
 
     async def _position(self, state: dict[str, Any]) -> int | None:
         """The position the request's own ledger calls saw; else the views' position now."""
-        if "position" in state:
-            return int(state["position"])
+        if "position" in state:  # None: the route says the store did not answer
+            return None if state["position"] is None else int(state["position"])
         service = self.get_service()
         if service is None:
             return None
@@ -154,14 +154,21 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
     openapi_doc.install(app)
 
     @app.get("/healthz", tags=["service"], summary="200 while the store answers, 503 if not")
-    def healthz(request: Request) -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
         service: Service = request.app.state.service
+        # The store's recorder serves threads on its own (no ledger lock), and a store that
+        # hangs answers 503 after the wait: the probe thread is left to end by itself.
+        request.state.position = None
         try:
-            position = service.call(lambda: store_position(service.ledger))
+            with anyio.fail_after(settings.health_timeout):
+                position = await anyio.to_thread.run_sync(
+                    store_position, service.ledger, abandon_on_cancel=True
+                )
         except Exception as error:
             return problems.problem_response(
                 503, f"the store does not answer: {type(error).__name__}"
             )
+        request.state.position = position
         return JSONResponse({"status": "ok", "position": position})
 
     for module in (

@@ -30,6 +30,8 @@ class Settings:
     """A request body over this size answers 413."""
     min_position_wait: float = 2.0
     """Seconds a read with ``min_position`` waits for the views before answering 503."""
+    health_timeout: float = 3.0
+    """Seconds ``/healthz`` waits for the store before answering 503."""
     carrier_secret: str | None = None
     """The carriers' shared secret for ``POST /v1/carrier/answers``; unset: the route answers
     401 to every call (no secret, no signature can be right)."""

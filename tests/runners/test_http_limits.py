@@ -5,12 +5,16 @@ shutdown that lets the request in flight finish. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from helpers import clean_env
 from http_serve import Served, make_key, serve, store_for, store_params
 
 
@@ -109,3 +113,51 @@ def test_every_request_has_one_access_log_line_and_shutdown_lets_the_last_one_fi
     for line in requests:
         assert set(line) >= {"request_id", "key_id", "method", "path", "status", "duration_ms"}
     assert len({r["request_id"] for r in requests}) == len(requests)
+
+
+def test_a_key_made_by_the_command_line_calls_the_service(
+    store: tuple[dict[str, str], Path], limited: tuple[Served, str, str]
+) -> None:
+    """README: `simledger keys create` prints the key alone on its first line; curl sends it."""
+    env, _ = store
+    served, _, _ = limited
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "simledger.runners.cli",
+            "keys",
+            "create",
+            "--name",
+            "readme",
+            "--company",
+            "acme",
+            "--scope",
+            "sims:read",
+        ],
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = made.stdout.splitlines()[0]
+    with served.client(key) as client:
+        assert client.get("/v1/sims").json() == {"items": [], "next_cursor": None, "total": 0}
+        assert (
+            client.post("/v1/operations", json={"kind": "pause", "iccids": []}).status_code == 403
+        )
+
+
+@pytest.mark.postgres
+def test_healthz_is_503_while_the_store_does_not_answer(own_cluster: Any, tmp_path: Path) -> None:
+    with serve(own_cluster.env(), tmp_path / "health.log") as served:
+        assert httpx.get(f"{served.url}/healthz").status_code == 200
+        own_cluster.stop()
+        try:
+            down = httpx.get(f"{served.url}/healthz", timeout=30)
+            assert down.status_code == 503
+            assert down.headers["content-type"] == "application/problem+json"
+        finally:
+            own_cluster.start()
+        assert httpx.get(f"{served.url}/healthz", timeout=30).status_code == 200

@@ -303,3 +303,22 @@ def test_a_csv_import_lists_every_bad_line(pair: Pair) -> None:
         assert response.status_code == 422
         assert set(response.json()["errors"]) == {"3", "4"}
         assert op.get(f"/v1/sims/{good}").status_code == 404  # all or nothing
+
+
+def test_usage_is_counted_once_per_record_id_in_json_or_ndjson(pair: Pair) -> None:
+    iccid = pair.sims[3]
+    record = {"record_id": "u-1", "iccid": iccid, "mb": "1.5", "at": "2026-01-01T00:00:00Z"}
+    with pair.one.client(pair.a) as a:
+        before = a.get(f"/v1/sims/{iccid}").json()["data_left_mb"]
+        first = a.post("/v1/usage", json=[record])
+        again = a.post(
+            "/v1/usage",
+            content=json.dumps(record) + "\n\n" + json.dumps({**record, "record_id": "u-2"}),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert first.json() == {"applied": 1, "duplicates": 0, "rejected": {}}
+        assert again.json() == {"applied": 1, "duplicates": 1, "rejected": {}}
+        after = a.get(f"/v1/sims/{iccid}").json()["data_left_mb"]
+    assert float(before) - float(after) == 3.0
+    with pair.one.client(pair.operator) as op:  # record ids are per company: not a duplicate
+        assert op.post("/v1/usage", json=[record]).json()["applied"] == 1
