@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,21 @@ class Served:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    clients: dict[str | None, httpx.Client] = field(default_factory=dict)
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
+    def shared(self, key: str | None = None) -> httpx.Client:
+        """One client per key for the server's life (a new client costs an SSL context)."""
+        if key not in self.clients:
+            self.clients[key] = self.client(key)
+        return self.clients[key]
+
     def stop(self) -> int:
+        for client in self.clients.values():
+            client.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:

@@ -175,8 +175,7 @@ def call(
     elif "text/csv" in content:
         kwargs["content"] = f"iccid,operator,sim_type,esim\n{ids['iccid']},opx,prepaid,false\n"
         kwargs["headers"] = {"Content-Type": "text/csv"}
-    with world.served.client(key) as client:
-        return client.request(method, url, **kwargs)
+    return world.served.shared(key).request(method, url, **kwargs)
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
