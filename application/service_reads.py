@@ -22,6 +22,17 @@ from simledger.projections.models import PendingActivity
 
 FEED_LIMIT = 1000
 """At most this many events per page of the feed."""
+ANSWERS_SHOWN = 1000
+"""At most this many accepted SIMs' answers in one operation's detail (each reads the SIM's
+events); ``answers_complete`` says when there were more."""
+
+_ANSWER_OF = {
+    "Paused": "confirmed",
+    "Resumed": "confirmed",
+    "PauseRefused": "refused",
+    "ResumeRefused": "refused",
+    "OperationSuperseded": "superseded",
+}
 
 
 class OperationDetail(BaseModel):
@@ -38,6 +49,10 @@ class OperationDetail(BaseModel):
     rejected: dict[str, str]
     idempotency_key: str | None
     activity: PendingActivity | None
+    answers: dict[str, str]
+    """Each accepted SIM's answer so far: ``pending``, ``confirmed``, ``refused`` or
+    ``superseded`` (the SIM moved meanwhile, R-BK3)."""
+    answers_complete: bool
 
 
 def store_position(ledger: SimLedger) -> int:
@@ -55,6 +70,7 @@ def operation_detail(ledger: SimLedger, operation_id: object) -> OperationDetail
     operation = ledger.unit_of_work.get(key, BulkOperation)
     if operation is None:
         raise UnknownOperation(operation_id)
+    accepted = list(operation.accepted)
     activity = next(
         (row for row in ledger.pending_activity() if str(row.operation_id) == key), None
     )
@@ -63,11 +79,23 @@ def operation_detail(ledger: SimLedger, operation_id: object) -> OperationDetail
         kind=operation.kind,
         requested_at=operation.requested_at,
         deadline=operation.deadline,
-        accepted=list(operation.accepted),
+        accepted=accepted,
         rejected=dict(operation.rejected),
         idempotency_key=operation.idempotency_key,
         activity=activity,
+        answers={iccid: _answer(ledger, iccid, key) for iccid in accepted[:ANSWERS_SHOWN]},
+        answers_complete=len(accepted) <= ANSWERS_SHOWN,
     )
+
+
+def _answer(ledger: SimLedger, iccid: str, operation_id: str) -> str:
+    """The carrier's answer for one SIM of the operation, from the SIM's own events."""
+    for event in ledger.events.get(iccid):
+        if getattr(event, "operation_id", None) == operation_id:
+            answer = _ANSWER_OF.get(type(event).__name__)
+            if answer is not None:
+                return answer
+    return "pending"
 
 
 def event_page(ledger: SimLedger, after: int, limit: int) -> list[dict[str, Any]]:

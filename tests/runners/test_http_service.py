@@ -321,3 +321,16 @@ def test_usage_is_counted_once_per_record_id_in_json_or_ndjson(pair: Pair) -> No
     assert float(before) - float(after) == 3.0
     with pair.one.client(pair.operator) as op:  # record ids are per company: not a duplicate
         assert op.post("/v1/usage", json=[record]).json()["applied"] == 1
+
+
+def test_one_operation_shows_each_sim_s_answer(pair: Pair) -> None:
+    with pair.one.client(pair.a) as a:
+        ops = a.get("/v1/operations").json()
+        assert ops
+        for listed in ops:
+            detail = a.get(f"/v1/operations/{listed['operation_id']}").json()
+            assert set(detail["answers"]) == set(detail["accepted"])
+            assert detail["answers_complete"] is True
+            counts = listed
+            assert list(detail["answers"].values()).count("pending") == counts["pending"]
+            assert list(detail["answers"].values()).count("confirmed") == counts["confirmed"]
