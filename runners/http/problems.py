@@ -81,9 +81,9 @@ def problem_response(
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
-        "type": f"https://simledger.dev/problems/{status}"
-        if rule is None
-        else (f"https://simledger.dev/rules/{rule}"),
+        # RFC 9457: "about:blank" when the status says it all; a rule's refusal names the
+        # rule (docs/rules.md) as a URN rather than a web address the project does not own.
+        "type": "about:blank" if rule is None else f"urn:simledger:rule:{rule}",
         "title": TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,

@@ -334,3 +334,19 @@ def test_one_operation_shows_each_sim_s_answer(pair: Pair) -> None:
             counts = listed
             assert list(detail["answers"].values()).count("pending") == counts["pending"]
             assert list(detail["answers"].values()).count("confirmed") == counts["confirmed"]
+
+
+def test_the_document_and_docs_need_no_key_and_refusals_name_their_rule(pair: Pair) -> None:
+    with pair.one.client() as anonymous:
+        document = anonymous.get("/openapi.json")
+        assert document.status_code == 200
+        assert document.json()["openapi"].startswith("3.1")
+        assert anonymous.get("/docs").status_code == 200
+    with pair.one.client(pair.a) as a:
+        twice = a.post(f"/v1/sims/{pair.sims[5]}/activate", json={})  # active already
+        assert twice.status_code == 409
+        assert twice.json()["rule"] == "R-SIM4"
+        assert twice.json()["type"] == "urn:simledger:rule:R-SIM4"
+        bad = a.post(f"/v1/sims/{pair.sims[5]}/top-up", json={"amount": "-5"})
+        assert bad.status_code == 422
+        assert bad.json()["rule"].startswith("R-")
