@@ -95,9 +95,7 @@ class Frame:
                 raise _TooLarge(limit)
             await self.app(scope, limited_receive, framed_send)
         except _TooLarge:
-            response = problems.problem_response(
-                413, f"the request body is over {limit} bytes", rule="R-IN4"
-            )
+            response = problems.problem_response(413, f"the request body is over {limit} bytes")
             await response(scope, receive, framed_send)
         finally:
             log.info(
