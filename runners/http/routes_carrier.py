@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from simledger.application.results import ConfirmResult
+from simledger.domain.actor import Actor
 from simledger.runners.http.auth import service_of
 from simledger.runners.http.problems import Problem
 
@@ -35,6 +36,8 @@ class CarrierAnswer(BaseModel):
 
 
 ANSWERS = TypeAdapter(list[CarrierAnswer])
+CARRIER = Actor(id="carrier", name="carrier answers (signed)")
+"""Who the events of a signed answer are recorded as: no key sends them."""
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -97,10 +100,11 @@ async def answers(
     def run() -> ConfirmResult:
         applied: list[str] = []
         skipped: dict[str, str] = {}
-        for operation_id, pairs in by_operation.items():
-            result = ledger.confirm_many(operation_id, pairs)
-            applied.extend(result.applied)
-            skipped.update(result.skipped)
+        with ledger.acting_as(CARRIER):
+            for operation_id, pairs in by_operation.items():
+                result = ledger.confirm_many(operation_id, pairs)
+                applied.extend(result.applied)
+                skipped.update(result.skipped)
         return ConfirmResult(applied=applied, skipped=skipped)
 
     return await run_in_threadpool(service.call, run)

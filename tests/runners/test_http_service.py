@@ -46,7 +46,7 @@ def pair(
         operator = make_key(env, "ops")[1]
         a_id, a = make_key(env, "a", company="acme-a")
         with serve(env, tmp / "one.log", extra) as one, serve(env, tmp / "two.log", extra) as two:
-            sims = http_iccids(6, 100)
+            sims = http_iccids(8, 100)
             with one.client(operator) as op:
                 package = op.post(
                     "/v1/packages", json={"name": "p", "data_mb": 1000, "validity_days": 30}
@@ -244,13 +244,11 @@ def _signed(body: bytes, *, at: float | None = None, secret: str = SECRET) -> di
 def test_carrier_answers_are_signed_stale_or_bad_ones_refused_replays_change_nothing(
     pair: Pair,
 ) -> None:
-    iccid = pair.sims[0]
+    iccid = pair.sims[6]
     with pair.one.client(pair.operator) as op:
-        operation = op.post("/v1/operations", json={"kind": "resume", "iccids": []}).json()
-        resumed = op.get(f"/v1/sims/{iccid}").json()
-        in_flight = resumed["operation_in_flight"]
-        assert in_flight is not None  # paused by the idempotency test, not yet answered
-        operation_id = in_flight.get("operation_id") or in_flight.get("id")
+        operation = op.post("/v1/operations", json={"kind": "pause", "iccids": [iccid]}).json()
+        assert operation["accepted"] == [iccid]
+        operation_id = operation["operation_id"]
         answer = [{"answer_id": "ans-1", "operation_id": operation_id, "iccid": iccid, "ok": True}]
         body = json.dumps(answer).encode()
         before = op.get(f"/v1/sims/{iccid}/history").json()
@@ -268,12 +266,12 @@ def test_carrier_answers_are_signed_stale_or_bad_ones_refused_replays_change_not
             assert good.status_code == 200, good.text
             assert good.json()["applied"] == [iccid]
             after = op.get(f"/v1/sims/{iccid}/history").json()
+            assert after[-1]["actor"] == {"id": "carrier", "name": "carrier answers (signed)"}
             replay = carrier.post("/v1/carrier/answers", content=body, headers=_signed(body))
             assert replay.status_code == 200
             assert replay.json()["applied"] == []
         assert op.get(f"/v1/sims/{iccid}/history").json() == after
         assert op.get(f"/v1/sims/{iccid}").json()["status"] == "suspended"
-        assert operation["accepted"] == []
 
 
 def test_the_event_feed_pages_in_store_order_as_json_and_ndjson(pair: Pair) -> None:
@@ -324,16 +322,30 @@ def test_usage_is_counted_once_per_record_id_in_json_or_ndjson(pair: Pair) -> No
 
 
 def test_one_operation_shows_each_sim_s_answer(pair: Pair) -> None:
-    with pair.one.client(pair.a) as a:
-        ops = a.get("/v1/operations").json()
-        assert ops
-        for listed in ops:
-            detail = a.get(f"/v1/operations/{listed['operation_id']}").json()
-            assert set(detail["answers"]) == set(detail["accepted"])
-            assert detail["answers_complete"] is True
-            counts = listed
-            assert list(detail["answers"].values()).count("pending") == counts["pending"]
-            assert list(detail["answers"].values()).count("confirmed") == counts["confirmed"]
+    iccid = pair.sims[7]
+    with pair.one.client(pair.operator) as op, pair.one.client() as carrier:
+        operation = op.post("/v1/operations", json={"kind": "pause", "iccids": [iccid]}).json()
+        url = f"/v1/operations/{operation['operation_id']}"
+        waiting = op.get(url).json()
+        assert waiting["answers"] == {iccid: "pending"}
+        assert waiting["activity"]["pending"] == 1
+        answer = [
+            {
+                "answer_id": "ans-7",
+                "operation_id": operation["operation_id"],
+                "iccid": iccid,
+                "ok": False,
+                "reason": "carrier says no",
+            }
+        ]
+        body = json.dumps(answer).encode()
+        assert carrier.post("/v1/carrier/answers", content=body, headers=_signed(body)).json()[
+            "applied"
+        ] == [iccid]
+        answered = op.get(url).json()
+        assert answered["answers"] == {iccid: "refused"}
+        assert answered["activity"]["refused"] == 1
+        assert answered["answers_complete"] is True
 
 
 def test_the_document_and_docs_need_no_key_and_refusals_name_their_rule(pair: Pair) -> None:
