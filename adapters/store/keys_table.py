@@ -12,10 +12,10 @@ lookup in that index.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+from simledger.adapters.store.side_tables import SqlTable, table_for
 
 TABLE = "simledger_keys"
 _CREATE = (
@@ -104,18 +104,10 @@ class MemoryKeys:
 _MEMORY: weakref.WeakKeyDictionary[Any, MemoryKeys] = weakref.WeakKeyDictionary()
 
 
-class SqlKeys:
+class SqlKeys(SqlTable):
     """The key table on the ledger's SQLite or PostgreSQL datastore."""
 
-    def __init__(
-        self,
-        transaction: Callable[[bool], AbstractContextManager[Any]],
-        render: Callable[[str], Any],
-    ) -> None:
-        self._transaction = transaction
-        self._render = render
-        with self._transaction(True) as cur:
-            cur.execute(self._render(_CREATE))
+    CREATE = _CREATE
 
     def insert(self, row: KeyRow) -> bool:
         with self._transaction(True) as cur:
@@ -156,25 +148,5 @@ class SqlKeys:
 
 def keys_for(recorder: Any) -> KeysTable:
     """The key table of the store of ``recorder`` (a ledger's recorder), created if missing."""
-    from eventsourcing.postgres import PostgresApplicationRecorder
-    from eventsourcing.sqlite import SQLiteApplicationRecorder
-
-    if isinstance(recorder, SQLiteApplicationRecorder):
-        lite = recorder.datastore
-        return SqlKeys(
-            lambda commit: lite.transaction(commit=commit),
-            lambda statement: statement.format(table=TABLE).replace("%s", "?"),
-        )
-    if isinstance(recorder, PostgresApplicationRecorder):
-        from psycopg import sql
-
-        pg = recorder.datastore
-        table = sql.Identifier(pg.schema, TABLE)
-        return SqlKeys(
-            lambda commit: pg.transaction(commit=commit),
-            lambda statement: sql.SQL(statement).format(table=table),
-        )
-    memory = _MEMORY.get(recorder)
-    if memory is None:
-        memory = _MEMORY[recorder] = MemoryKeys()
-    return memory
+    table: KeysTable = table_for(recorder, TABLE, SqlKeys, _MEMORY, MemoryKeys)
+    return table

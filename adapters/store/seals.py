@@ -9,11 +9,10 @@ the chain: the second insert fails and that sealer takes the first one's checkpo
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from simledger.adapters.store.side_tables import SqlTable, table_for
 from simledger.domain.log_seal import Checkpoint
 
 TABLE = "simledger_seals"
@@ -70,18 +69,10 @@ def _checkpoint(row: Any) -> Checkpoint:
     return Checkpoint(int(row[0]), str(row[1]), int(row[2]))
 
 
-class SqlSeals:
+class SqlSeals(SqlTable):
     """The checkpoint table on the ledger's SQLite or PostgreSQL datastore."""
 
-    def __init__(
-        self,
-        transaction: Callable[[bool], AbstractContextManager[Any]],
-        render: Callable[[str], Any],
-    ) -> None:
-        self._transaction = transaction
-        self._render = render
-        with self._transaction(True) as cur:
-            cur.execute(self._render(_CREATE))
+    CREATE = _CREATE
 
     def all(self) -> list[Checkpoint]:
         with self._transaction(False) as cur:
@@ -114,25 +105,5 @@ class SqlSeals:
 
 def seals_for(recorder: Any) -> Seals:
     """The checkpoints of the store of ``recorder`` (a ledger's recorder)."""
-    from eventsourcing.postgres import PostgresApplicationRecorder
-    from eventsourcing.sqlite import SQLiteApplicationRecorder
-
-    if isinstance(recorder, SQLiteApplicationRecorder):
-        lite = recorder.datastore
-        return SqlSeals(
-            lambda commit: lite.transaction(commit=commit),
-            lambda statement: statement.format(table=TABLE).replace("%s", "?"),
-        )
-    if isinstance(recorder, PostgresApplicationRecorder):
-        from psycopg import sql
-
-        pg = recorder.datastore
-        table = sql.Identifier(pg.schema, TABLE)
-        return SqlSeals(
-            lambda commit: pg.transaction(commit=commit),
-            lambda statement: sql.SQL(statement).format(table=table),
-        )
-    memory = _MEMORY.get(recorder)
-    if memory is None:
-        memory = _MEMORY[recorder] = MemorySeals()
-    return memory
+    table: Seals = table_for(recorder, TABLE, SqlSeals, _MEMORY, MemorySeals)
+    return table

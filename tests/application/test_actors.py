@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -45,8 +46,9 @@ def actors_after(ledger: SimLedger, position: int) -> list[tuple[str, Actor | No
     return found
 
 
-def postgres(env: dict[str, str]) -> bool:
-    return env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+def postgres(ledger: SimLedger) -> bool:
+    """Whether the ledger's store decides late (PostgreSQL's recorder does)."""
+    return ledger.unit_of_work.decides_late
 
 
 def head(ledger: SimLedger) -> int:
@@ -113,65 +115,65 @@ def test_a_ledger_without_an_actor_records_none_and_stores_no_actor_field(
     assert states and all("actor" not in state for state in states)  # bytes as before
 
 
-def test_a_bulk_pause_its_late_decision_and_the_carriers_answers_record_their_actors(
-    persistent_store_env: dict[str, str], spied: dict[str, int]
-) -> None:
-    clock = FakeClock()
-    one = SimLedger(persistent_store_env, clock=clock, actor=ALICE)
-    other = SimLedger(persistent_store_env, clock=clock)
-    try:
-        keys = [ready_sim(one, n) for n in range(3)]
-        other.set_note(keys[1], "changed elsewhere")  # one's cached copy is now stale
-        before = head(one)
-        with one.acting_as(BOB):
-            result = one.pause(keys)
-        if postgres(persistent_store_env):  # decided again under the store's write lock
-            assert spied.get("BulkDecision") == 1
-        assert result.accepted == keys
-        paused = actors_after(one, before)
-        assert paused and {actor for _, actor in paused} == {BOB}
-        answered = head(one)
-        one.confirm_many(result.operation_id, [(k, True) for k in keys])  # as the forwarder
-        confirmed = actors_after(one, answered)
-        assert [e for e, _ in confirmed].count("Paused") == 3
-        assert {actor for _, actor in confirmed} == {ALICE}
-        assert one.verify_store().ok
-    finally:
-        one.close()
-        other.close()
-
-
-def test_usage_batches_and_pool_draws_decided_late_record_the_actor(
-    persistent_store_env: dict[str, str], spied: dict[str, int]
-) -> None:
+@pytest.fixture
+def two(persistent_store_env: dict[str, str]) -> Iterator[tuple[SimLedger, SimLedger]]:
+    """Two ledgers (two processes, as it were) on one durable store, on one clock."""
     clock = FakeClock()
     one = SimLedger(persistent_store_env, clock=clock)
     other = SimLedger(persistent_store_env, clock=clock)
-    try:
-        a, b = lined_sims(one, 2)
-        one.create_shared_group("team", [a, b], make_package(one, data_mb=1000))
-        one.activate(a)
-        one.activate(b)
-        own = ready_sim(one, 5, data_mb=100_000)
-        other.record_usage(own, 1, at=T0 + timedelta(minutes=1))  # one's copy is stale
-        before = head(one)
-        batch = [
-            {"record_id": f"r{n}", "iccid": own, "mb": 5, "at": T0 + timedelta(minutes=2 + n)}
-            for n in range(LATE_FROM)
-        ]
-        with one.acting_as(BOB):
-            one.record_usage(a, 10, at=T0 + timedelta(minutes=2))  # a draw on the pool
-            result = one.record_usage_batch(batch)
-        assert result.applied == LATE_FROM and not result.rejected
-        if postgres(persistent_store_env):  # decided under the store's write lock
-            assert spied.get("PoolDraw") == 1 and spied.get("UsageLate") == 1
-        recorded = actors_after(one, before)
-        assert {"UsageDrawn", "UsageRecorded"} <= {e for e, _ in recorded}
-        assert {actor for _, actor in recorded} == {BOB}
-        assert one.verify_store().ok
-    finally:
-        one.close()
-        other.close()
+    yield one, other
+    one.close()
+    other.close()
+
+
+def test_a_bulk_pause_its_late_decision_and_the_carriers_answers_record_their_actors(
+    two: tuple[SimLedger, SimLedger], spied: dict[str, int]
+) -> None:
+    one, other = two
+    one.actor = ALICE
+    keys = [ready_sim(one, n) for n in range(3)]
+    other.set_note(keys[1], "changed elsewhere")  # one's cached copy is now stale
+    before = head(one)
+    with one.acting_as(BOB):
+        result = one.pause(keys)
+    if postgres(one):  # decided again under the store's write lock
+        assert spied.get("BulkDecision") == 1
+    assert result.accepted == keys
+    paused = actors_after(one, before)
+    assert paused and {actor for _, actor in paused} == {BOB}
+    answered = head(one)
+    one.confirm_many(result.operation_id, [(k, True) for k in keys])  # as the forwarder
+    confirmed = actors_after(one, answered)
+    assert [e for e, _ in confirmed].count("Paused") == 3
+    assert {actor for _, actor in confirmed} == {ALICE}
+    assert one.verify_store().ok
+
+
+def test_usage_batches_and_pool_draws_decided_late_record_the_actor(
+    two: tuple[SimLedger, SimLedger], spied: dict[str, int]
+) -> None:
+    one, other = two
+    a, b = lined_sims(one, 2)
+    one.create_shared_group("team", [a, b], make_package(one, data_mb=1000))
+    one.activate(a)
+    one.activate(b)
+    own = ready_sim(one, 5, data_mb=100_000)
+    other.record_usage(own, 1, at=T0 + timedelta(minutes=1))  # one's copy is stale
+    before = head(one)
+    batch = [
+        {"record_id": f"r{n}", "iccid": own, "mb": 5, "at": T0 + timedelta(minutes=2 + n)}
+        for n in range(LATE_FROM)
+    ]
+    with one.acting_as(BOB):
+        one.record_usage(a, 10, at=T0 + timedelta(minutes=2))  # a draw on the pool
+        result = one.record_usage_batch(batch)
+    assert result.applied == LATE_FROM and not result.rejected
+    if postgres(one):  # decided under the store's write lock
+        assert spied.get("PoolDraw") == 1 and spied.get("UsageLate") == 1
+    recorded = actors_after(one, before)
+    assert {"UsageDrawn", "UsageRecorded"} <= {e for e, _ in recorded}
+    assert {actor for _, actor in recorded} == {BOB}
+    assert one.verify_store().ok
 
 
 def test_two_threads_acting_as_two_actors_at_once_each_record_their_own(

@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from simledger import InvalidInput, InvalidValue, SimLedger, UnknownKey
+from simledger import InvalidInput, InvalidValue, SimLedger
 from simledger.application.keys import PREFIX, SCOPES, ApiKey, key_id
 from simledger.domain.actor import Actor
+from simledger.domain.errors import UnknownKey
 
 
 @pytest.fixture

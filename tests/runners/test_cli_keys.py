@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import FakeClock, clean_env, ready_sim
+from helpers import FakeClock, clean_env, ready_sim, run_sql
 
 from simledger import SimLedger
 from simledger.domain.actor import Actor
@@ -100,7 +100,7 @@ def test_bad_keys_are_refused_with_their_rule_and_nothing_stored(
     assert json.loads(cli(env, "keys", "list", "--format", "json").out) == []
 
 
-def test_history_and_export_audit_show_who_caused_each_event(
+def test_history_and_export_audit_show_who_caused_each_event_and_verify_checks_it(
     persistent_store_env: dict[str, str],
 ) -> None:
     env = persistent_store_env
@@ -119,6 +119,21 @@ def test_history_and_export_audit_show_who_caused_each_event(
     assert records[-1]["event"] == "NoteSet"
     assert records[-1]["actor"] == {"id": alice.id, "name": "alice"}
     assert all(r["actor"] is None for r in records[:-1])
+
+    assert cli(env, "verify").code == 0  # events with and without an actor
+    version = records[-1]["version"]
+    [(state,)] = run_sql(
+        env, "SELECT state FROM {table} WHERE originator_id = ? AND originator_version = ?",
+        key, version,
+    )  # fmt: skip
+    fields = json.loads(bytes(state))
+    fields["actor"]["name"] = "mallory"
+    run_sql(
+        env, "UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
+        json.dumps(fields).encode(), key, version,
+    )  # fmt: skip
+    tampered = cli(env, "verify")
+    assert tampered.code == 1 and "altered" in tampered.out + tampered.err
 
 
 @pytest.mark.parametrize("args", [("keys", "--help"), ("keys", "create", "--help")])
