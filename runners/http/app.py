@@ -95,7 +95,7 @@ class Frame:
                 raise _TooLarge(limit)
             await self.app(scope, limited_receive, framed_send)
         except _TooLarge:
-            response = problems.problem_response(413, f"the request body is over {limit} bytes")
+            response = problems.Problem(413, f"the request body is over {limit} bytes").response()
             await response(scope, receive, framed_send)
         finally:
             log.info(
@@ -163,9 +163,8 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
                     store_position, service.ledger, abandon_on_cancel=True
                 )
         except Exception as error:
-            return problems.problem_response(
-                503, f"the store does not answer: {type(error).__name__}"
-            )
+            detail = f"the store does not answer: {type(error).__name__}"
+            return problems.Problem(503, detail).response()
         request.state.position = position
         return JSONResponse({"status": "ok", "position": position})
 

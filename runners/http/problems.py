@@ -71,26 +71,20 @@ class Problem(Exception):
         self.headers = headers or {}
         self.extra = extra or {}
 
-
-def problem_response(
-    status: int,
-    detail: str,
-    *,
-    rule: str | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {
-        # RFC 9457: "about:blank" when the status says it all; a rule's refusal names the
-        # rule (docs/rules.md) as a URN rather than a web address the project does not own.
-        "type": "about:blank" if rule is None else f"urn:simledger:rule:{rule}",
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        "rule": rule,
-        **(extra or {}),
-    }
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {
+            # RFC 9457: "about:blank" when the status says it all; a rule's refusal names the
+            # rule (docs/rules.md) as a URN rather than a web address the project does not own.
+            "type": "about:blank" if self.rule is None else f"urn:simledger:rule:{self.rule}",
+            "title": TITLES.get(self.status, "Error"),
+            "status": self.status,
+            "detail": self.detail,
+            "rule": self.rule,
+            **self.extra,
+        }
+        return JSONResponse(
+            body, status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers
+        )
 
 
 def status_of(error: errors.SimledgerError) -> int:
@@ -111,7 +105,7 @@ def refusal_response(error: errors.SimledgerError) -> JSONResponse:
     extra: dict[str, Any] = {}
     if isinstance(error, errors.CsvImportError):
         extra["errors"] = {str(line): reason for line, reason in error.errors.items()}
-    return problem_response(status_of(error), error.message, rule=error.rule, extra=extra)
+    return Problem(status_of(error), error.message, rule=error.rule, extra=extra).response()
 
 
 def _validation_detail(error: RequestValidationError) -> str:
@@ -127,9 +121,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> JSONResponse:
-        return problem_response(
-            error.status, error.detail, rule=error.rule, headers=error.headers, extra=error.extra
-        )
+        return error.response()
 
     @app.exception_handler(errors.SimledgerError)
     async def _refused(request: Request, error: errors.SimledgerError) -> JSONResponse:
@@ -137,13 +129,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        return problem_response(422, _validation_detail(error), rule="R-IN4")
+        return Problem(422, _validation_detail(error), rule="R-IN4").response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return problem_response(
+        return Problem(
             error.status_code, str(error.detail), headers=dict(error.headers or {})
-        )
+        ).response()
 
     @app.exception_handler(Exception)
     async def _unforeseen(request: Request, error: Exception) -> JSONResponse:
@@ -154,4 +146,4 @@ def install(app: FastAPI) -> None:
             message=str(error)[:500],
             exc_info=error,
         )
-        return problem_response(500, "an internal error; it is logged")
+        return Problem(500, "an internal error; it is logged").response()
