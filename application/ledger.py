@@ -14,6 +14,7 @@ job, built once per ledger around its unit of work (application/unit_of_work.py)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -55,7 +56,7 @@ R = TypeVar("R")
 class _Delegate(Generic[P, R]):
     """A public method of :class:`SimLedger` that is ``method`` of the ledger's attribute
     ``part``: same name, signature and documentation, called as the ledger's actor of the
-    moment (:class:`_ActingCall`)."""
+    moment (:func:`_acting_call`)."""
 
     def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
         self.part = part
@@ -70,42 +71,23 @@ class _Delegate(Generic[P, R]):
         if ledger is None:
             return self.method
         name = self.method.__name__
-        call = _ActingCall(ledger, self.part, name)
+        call = _acting_call(ledger, getattr(getattr(ledger, self.part), name))
         # Kept on the ledger: the next lookup of the name finds it there, without this call.
         vars(ledger)[name] = call
         return call
 
 
-class _ActingCall:
-    """A ledger's method (``getattr(getattr(ledger, part), name)``, looked up per call)
-    called as the ledger's actor of the moment (``acting_as``, else its ``actor``): every
-    event the call records carries it (R-KY3; domain/actor.py)."""
+def _acting_call(ledger: Any, method: Callable[..., R]) -> Callable[..., R]:
+    """``method`` of ``ledger`` called as the ledger's actor of the moment (``acting_as``,
+    else its ``actor``): every event the call records carries it (R-KY3; domain/actor.py).
+    A plain function (name, signature and documentation: ``method``'s), made once per
+    ledger and method: nobody named, a call costs one ``ContextVar.get`` more."""
+    acting: ContextVar[Any] = ledger._acting
 
-    __slots__ = ("ledger", "name", "part")
-
-    def __init__(self, ledger: Any, part: str, name: str) -> None:
-        self.ledger = ledger
-        self.part = part
-        self.name = name
-
-    @property
-    def __wrapped__(self) -> Callable[..., Any]:  # inspect.signature, help(): the method's
-        bound: Callable[..., Any] = getattr(getattr(self.ledger, self.part), self.name)
-        return bound
-
-    @property
-    def __name__(self) -> str:
-        return self.name
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        return self.__wrapped__.__doc__
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        ledger = self.ledger
-        method = getattr(getattr(ledger, self.part), self.name)
-        acting = ledger._acting.get()
-        actor = ledger.actor if acting is _UNSET else acting
+    def call(*args: Any, **kwargs: Any) -> R:
+        actor = acting.get()
+        if actor is _UNSET:
+            actor = ledger.actor
         if actor is None:  # the common case: nobody named, nothing more to do
             return method(*args, **kwargs)
         token = CURRENT_ACTOR.set(actor)
@@ -113,6 +95,8 @@ class _ActingCall:
             return method(*args, **kwargs)
         finally:
             CURRENT_ACTOR.reset(token)
+
+    return functools.update_wrapper(call, method)
 
 
 class SimLedger(EventSourcedLedger):
@@ -262,7 +246,7 @@ class SimLedger(EventSourcedLedger):
         """Seal the log up to its last position (R-ES5): append a checkpoint of the
         store-wide chain over every event's position, and return the latest checkpoint
         (None: the log is empty). Print it (``str``: ``POSITION:HASH``) for a witness."""
-        return seal_log(self)  # a checkpoint is a row of its own table, not an event
+        return seal_log(self)
 
     # ---- the application ---------------------------------------------------------------------
     def _notify(self, recordings: list[Recording[str]]) -> None:

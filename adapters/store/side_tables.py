@@ -9,7 +9,8 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 Transaction = Callable[[bool], AbstractContextManager[Any]]
-"""``transaction(commit)``: a cursor in one transaction of the store's datastore."""
+"""``transaction(True)``: a cursor in one transaction of the store's datastore, committed
+at the end; ``transaction(False)``: a cursor to read with, one statement at a time."""
 Render = Callable[[str], Any]
 """A statement with ``{table}`` and ``%s`` placeholders, as the datastore's driver takes it."""
 
@@ -31,8 +32,11 @@ def sql_access(recorder: Any, table: str) -> tuple[Transaction, Render] | None:
 
         pg = recorder.datastore
         identifier = sql.Identifier(pg.schema, table)
+        # A read is one statement on an autocommit connection: one round trip, where a
+        # transaction rolled back would take three (BEGIN, the query, ROLLBACK) — the key
+        # check of every HTTP request is such a read.
         return (
-            lambda commit: pg.transaction(commit=commit),
+            lambda commit: pg.transaction(commit=True) if commit else pg.cursor(),
             lambda statement: sql.SQL(statement).format(table=identifier),
         )
     return None
