@@ -166,6 +166,16 @@ class NoOperationInFlight(SimledgerError):
     rule = "R-BK3"
 
 
+class UnknownOperation(SimledgerError):
+    """No bulk operation has this id (the HTTP service's ``/v1/operations/{id}``)."""
+
+    rule = "R-BK3"
+
+    def __init__(self, operation_id: object) -> None:
+        self.operation_id = operation_id
+        super().__init__(f"no bulk operation {operation_id}")
+
+
 class OrderQuantityInvalid(SimledgerError):
     rule = "R-PF1"
 

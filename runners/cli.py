@@ -409,7 +409,10 @@ def cmd_export_audit(
     return 0
 
 
-from simledger.runners import cli_keys  # noqa: E402,F401  (registers its commands)
+from simledger.runners import (  # noqa: E402,F401  (registers their commands)
+    cli_keys,
+    cli_serve,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

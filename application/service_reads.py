@@ -1,0 +1,112 @@
+"""Reads the HTTP service needs beyond docs/api.md: the views' position (read-your-writes),
+one bulk operation with its answer and owner, and a page of the event feed.
+
+Module functions over a :class:`SimLedger` rather than ledger methods: they serve the service
+(runners/http/), not code embedding the ledger, so the public API stays as documented."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from simledger.adapters.store.event_store import log_pages
+from simledger.application.audit_log import audit_record
+from simledger.application.ledger import SimLedger
+from simledger.domain import values
+from simledger.domain.bulk import BulkOperation
+from simledger.domain.errors import UnknownOperation
+from simledger.projections.models import PendingActivity
+
+FEED_LIMIT = 1000
+"""At most this many events per page of the feed."""
+ANSWERS_SHOWN = 1000
+"""At most this many accepted SIMs' answers in one operation's detail (each reads the SIM's
+events); ``answers_complete`` says when there were more."""
+
+_ANSWER_OF = {
+    "Paused": "confirmed",
+    "Resumed": "confirmed",
+    "PauseRefused": "refused",
+    "ResumeRefused": "refused",
+    "OperationSuperseded": "superseded",
+}
+
+
+class OperationDetail(BaseModel):
+    """One bulk operation: what was asked, what was accepted and refused, and where its
+    carriers' answers stand (the pending activity row, R-BK3)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    operation_id: UUID
+    kind: str
+    requested_at: datetime | None
+    deadline: datetime | None
+    accepted: list[str]
+    rejected: dict[str, str]
+    idempotency_key: str | None
+    activity: PendingActivity | None
+    answers: dict[str, str]
+    """Each accepted SIM's answer so far: ``pending``, ``confirmed``, ``refused`` or
+    ``superseded`` (the SIM moved meanwhile, R-BK3)."""
+    answers_complete: bool
+
+
+def store_position(ledger: SimLedger) -> int:
+    """The last position recorded in the store (raises when the store does not answer)."""
+    return int(ledger.recorder.max_notification_id() or 0)
+
+
+def views_position(ledger: SimLedger) -> int:
+    """The store position the views reflect: the data of a read is at least this new."""
+    return int(ledger.views.store.position())
+
+
+def operation_detail(ledger: SimLedger, operation_id: object) -> OperationDetail:
+    key = values.uuid_text(operation_id, UnknownOperation)
+    operation = ledger.unit_of_work.get(key, BulkOperation)
+    if operation is None:
+        raise UnknownOperation(operation_id)
+    accepted = list(operation.accepted)
+    activity = next(
+        (row for row in ledger.pending_activity() if str(row.operation_id) == key), None
+    )
+    return OperationDetail(
+        operation_id=UUID(key),
+        kind=operation.kind,
+        requested_at=operation.requested_at,
+        deadline=operation.deadline,
+        accepted=accepted,
+        rejected=dict(operation.rejected),
+        idempotency_key=operation.idempotency_key,
+        activity=activity,
+        answers={iccid: _answer(ledger, iccid, key) for iccid in accepted[:ANSWERS_SHOWN]},
+        answers_complete=len(accepted) <= ANSWERS_SHOWN,
+    )
+
+
+def _answer(ledger: SimLedger, iccid: str, operation_id: str) -> str:
+    """The carrier's answer for one SIM of the operation, from the SIM's own events."""
+    for event in ledger.events.get(iccid):
+        if getattr(event, "operation_id", None) == operation_id:
+            answer = _ANSWER_OF.get(type(event).__name__)
+            if answer is not None:
+                return answer
+    return "pending"
+
+
+def event_page(ledger: SimLedger, after: int, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` events after position ``after``, in store order, as the audit export
+    writes them (position, aggregate, id, version, event, at, data, chain)."""
+    last = store_position(ledger)
+    records: list[dict[str, Any]] = []
+    for page in log_pages(ledger.recorder, after, last, min(limit, FEED_LIMIT)):
+        for notification in page:
+            event = ledger.mapper.to_domain_event(notification)
+            records.append(audit_record(notification, event))
+            if len(records) >= limit:
+                return records
+    return records
