@@ -28,19 +28,6 @@ class Runner(Protocol):
 
     def _fold_batch(self, tx: BatchTx, notifications: Sequence[Notification]) -> None: ...
 
-    def fold_inline(
-        self,
-        connection: object,
-        events: Sequence[Any],
-        ids: Sequence[int],
-        keys: Keys | None = None,
-        opening: Opening | None = None,
-    ) -> bool: ...
-
-    def fold_early(
-        self, events: Sequence[Any], keys: Keys, opening: EarlyOpening, log_end: int
-    ) -> Callable[[str], None] | None: ...
-
 
 class InlineFold(InTransaction):
     """A save's events folded into the views inside its transaction: the tracking lock and
@@ -67,7 +54,7 @@ class InlineFold(InTransaction):
         self.opening = self.runner.store.inline_send(connection, self.keys)
 
     def after(self, connection: Any, ids: Sequence[int]) -> None:
-        if self.runner.fold_inline(connection, self.events, ids, self.keys, self.opening):
+        if fold_inline(self.runner, connection, self.events, ids, self.keys, self.opening):
             # Read by ``saved`` on this thread after the commit: nothing left to fold.
             self.done.upto = ids[-1]
 
@@ -86,7 +73,7 @@ class InlineFold(InTransaction):
 
     def early_fold(self, connection: Any, log_end: int) -> None:
         assert self.keys is not None and self.early_opening is not None
-        self.send = self.runner.fold_early(self.events, self.keys, self.early_opening, log_end)
+        self.send = fold_early(self.runner, self.events, self.keys, self.early_opening, log_end)
 
     def early_writes(self, connection: Any, log_end_sql: str) -> None:
         if self.send is not None:

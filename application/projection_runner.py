@@ -36,8 +36,6 @@ from simledger.adapters.views.base import (
     SHARED_GROUPS,
     SIMS,
     BatchTx,
-    EarlyOpening,
-    Opening,
     Partition,
     ViewSnapshot,
     ViewStore,
@@ -45,9 +43,8 @@ from simledger.adapters.views.base import (
 )
 from simledger.adapters.views.memory import MemoryViewStore
 from simledger.adapters.views.wiring import store_for
-from simledger.application import inline_fold
 from simledger.domain.errors import TamperedEvent
-from simledger.projections.batch import Changes, Keys, fold, keys_of
+from simledger.projections.batch import Changes, fold, keys_of
 from simledger.projections.models import RowDiff
 
 log = get_logger("simledger.views")
@@ -223,23 +220,6 @@ class ViewRunner:
         if folded >= ANALYZE_AFTER:
             self.store.analyze()
         return folded
-
-    def fold_inline(
-        self,
-        connection: object,
-        events: Sequence[Any],
-        ids: Sequence[int],
-        keys: Keys | None = None,
-        opening: Opening | None = None,
-    ) -> bool:
-        """A save's events folded inside its transaction (application/inline_fold.py)."""
-        return inline_fold.fold_inline(self, connection, events, ids, keys, opening)
-
-    def fold_early(
-        self, events: Sequence[Any], keys: Keys, opening: EarlyOpening, log_end: int
-    ) -> Callable[[str], None] | None:
-        """A save's events folded before its INSERT (application/inline_fold.py)."""
-        return inline_fold.fold_early(self, events, keys, opening, log_end)
 
     def apply_notifications(self, notifications: Sequence[Notification]) -> int:
         """Fold notifications delivered by a subscription; those at or before the views'

@@ -226,11 +226,7 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
             try:
                 with conn.cursor() as curs:
                     with conn.pipeline():
-                        curs.execute("BEGIN")
-                        self._insert_events(curs, stored_events, **kwargs)
-                        for statement in self.lock_table_statements:
-                            curs.execute(statement)
-                        curs.execute(self.notify_statement)
+                        self._send_prelude(curs, stored_events, kwargs)
                         if late is not None:
                             # Under the table lock: what is read now is the latest.
                             decided = late(lambda versions: self._read_newer(conn, versions))
@@ -277,11 +273,7 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
             try:
                 with conn.cursor() as curs, conn.cursor() as log_end:
                     with conn.pipeline():
-                        curs.execute("BEGIN")
-                        self._insert_events(curs, stored_events, **kwargs)
-                        for statement in self.lock_table_statements:
-                            curs.execute(statement)
-                        curs.execute(self.notify_statement)
+                        self._send_prelude(curs, stored_events, kwargs)
                         log_end.execute(self.log_end_statement, prepare=True)
                         hook_step(hook.early_reads, conn)
                         if late is not None:
@@ -306,6 +298,17 @@ class BulkPostgresApplicationRecorder(PostgresApplicationRecorder):
                 raise
         hook.early_done(notification_ids)
         return notification_ids
+
+    def _send_prelude(
+        self, curs: Any, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> None:
+        """BEGIN, the table lock (with eventsourcing's lock timeout) and NOTIFY, into the
+        pipeline: the start of every small save."""
+        curs.execute("BEGIN")
+        self._insert_events(curs, stored_events, **kwargs)
+        for statement in self.lock_table_statements:
+            curs.execute(statement)
+        curs.execute(self.notify_statement)
 
     def _collided_or_lost(self, error: psycopg.Error) -> bool:
         """:func:`_conflict_or_lost`, an integrity error counted only when it is the

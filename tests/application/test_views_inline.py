@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simledger import SimLedger, SimType
+from simledger.application import inline_fold
 from simledger.application.projection_runner import ViewRunner
 from simledger.domain.sim import Sim
 
@@ -69,17 +70,17 @@ def test_a_failing_inline_fold_still_records_the_command_and_the_views_catch_up(
     (key,) = ledger.receive_sims(iccids(1), operator="3UK", sim_type=SimType.PAYGO)
     calls: list[int] = []
 
-    def broken(self: ViewRunner, connection: object, events: Any, ids: Any, *_: Any) -> bool:
+    def broken(runner: object, connection: object, events: Any, ids: Any, *_: Any) -> bool:
         calls.append(len(events))
         raise RuntimeError("a view that cannot be written")
 
-    def broken_early(self: ViewRunner, events: Any, *_: Any) -> None:
+    def broken_early(runner: object, events: Any, *_: Any) -> None:
         calls.append(len(events))
         raise RuntimeError("a view that cannot be written")
 
     # PostgreSQL folds before the INSERT (fold_early), SQLite after it (fold_inline).
-    monkeypatch.setattr(ViewRunner, "fold_inline", broken)
-    monkeypatch.setattr(ViewRunner, "fold_early", broken_early)
+    monkeypatch.setattr(inline_fold, "fold_inline", broken)
+    monkeypatch.setattr(inline_fold, "fold_early", broken_early)
     ledger.set_note(key, "kept")
     assert calls == [1]
     assert ledger.sim(key).note == "kept"  # recorded, in a transaction without the hook
