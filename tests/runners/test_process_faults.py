@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,161 @@ def test_a_worker_start_drops_what_a_killed_rebuild_staged(own_cluster: OwnClust
         assert ledger.sims(limit=1).total == 40
     finally:
         ledger.close()
+
+
+WRITER = r"""
+import os, sys, time
+from simledger import SimLedger
+
+env, name, keys = eval(sys.stdin.readline())  # the test's own literal: settings, name, ICCIDs
+stop = keys.pop()  # a file: once it exists, stop writing
+ledger = None
+n = 0
+while n < len(keys) and not os.path.exists(stop):
+    try:
+        if ledger is None:
+            ledger = SimLedger(env)
+        ledger.set_note(keys[n], f"{name} {n}")
+    except Exception as error:  # the database is away: a new ledger, the same write again
+        print("failed", type(error).__name__, flush=True)
+        if ledger is not None:
+            ledger.close()
+        ledger, _ = None, time.sleep(0.2)
+        continue
+    print("ack", keys[n], f"{name} {n}", flush=True)
+    n += 1
+    time.sleep(0.005)
+"""
+
+
+FAST_ROUNDS = ("--delay", "0", "--jitter", "0", "--interval", "0.05")
+
+
+class Writer:
+    """A writer process of single commands, and the writes it acknowledged (read off its
+    output in a thread)."""
+
+    def __init__(self, env: dict[str, str], name: str, keys: list[str], stop: Path) -> None:
+        self.acks: list[tuple[str, str]] = []
+        self.failures = 0
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", "-c", WRITER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=process_env(env),
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(repr((env, name, [*keys, str(stop)])) + "\n")
+        self.process.stdin.close()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            word, *rest = line.split(" ", 2)
+            if word == "ack":
+                self.acks.append((rest[0], rest[1].strip()))
+            elif word == "failed":
+                self.failures += 1
+
+    def finish(self) -> None:
+        assert self.process.wait(timeout=60) == 0
+        self.reader.join(10)
+
+
+def test_worker_forwarder_and_two_writers_go_on_after_the_database_restarts(
+    own_cluster: OwnCluster, tmp_path: Path
+) -> None:
+    """The issue's fault: the cluster restarts under a worker, a forwarder and two writers at
+    once. Every write a writer acknowledged is found, before and after the restart; the
+    worker folds everything and the views equal their rebuild; a pause asked after the
+    restart reaches the carrier through the same forwarder."""
+    env = own_cluster.env()
+    writing = {**env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"}
+    setup = SimLedger(writing)
+    try:
+        paused = [ready_sim(setup, n) for n in range(4)]
+        setup.pause(paused[:2])
+        fleet = setup.receive_sims(iccids(1200, 100), operator="3UK", sim_type="paygo")
+    finally:
+        setup.close()
+    carrier_db = tmp_path / "carrier.db"
+    SimulatedCarrier(CarrierConfig(refusal_rate=0.0, silence_rate=0.0), path=carrier_db).close()
+    stop = tmp_path / "stop"
+    worker_log, forwarder_log = tmp_path / "worker.log", tmp_path / "forwarder.log"
+    with worker_log.open("w") as w_out, forwarder_log.open("w") as f_out:
+        worker = subprocess.Popen(
+            [*WORKER, "--batch-size", "50"], env=process_env(env), stderr=w_out
+        )
+        forwarder = subprocess.Popen(
+            [
+                *FORWARDER,
+                "--carrier-db",
+                str(carrier_db),
+                *("--delay", "0", "--jitter", "0"),
+                "--interval",
+                "0.05",
+            ],
+            env=process_env(env),
+            stdout=subprocess.DEVNULL,
+            stderr=f_out,
+        )
+    writers = [
+        Writer(writing, "a", fleet[:600], stop),
+        Writer(writing, "b", fleet[600:], stop),
+    ]
+
+    def suspended(wanted: list[str]) -> bool:
+        reader = quiet_ledger(env)
+        try:
+            return all(reader.sim(k).status is SimStatus.SUSPENDED for k in wanted)
+        finally:
+            reader.close()
+
+    try:
+        wait_for(lambda: all(len(w.acks) >= 20 for w in writers), 30, "both writers write")
+        wait_for(lambda: suspended(paused[:2]), 30, "the first pause is confirmed")
+        own_cluster.stop()
+        time.sleep(OUTAGE_S)  # every process finds its connections gone
+        own_cluster.start()
+        before = [len(w.acks) for w in writers]
+        wait_for(
+            lambda: all(len(w.acks) >= b + 20 for w, b in zip(writers, before, strict=True)),
+            30,
+            "both writers write again after the restart",
+        )
+        ledger = quiet_ledger(env)
+        try:
+            ledger.pause(paused[2:])
+        finally:
+            ledger.close()
+        wait_for(lambda: suspended(paused), 30, "the pause after the restart is confirmed")
+        stop.touch()
+        for writer in writers:
+            writer.finish()
+        wait_for(lambda: caught_up(env), 30, "the worker folds every write")
+        assert worker.poll() is None and forwarder.poll() is None, "neither was restarted"
+    finally:
+        stop.touch()
+        for process in (worker, forwarder):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        for writer in writers:
+            if writer.process.poll() is None:
+                writer.process.kill()
+    ledger = quiet_ledger(env)
+    try:
+        for writer in writers:
+            for key, note in writer.acks:
+                assert ledger.sim(key).note == note, f"acknowledged, so found: {key} {note}"
+        assert ledger.verify_views() == NO_DIFFERENCES
+        assert ledger.sims(search="a 1").total >= 1, "the views hold the writers' notes"
+        report = ledger.verify_store(views=False)
+        assert report.ok, report.summary()
+    finally:
+        ledger.close()
+    names = {e.get("event") for e in events_in(worker_log) + events_in(forwarder_log)}
+    assert {"worker.reconnecting", "forwarder.reconnecting"} <= names
