@@ -21,6 +21,7 @@ any sub-folder imports it as::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -366,3 +367,37 @@ ICCID_LIKE = st.one_of(
     ),
 )
 """Strings that look like ICCIDs: any digits, valid ICCIDs, and ones off by their check digit."""
+
+
+FAULT_REPORT = os.environ.get("SIMLEDGER_FAULT_REPORT")
+"""A file the fault tests append what they saw to (``bench/bench_faults.py`` sets it and
+prints the table); read at import, before the tests' environment is scrubbed."""
+
+
+def fault_record(
+    process: str,
+    fault: str,
+    env: Mapping[str, str],
+    *,
+    acknowledged: int,
+    found: int,
+    views_equal: bool,
+    whole: bool = True,
+) -> None:
+    """Note one injected fault: the process kind, the fault, the store, the writes
+    acknowledged before it and how many of them were found after it, whether the views
+    equalled their rebuild and the killed unit of work was all or nothing (``whole``)."""
+    if FAULT_REPORT is None:
+        return
+    store = "postgres" if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres" else "sqlite"
+    record = {
+        "process": process,
+        "fault": fault,
+        "store": store,
+        "acknowledged": acknowledged,
+        "found": found,
+        "views_equal": views_equal,
+        "whole": whole,
+    }
+    with open(FAULT_REPORT, "a") as out:
+        out.write(json.dumps(record) + "\n")

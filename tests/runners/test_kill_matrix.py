@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import clean_env, iccids, make_package, pg_connect, ready_sim
+from helpers import clean_env, fault_record, iccids, make_package, pg_connect, ready_sim
 
 from simledger import SimLedger, SimStatus
 
@@ -109,15 +109,32 @@ def staged_tables(env: dict[str, str]) -> list[str]:
 
 @pytest.fixture
 def after(persistent_store_env: dict[str, str]) -> Iterator[SimLedger]:
-    """The ledger opened after the kill; on leaving, the checks every kill must pass."""
+    """The ledger opened after the kill."""
     ledger = SimLedger(persistent_store_env)
     yield ledger
+    ledger.close()
+
+
+def checked(
+    ledger: SimLedger, env: dict[str, str], process: str, acknowledged: int, found: int
+) -> None:
+    """What every kill must leave: acknowledged writes found, views equal to their
+    rebuild, a log that verifies, nothing staged (noted for bench/bench_faults.py)."""
     ledger.catch_up_views()
-    assert ledger.verify_views() == NO_DIFFERENCES
+    diffs = ledger.verify_views()
+    fault_record(
+        process,
+        "kill -9",
+        env,
+        acknowledged=acknowledged,
+        found=found,
+        views_equal=diffs == NO_DIFFERENCES,
+    )
+    assert found == acknowledged
+    assert diffs == NO_DIFFERENCES
     report = ledger.verify_store(views=False)
     assert report.ok, report.summary()
-    assert staged_tables(persistent_store_env) == []
-    ledger.close()
+    assert staged_tables(env) == []
 
 
 def test_a_cli_import_killed_mid_file_records_none_of_it(
@@ -132,6 +149,7 @@ def test_a_cli_import_killed_mid_file_records_none_of_it(
     chunk = random.Random(SEED).randint(1, 3)
     killed_at(persistent_store_env, "import", chunk, file=str(path))
     assert after.sims(limit=1).total == 0, f"killed at chunk {chunk}: all or nothing"
+    checked(after, persistent_store_env, "CLI import", 0, 0)
     again = subprocess.run(
         [sys.executable, "-P", "-m", "simledger.runners.cli", "import", str(path)],
         env=clean_env(persistent_store_env),
@@ -166,6 +184,7 @@ def test_a_cli_usage_file_killed_mid_file_keeps_whole_chunks_only(
         return sum(10**6 - int(after.sim(k).data_left_mb or 0) for k in keys)
 
     assert used() == (chunk - 1) * CHUNK, f"killed in chunk {chunk}: the ones before, whole"
+    checked(after, persistent_store_env, "CLI usage", (chunk - 1) * CHUNK, used())
     again = subprocess.run(
         [sys.executable, "-P", "-m", "simledger.runners.cli", "usage", str(path)],
         env=clean_env(persistent_store_env),
@@ -186,9 +205,9 @@ def test_a_writer_killed_mid_command_loses_no_acknowledged_write(
         line.split(" ", 2) for line in killed_at(persistent_store_env, "writer", stop, keys=keys)
     ]
     assert len(acks) == stop - 1
-    for _, key, note in acks:
-        assert after.sim(key).note == note, "acknowledged, so found"
+    found = sum(after.sim(key).note == note for _, key, note in acks)
     assert after.sim(keys[stop - 1]).note is None, "the killed command: nothing of it"
+    checked(after, persistent_store_env, "writer (single commands)", len(acks), found)
 
 
 def test_a_bulk_pause_killed_mid_save_pauses_all_or_none(
@@ -199,6 +218,7 @@ def test_a_bulk_pause_killed_mid_save_pauses_all_or_none(
     killed_at(persistent_store_env, "pause", 1, keys=keys)
     assert after.pending_activity() == [], "none of the pause"
     assert {after.sim(k).status for k in keys} == {SimStatus.ACTIVE}
+    checked(after, persistent_store_env, "bulk pause", 0, 0)
     result = after.pause(keys)
     [operation] = after.pending_activity()
     assert (operation.operation_id, operation.requested) == (result.operation_id, len(keys))

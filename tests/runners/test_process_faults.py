@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 from conftest import OwnCluster
-from helpers import iccids, ready_sim
+from helpers import fault_record, iccids, ready_sim
 
 from simledger import SimLedger, SimStatus
 from simledger.adapters.carrier.simulator import CarrierConfig, SimulatedCarrier
@@ -424,10 +424,19 @@ def test_worker_forwarder_and_two_writers_go_on_after_the_database_restarts(
                 writer.process.kill()
     ledger = quiet_ledger(env)
     try:
-        for writer in writers:
-            for key, note in writer.acks:
-                assert ledger.sim(key).note == note, f"acknowledged, so found: {key} {note}"
-        assert ledger.verify_views() == NO_DIFFERENCES
+        acks = [ack for writer in writers for ack in writer.acks]
+        lost = [(key, note) for key, note in acks if ledger.sim(key).note != note]
+        diffs = ledger.verify_views()
+        fault_record(
+            "worker, forwarder, 2 writers",
+            "PostgreSQL restart",
+            env,
+            acknowledged=len(acks),
+            found=len(acks) - len(lost),
+            views_equal=diffs == NO_DIFFERENCES,
+        )
+        assert lost == [], "acknowledged, so found"
+        assert diffs == NO_DIFFERENCES
         assert ledger.sims(search="a 1").total >= 1, "the views hold the writers' notes"
         report = ledger.verify_store(views=False)
         assert report.ok, report.summary()
