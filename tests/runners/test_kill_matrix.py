@@ -87,7 +87,8 @@ def killed_at(env: dict[str, str], kind: str, stop_at: int, **request: Any) -> l
                 break
             lines.append(line.strip())
         else:
-            raise AssertionError(f"{kind} ended before its stop: {child.stderr.read()[-3000:]}")  # type: ignore[union-attr]
+            error = child.stderr.read() if child.stderr else ""
+            raise AssertionError(f"{kind} ended before its stop: {error[-3000:]}")
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(30)
