@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -401,3 +402,48 @@ def fault_record(
     }
     with open(FAULT_REPORT, "a") as out:
         out.write(json.dumps(record) + "\n")
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds (an AssertionError naming ``what`` after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie is dead: its parent is gone, init reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = f"/proc/{pid}/status"
+    with contextlib.suppress(FileNotFoundError), open(status) as found:
+        return "State:\tZ" not in found.read()
+    return False
+
+
+def staged_tables(env: Mapping[str, str]) -> list[str]:
+    """The SIM tables a parallel rebuild staged and left in the store's schema (PostgreSQL;
+    none elsewhere)."""
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        return []
+    with pg_connect(env) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s "
+            "AND tablename LIKE 'view\\_sims\\_staged\\_%%'",
+            [env["POSTGRES_SCHEMA"]],
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def suspended(env: Mapping[str, str], keys: list[str]) -> bool:
+    """Whether every SIM of ``keys`` is suspended (the carrier confirmed its pause)."""
+    reader = SimLedger({**env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"})
+    try:
+        return all(reader.sim(k).status is SimStatus.SUSPENDED for k in keys)
+    finally:
+        reader.close()

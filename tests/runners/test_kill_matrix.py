@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import clean_env, fault_record, iccids, make_package, pg_connect, ready_sim
+from helpers import (
+    clean_env,
+    fault_record,
+    iccids,
+    make_package,
+    ready_sim,
+    staged_tables,
+)
 
 from simledger import SimLedger, SimStatus
 
@@ -96,16 +103,16 @@ def killed_at(env: dict[str, str], kind: str, stop_at: int, **request: Any) -> l
     return lines
 
 
-def staged_tables(env: dict[str, str]) -> list[str]:
-    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
-        return []
-    with pg_connect(env) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s "
-            "AND tablename LIKE 'view\\_sims\\_staged\\_%%'",
-            [env["POSTGRES_SCHEMA"]],
-        ).fetchall()
-    return [name for (name,) in rows]
+def run_again(env: dict[str, str], kind: str, path: Path) -> None:
+    """The same CLI command on the same file, to its end."""
+    again = subprocess.run(
+        [sys.executable, "-P", "-m", "simledger.runners.cli", kind, str(path)],
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
 
 
 @pytest.fixture
@@ -151,14 +158,7 @@ def test_a_cli_import_killed_mid_file_records_none_of_it(
     killed_at(persistent_store_env, "import", chunk, file=str(path))
     assert after.sims(limit=1).total == 0, f"killed at chunk {chunk}: all or nothing"
     checked(after, persistent_store_env, "CLI import", 0, 0)
-    again = subprocess.run(
-        [sys.executable, "-P", "-m", "simledger.runners.cli", "import", str(path)],
-        env=clean_env(persistent_store_env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    run_again(persistent_store_env, "import", path)
     after.catch_up_views()
     assert after.sims(limit=1).total == rows
 
@@ -186,14 +186,7 @@ def test_a_cli_usage_file_killed_mid_file_keeps_whole_chunks_only(
 
     assert used() == (chunk - 1) * CHUNK, f"killed in chunk {chunk}: the ones before, whole"
     checked(after, persistent_store_env, "CLI usage", (chunk - 1) * CHUNK, used())
-    again = subprocess.run(
-        [sys.executable, "-P", "-m", "simledger.runners.cli", "usage", str(path)],
-        env=clean_env(persistent_store_env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    run_again(persistent_store_env, "usage", path)
     assert used() == records, "sent again: every record counted once"
 
 

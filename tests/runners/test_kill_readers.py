@@ -17,11 +17,10 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from helpers import clean_env, fault_record, iccids, pg_connect
+from helpers import alive, clean_env, fault_record, iccids, staged_tables, wait_for
 
 from simledger import SimLedger
 
@@ -65,24 +64,6 @@ def through_the_wrapper(self, args, *rest, **kwargs):
     popen(self, args, *rest, **kwargs)
 subprocess.Popen.__init__ = through_the_wrapper
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
-
-
-def wait_for(condition: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 class Stops:
@@ -185,16 +166,6 @@ def test_a_verify_whose_child_is_killed_replays_by_itself_and_says_ok(
     verified(persistent_store_env, "verify_part")
 
 
-def staged(env: dict[str, str]) -> list[str]:
-    with pg_connect(env) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s "
-            "AND tablename LIKE 'view\\_sims\\_staged\\_%%'",
-            [env["POSTGRES_SCHEMA"]],
-        ).fetchall()
-    return [name for (name,) in rows]
-
-
 REBUILD = """
 from simledger import SimLedger
 ledger = SimLedger()
@@ -204,11 +175,11 @@ print(ledger.rebuild_views(), flush=True)
 """
 
 
-def test_a_rebuild_whose_second_process_is_killed_mid_fold_finishes_alone(
-    postgres_env: dict[str, str], tmp_path: Path
-) -> None:
-    store(postgres_env)
-    stops = Stops(tmp_path, postgres_env)
+def stopped_rebuild(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[str], Stops]:
+    """A parallel rebuild of a store of 330 events whose second process stops at its first
+    batch folded."""
+    store(env)
+    stops = Stops(tmp_path, env)
     (tmp_path / "sitecustomize.py").write_text(SWAP_CHILDREN)
     rebuild = subprocess.Popen(
         [sys.executable, "-P", "-c", REBUILD],
@@ -217,28 +188,27 @@ def test_a_rebuild_whose_second_process_is_killed_mid_fold_finishes_alone(
         stderr=subprocess.PIPE,
         text=True,
     )
+    return rebuild, stops
+
+
+def test_a_rebuild_whose_second_process_is_killed_mid_fold_finishes_alone(
+    postgres_env: dict[str, str], tmp_path: Path
+) -> None:
+    rebuild, stops = stopped_rebuild(postgres_env, tmp_path)
     child = stops.stopped_pid(rebuild)
     assert child != rebuild.pid
     os.kill(child, signal.SIGKILL)
     _, err = rebuild.communicate(timeout=120)
     assert rebuild.returncode == 0, err[-3000:]
     assert "views.rebuild.part_failed" in err, "the parent folded the whole log itself"
-    assert staged(postgres_env) == []
+    assert staged_tables(postgres_env) == []
     verified(postgres_env, "rebuild_part")
 
 
 def test_a_rebuild_killed_mid_fold_takes_its_second_process_along(
     postgres_env: dict[str, str], tmp_path: Path
 ) -> None:
-    store(postgres_env)
-    stops = Stops(tmp_path, postgres_env)
-    (tmp_path / "sitecustomize.py").write_text(SWAP_CHILDREN)
-    rebuild = subprocess.Popen(
-        [sys.executable, "-P", "-c", REBUILD],
-        env=stops.process_env("simledger.application.projection_runner:ViewRunner._fold_decoded:1"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    rebuild, stops = stopped_rebuild(postgres_env, tmp_path)
     child = stops.stopped_pid(rebuild)
     rebuild.kill()
     rebuild.wait(30)
@@ -251,7 +221,7 @@ def test_a_rebuild_killed_mid_fold_takes_its_second_process_along(
         timeout=60,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert staged(postgres_env) == []
+    assert staged_tables(postgres_env) == []
     verified(postgres_env, "rebuild (parent of rebuild_part)")
 
 

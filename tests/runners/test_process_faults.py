@@ -18,14 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from conftest import OwnCluster
-from helpers import fault_record, iccids, ready_sim
+from helpers import alive, fault_record, iccids, ready_sim, staged_tables, suspended, wait_for
 
-from simledger import SimLedger, SimStatus
+from simledger import SimLedger
 from simledger.adapters.carrier.simulator import CarrierConfig, SimulatedCarrier
 
 WORKER = [sys.executable, "-m", "simledger.runners.worker"]
@@ -52,13 +52,12 @@ def quiet_ledger(env: dict[str, str]) -> SimLedger:
     return SimLedger({**env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"})
 
 
-def wait_for(condition: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
+def pause_now(env: dict[str, str], keys: list[str]) -> None:
+    ledger = quiet_ledger(env)
+    try:
+        ledger.pause(keys)
+    finally:
+        ledger.close()
 
 
 def caught_up(env: dict[str, str]) -> bool:
@@ -131,13 +130,6 @@ def test_the_forwarder_goes_on_after_the_database_restarts(
     SimulatedCarrier(CarrierConfig(refusal_rate=0.0, silence_rate=0.0), path=carrier_db).close()
     log = tmp_path / "forwarder.log"
 
-    def suspended(wanted: list[str]) -> bool:
-        reader = SimLedger(env)
-        try:
-            return all(reader.sim(k).status is SimStatus.SUSPENDED for k in wanted)
-        finally:
-            reader.close()
-
     with log.open("w") as out:
         forwarder = subprocess.Popen(
             [
@@ -156,16 +148,12 @@ def test_the_forwarder_goes_on_after_the_database_restarts(
             stderr=out,
         )
     try:
-        wait_for(lambda: suspended(keys[:2]), 20, "the first pause is confirmed")
+        wait_for(lambda: suspended(env, keys[:2]), 20, "the first pause is confirmed")
         own_cluster.stop()
         time.sleep(OUTAGE_S)  # rounds fail meanwhile: the forwarder backs off
         own_cluster.start()
-        ledger = SimLedger(env)
-        try:
-            ledger.pause(keys[2:])
-        finally:
-            ledger.close()
-        wait_for(lambda: suspended(keys), 30, "the pause after the restart is confirmed")
+        pause_now(env, keys[2:])
+        wait_for(lambda: suspended(env, keys), 30, "the pause after the restart is confirmed")
         assert forwarder.poll() is None, "the forwarder was not restarted"
     finally:
         forwarder.send_signal(signal.SIGTERM)
@@ -186,14 +174,8 @@ child.wait()
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too (its parent, reaped, is gone: init reaps it soon).
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
+def ended(pid: int) -> Callable[[], bool]:
+    return lambda: not alive(pid)
 
 
 def test_the_second_process_of_a_rebuild_or_audit_dies_with_its_parent() -> None:
@@ -212,7 +194,7 @@ def test_the_second_process_of_a_rebuild_or_audit_dies_with_its_parent() -> None
             assert alive(child)
             parent.kill()
             parent.wait(timeout=10)
-            wait_for(lambda pid=child: not alive(pid), 5, f"{child_module} ends with its parent")
+            wait_for(ended(child), 5, f"{child_module} ends with its parent")
         finally:
             os.close(read)
             os.close(write)
@@ -232,20 +214,6 @@ def hold(first, last):
 runner.on_batch_written = hold
 runner.rebuild()
 """
-
-
-def staged_tables(env: dict[str, str]) -> list[str]:
-    with psycopg.connect(
-        host=env["POSTGRES_HOST"],
-        port=int(env["POSTGRES_PORT"]),
-        user=env["POSTGRES_USER"],
-        dbname=env["POSTGRES_DBNAME"],
-        autocommit=True,
-    ) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'view\\_sims\\_staged\\_%'"
-        ).fetchall()
-    return [name for (name,) in rows]
 
 
 def test_a_worker_start_drops_what_a_killed_rebuild_staged(own_cluster: OwnCluster) -> None:
@@ -384,16 +352,9 @@ def test_worker_forwarder_and_two_writers_go_on_after_the_database_restarts(
         Writer(writing, "b", fleet[600:], stop),
     ]
 
-    def suspended(wanted: list[str]) -> bool:
-        reader = quiet_ledger(env)
-        try:
-            return all(reader.sim(k).status is SimStatus.SUSPENDED for k in wanted)
-        finally:
-            reader.close()
-
     try:
         wait_for(lambda: all(len(w.acks) >= 20 for w in writers), 30, "both writers write")
-        wait_for(lambda: suspended(paused[:2]), 30, "the first pause is confirmed")
+        wait_for(lambda: suspended(env, paused[:2]), 30, "the first pause is confirmed")
         own_cluster.stop()
         time.sleep(OUTAGE_S)  # every process finds its connections gone
         own_cluster.start()
@@ -403,12 +364,8 @@ def test_worker_forwarder_and_two_writers_go_on_after_the_database_restarts(
             30,
             "both writers write again after the restart",
         )
-        ledger = quiet_ledger(env)
-        try:
-            ledger.pause(paused[2:])
-        finally:
-            ledger.close()
-        wait_for(lambda: suspended(paused), 30, "the pause after the restart is confirmed")
+        pause_now(env, paused[2:])
+        wait_for(lambda: suspended(env, paused), 30, "the pause after the restart is confirmed")
         stop.touch()
         for writer in writers:
             writer.finish()
