@@ -7,9 +7,9 @@ position together (:meth:`~simledger.adapters.views.base.ViewStore.exclusive`). 
 embedded ledger after every save (read your writes) and by the worker process.
 
 ``rebuild`` folds every event into a fresh in-memory store, writes it into scratch tables
-and swaps them in; ``verify`` folds into a fresh in-memory store up to the live views'
-position and lists every row that differs. Both log progress every ``progress_every``
-events.
+and swaps them in; ``verify`` folds into fresh in-memory stores up to the live views'
+position, one range of SIMs at a time, and lists every row that differs. Both log
+progress every ``progress_every`` events.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, fields
-from decimal import Decimal
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
@@ -32,17 +30,15 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 from simledger.adapters.logs import get_logger
 from simledger.adapters.store.batch_load import gc_paused
 from simledger.adapters.views.base import (
-    PENDING_ACTIVITY,
-    SHARED_GROUPS,
-    SIMS,
     BatchTx,
+    IccidRange,
     Partition,
-    ViewSnapshot,
     ViewStore,
     check_views,
 )
 from simledger.adapters.views.memory import MemoryViewStore
 from simledger.adapters.views.wiring import store_for
+from simledger.application.views_compare import RangedCompare
 from simledger.domain.errors import TamperedEvent
 from simledger.projections.batch import Changes, fold, keys_of
 from simledger.projections.models import RowDiff
@@ -55,8 +51,11 @@ ANALYZE_AFTER = 20_000
 """A catch-up folding this many events refreshes the planner's statistics: a fresh table
 filled by one long catch-up has none until autovacuum comes by, and plans go wrong."""
 PARALLEL_FROM = 200_000
+VERIFY_RANGE = 100_000
+"""SIMs a views check rebuilds in memory at once (~0.85 KB each): the check of a bigger
+fleet goes range by range, in memory that does not grow with the fleet."""
 """A PostgreSQL rebuild over this many events folds in two processes (each half the SIMs)."""
-__all__ = ["BATCH_SIZE", "BULK_FROM", "ViewRunner", "compare", "store_for"]
+__all__ = ["BATCH_SIZE", "BULK_FROM", "ViewRunner", "store_for"]
 
 BULK_FROM = 100_000
 """A catch-up this far behind, with most of the log unfolded, rebuilds instead (SQL stores):
@@ -89,6 +88,8 @@ class ViewRunner:
         """Read only the SIM events of this part of the SIMs (a parallel rebuild's fold)."""
         self.child_env: Mapping[str, str] | None = None
         """The ledger's settings, for a rebuild's second process (set by the ledger)."""
+        self.verify_range = VERIFY_RANGE
+        """SIMs per range of a views check (:meth:`verify`)."""
         self.parallel_from = PARALLEL_FROM if (os.cpu_count() or 1) >= 2 else sys.maxsize
         """A PostgreSQL rebuild over this many events folds in two processes (one CPU: never)."""
 
@@ -367,20 +368,39 @@ class ViewRunner:
         *,
         bad_events: list[TamperedEvent] | None = None,
     ) -> dict[str, list[RowDiff]]:
-        """Rebuild into a scratch structure at the live position; every row that differs.
-        A stored event that does not decode or fold raises :class:`TamperedEvent`; with a
-        ``bad_events`` list it is added there and left out, and the rest is verified."""
+        """Rebuild at the live position and list every row that differs, one range of
+        about ``verify_range`` SIMs at a time (:mod:`~simledger.application.views_compare`:
+        memory bounded by the range, not the fleet). A stored event that does not decode or
+        fold raises :class:`TamperedEvent`; with a ``bad_events`` list it is added there
+        (once, however many ranges fold it) and left out, and the rest is verified."""
         chosen = check_views(views)
         with self.store.snapshot() as snap:
-            log.info("views.verify.start", views=list(chosen), upto=snap.position)
-            built = MemoryViewStore()
-            self.on_bad_event = None if bad_events is None else bad_events.append
+            bounds = self.store.sim_bounds(self.recorder, self.verify_range) or []
+            log.info(
+                "views.verify.start", views=list(chosen), upto=snap.position, ranges=len(bounds) + 1
+            )
+            check = RangedCompare(snap, chosen)
+            seen: set[int | None] = set()
+
+            def bad(event: TamperedEvent) -> None:
+                if bad_events is not None and event.notification_id not in seen:
+                    seen.add(event.notification_id)
+                    bad_events.append(event)
+
+            self.on_bad_event = None if bad_events is None else bad
             try:
-                with gc_paused():
-                    self._apply_range(built.tx(), 0, snap.position, label="verify")
+                for low, high in zip([None, *bounds], [*bounds, None], strict=True):
+                    part = IccidRange(low, high)
+                    built = MemoryViewStore()
+                    self.partition = part if bounds else None
+                    with gc_paused():
+                        self._apply_range(built.tx(), 0, snap.position, label="verify")
+                    check.add(built, part)
+                    del built  # before the next range is folded
             finally:
                 self.on_bad_event = None
-            diffs = compare(snap, built, chosen)
+                self.partition = None
+            diffs = check.finish()
         log.info(
             "views.verify.done",
             position=snap.position,
@@ -446,87 +466,3 @@ class _ReadAhead:
         if pending is not None and pending[:2] == (start, stop):
             return pending[2].result()
         return self._runner._read(start, stop)
-
-
-def differs(live: Any, expected: Any) -> bool:
-    """Whether a live row differs from the rebuilt one; a NaN (which equals nothing, not
-    even itself) that an event carried is the same NaN on both sides."""
-    if live == expected:
-        return False
-    if live is None or expected is None or type(live) is not type(expected):
-        return True
-    return any(not _same(getattr(live, f.name), getattr(expected, f.name)) for f in fields(live))
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, Decimal) and isinstance(b, Decimal) and a.is_nan() and b.is_nan():
-        return True
-    return bool(a == b)
-
-
-def _row(value: Any) -> dict[str, object] | None:
-    return asdict(value) if value is not None else None
-
-
-def compare(
-    snap: ViewSnapshot, built: MemoryViewStore, views: Sequence[str]
-) -> dict[str, list[RowDiff]]:
-    diffs: dict[str, list[RowDiff]] = {view: [] for view in views}
-    if SIMS in views:
-        expected_sims = built.all_sims
-        seen: set[str] = set()
-        for row in snap.sims():
-            seen.add(row.iccid)
-            other = expected_sims.get(row.iccid)
-            if differs(row, other):
-                diffs[SIMS].append(
-                    RowDiff(view=SIMS, key=row.iccid, live=_row(row), rebuilt=_row(other))
-                )
-        for iccid, other in expected_sims.items():
-            if iccid not in seen:
-                diffs[SIMS].append(RowDiff(view=SIMS, key=iccid, live=None, rebuilt=_row(other)))
-        live_counts = dict(snap.counts())
-        for combination in sorted(set(live_counts) | set(built.all_counts)):
-            have, want = live_counts.get(combination, 0), built.all_counts.get(combination, 0)
-            if have != want:
-                diffs[SIMS].append(
-                    RowDiff(
-                        view=SIMS,
-                        key="count:" + "/".join(combination),
-                        live={"n": have},
-                        rebuilt={"n": want},
-                    )
-                )
-        for view, key, have_value, want_value in snap.extra_checks():
-            diffs.setdefault(view, []).append(
-                RowDiff(
-                    view=view, key=key, live={"value": have_value}, rebuilt={"value": want_value}
-                )
-            )
-    if SHARED_GROUPS in views:
-        diffs[SHARED_GROUPS] = _compare_keyed(
-            SHARED_GROUPS, [(g.group_id, g) for g in snap.groups()], built.all_groups
-        )
-    if PENDING_ACTIVITY in views:
-        diffs[PENDING_ACTIVITY] = _compare_keyed(
-            PENDING_ACTIVITY,
-            [(o.operation_id, o) for o in snap.operations()],
-            built.all_operations,
-        )
-    return diffs
-
-
-def _compare_keyed(
-    view: str, live: Sequence[tuple[str, Any]], expected: Mapping[str, Any]
-) -> list[RowDiff]:
-    diffs: list[RowDiff] = []
-    found: set[str] = set()
-    for key, row in live:
-        found.add(key)
-        other = expected.get(key)
-        if differs(row, other):
-            diffs.append(RowDiff(view=view, key=key, live=_row(row), rebuilt=_row(other)))
-    for key, other in expected.items():
-        if key not in found:
-            diffs.append(RowDiff(view=view, key=key, live=None, rebuilt=_row(other)))
-    return diffs

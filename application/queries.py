@@ -12,6 +12,7 @@ simledger.runners.worker``) keeps the views: saves do not fold, and a query wait
 ``VIEWS_WAIT_SECONDS``, default 5) for the worker to pass this ledger's last write before
 folding the rest itself. ``VIEWS_BULK_FROM`` (default 100,000; 0 = never): a catch-up at
 least that many events behind, with most of the log unfolded, rebuilds the views instead.
+``VIEWS_VERIFY_RANGE`` (default 100,000): the SIMs a views check rebuilds in memory at once.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class ViewQueries:
                         bulk_from=int(bulk_from) if bulk_from else BULK_FROM,
                     )
                     runner.child_env = dict(self.env)
+                    verify_range = self._setting("VIEWS_VERIFY_RANGE")
+                    if verify_range:
+                        runner.verify_range = max(1, int(verify_range))
                     self._runner = runner
         return runner
 

@@ -21,8 +21,10 @@ any sub-folder imports it as::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -366,3 +368,82 @@ ICCID_LIKE = st.one_of(
     ),
 )
 """Strings that look like ICCIDs: any digits, valid ICCIDs, and ones off by their check digit."""
+
+
+FAULT_REPORT = os.environ.get("SIMLEDGER_FAULT_REPORT")
+"""A file the fault tests append what they saw to (``bench/bench_faults.py`` sets it and
+prints the table); read at import, before the tests' environment is scrubbed."""
+
+
+def fault_record(
+    process: str,
+    fault: str,
+    env: Mapping[str, str],
+    *,
+    acknowledged: int,
+    found: int,
+    views_equal: bool,
+    whole: bool = True,
+) -> None:
+    """Note one injected fault: the process kind, the fault, the store, the writes
+    acknowledged before it and how many of them were found after it, whether the views
+    equalled their rebuild and the killed unit of work was all or nothing (``whole``)."""
+    if FAULT_REPORT is None:
+        return
+    store = "postgres" if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres" else "sqlite"
+    record = {
+        "process": process,
+        "fault": fault,
+        "store": store,
+        "acknowledged": acknowledged,
+        "found": found,
+        "views_equal": views_equal,
+        "whole": whole,
+    }
+    with open(FAULT_REPORT, "a") as out:
+        out.write(json.dumps(record) + "\n")
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds (an AssertionError naming ``what`` after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie is dead: its parent is gone, init reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = f"/proc/{pid}/status"
+    with contextlib.suppress(FileNotFoundError), open(status) as found:
+        return "State:\tZ" not in found.read()
+    return False
+
+
+def staged_tables(env: Mapping[str, str]) -> list[str]:
+    """The SIM tables a parallel rebuild staged and left in the store's schema (PostgreSQL;
+    none elsewhere)."""
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        return []
+    with pg_connect(env) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s "
+            "AND tablename LIKE 'view\\_sims\\_staged\\_%%'",
+            [env["POSTGRES_SCHEMA"]],
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def suspended(env: Mapping[str, str], keys: list[str]) -> bool:
+    """Whether every SIM of ``keys`` is suspended (the carrier confirmed its pause)."""
+    reader = SimLedger({**env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"})
+    try:
+        return all(reader.sim(k).status is SimStatus.SUSPENDED for k in keys)
+    finally:
+        reader.close()

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.utils import get_topic
 
+from simledger.domain.sim import Sim
 from simledger.projections.batch_state import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
@@ -28,8 +30,27 @@ PENDING_ACTIVITY = "pending_activity"
 SHARED_GROUPS = "shared_groups"
 ALL_VIEWS: tuple[str, ...] = (SIMS, PENDING_ACTIVITY, SHARED_GROUPS)
 
-Partition = tuple[int, int]
-"""(p, n): part p (0 to n - 1) of the SIMs split n ways by a hash of the ICCID."""
+
+SIM_TOPICS = get_topic(Sim) + ".%"
+"""LIKE pattern of the topics of every SIM event class (``…sim:Sim.Received``)."""
+
+
+@dataclass(frozen=True)
+class IccidRange:
+    """The SIMs whose ICCID is in ``[low, high)`` (None: open on that side): one range of a
+    views check run range by range (every store can read such a part of the log)."""
+
+    low: str | None
+    high: str | None
+
+    def holds(self, iccid: str) -> bool:
+        return (self.low is None or iccid >= self.low) and (self.high is None or iccid < self.high)
+
+
+Partition = tuple[int, int] | IccidRange
+"""(p, n): part p (0 to n - 1) of the SIMs split n ways by a hash of the ICCID (stores that
+can hash: PostgreSQL); or an :class:`IccidRange`. Either way with every event that is not a
+SIM's."""
 LogSpan = tuple[int, int, int | None, Partition | None]
 """Which notifications to read: (start, limit, stop, partition) of
 :meth:`ViewStore.notifications`."""
@@ -176,6 +197,12 @@ class ViewStore(ABC):
     ) -> Sequence[Notification] | None:
         """The notifications of ``span`` read by the store itself, where it can read the
         recorder's table (and split it by SIM); None: the recorder reads them."""
+        return None
+
+    def sim_bounds(self, recorder: ApplicationRecorder, every: int) -> list[str] | None:
+        """Every ``every``-th SIM's ICCID, in order: the bounds of ranges of about ``every``
+        SIMs (a views check range by range); None where the store cannot read the log by
+        ICCID (the check then folds the whole log at once)."""
         return None
 
     def head_and_position(self, recorder: ApplicationRecorder) -> tuple[int, int]:

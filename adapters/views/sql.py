@@ -30,7 +30,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from simledger.adapters.store.batch_load import chunked
-from simledger.adapters.views.base import PENDING_ACTIVITY, SHARED_GROUPS, SIMS
+from simledger.adapters.views.base import (
+    PENDING_ACTIVITY,
+    SHARED_GROUPS,
+    SIM_TOPICS,
+    SIMS,
+    IccidRange,
+    Partition,
+)
 from simledger.adapters.views.dialect import (
     COUNT_TABLE,
     GROUP_TABLE,
@@ -403,26 +410,45 @@ class Statements:
         start: int,
         limit: int,
         stop: int | None,
-        partition: tuple[str, int, int] | None,
+        partition: Partition | None,
     ) -> tuple[str, list[Any]]:
         """Notifications of the event table ``table`` from id ``start`` on (at most
-        ``limit``, none after ``stop``); ``partition`` (SIM topics, n, p): see
-        :meth:`Dialect.partition_filter`."""
+        ``limit``, none after ``stop``); ``partition``: only the SIM events of those SIMs
+        (and every other event), see :meth:`Dialect.partition_filter` and
+        :class:`IccidRange`."""
         p, id_ = self.dialect.placeholder, self.dialect.log_id
         conditions = [f"{id_} >= {p}"]
         params: list[Any] = [start]
         if stop is not None:
             conditions.append(f"{id_} <= {p}")
             params.append(stop)
-        split = self.dialect.partition_filter()
-        if partition is not None and split is not None:
-            conditions.append(split)
-            params += partition
+        if isinstance(partition, IccidRange):
+            # A SIM's originator id is its ICCID: a range of ICCIDs is a range of ids.
+            ends = [(op, end) for op, end in ((">=", partition.low), ("<", partition.high))]
+            within = [(f"originator_id {op} {p}", end) for op, end in ends if end is not None]
+            if within:
+                inside = " AND ".join(condition for condition, _ in within)
+                conditions.append(f"(topic NOT LIKE {p} OR ({inside}))")
+                params += [SIM_TOPICS, *(end for _, end in within)]
+        elif partition is not None:
+            split = self.dialect.partition_filter()
+            if split is not None:
+                conditions.append(split)
+                params += [SIM_TOPICS, partition[1], partition[0]]
         statement = (
             f"SELECT {id_}, originator_id, originator_version, topic, state "
             f"FROM {self.q(table)} WHERE {' AND '.join(conditions)} ORDER BY {id_} LIMIT {p}"
         )
         return statement, [*params, limit]
+
+    def sim_bound(self, table: str) -> str:
+        """The ICCID ``OFFSET`` SIMs after one (bound to: SIM topics, after, offset)."""
+        p = self.dialect.placeholder
+        return (
+            f"SELECT originator_id FROM {self.q(table)} WHERE originator_version = 1 "
+            f"AND topic LIKE {p} AND originator_id > {p} "
+            f"ORDER BY originator_id LIMIT 1 OFFSET {p}"
+        )
 
     def head_and_position(self, table: str) -> str:
         return (

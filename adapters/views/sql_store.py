@@ -18,11 +18,11 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
-from eventsourcing.utils import get_topic
 
 from simledger.adapters.logs import get_logger
 from simledger.adapters.views.base import (
     PROJECTION_VERSION,
+    SIM_TOPICS,
     TRACKING_NAME,
     ApplyRange,
     BuiltViews,
@@ -34,7 +34,6 @@ from simledger.adapters.views.base import (
 from simledger.adapters.views.dialect import Dialect
 from simledger.adapters.views.sim_list_sql import page_statement, total_statement
 from simledger.adapters.views.sql import Statements, Tables
-from simledger.domain.sim import Sim
 from simledger.projections.batch_state import Changes, CountKey, Keys, Touched
 from simledger.projections.listing import SimQuery
 from simledger.projections.rows import GroupRow, OperationRow, SimRow
@@ -45,8 +44,6 @@ LogSource = tuple[str, Callable[[Any], Any] | None]
 """The event table of a recorder this store can read, and how its ids convert (if)."""
 Stream = Callable[[str], Iterator[Sequence[Any]]]
 """Rows of a statement, fetched a few thousand at a time."""
-SIM_TOPICS = get_topic(Sim) + ".%"
-"""LIKE pattern of the topics of every SIM event class (``…sim:Sim.Received``)."""
 
 
 class SqlViewStore(ViewStore):
@@ -145,15 +142,25 @@ class SqlViewStore(ViewStore):
         one writes, and can split the log by SIM (a parallel rebuild's part)."""
         start, limit, stop, partition = span
         source = self._log_source(recorder)
-        splits = self.dialect.partition_filter() is not None
-        if source is None or (partition is not None and not splits):
+        hashes = self.dialect.partition_filter() is not None
+        if source is None or (isinstance(partition, tuple) and not hashes):
             return None
         table, convert = source
-        split = (SIM_TOPICS, partition[1], partition[0]) if partition is not None else None
-        rows = self._read_log(*self.sql.log(table, start, limit, stop, split))
+        rows = self._read_log(*self.sql.log(table, start, limit, stop, partition))
         if convert is None:
             return [notification(*row) for row in rows]
         return [notification(i, convert(o), v, t, s) for i, o, v, t, s in rows]
+
+    def sim_bounds(self, recorder: ApplicationRecorder, every: int) -> list[str] | None:
+        source = self._log_source(recorder)
+        if source is None:
+            return None
+        statement, bounds = self.sql.sim_bound(source[0]), []
+        after, skip = "", every  # "": below every ICCID; the first range has no low bound
+        while found := self._read_log(statement, (SIM_TOPICS, after, skip)):
+            after, skip = str(found[0][0]), every - 1
+            bounds.append(after)
+        return bounds
 
     def head_and_position(self, recorder: ApplicationRecorder) -> tuple[int, int]:
         source = self._log_source(recorder)

@@ -24,7 +24,7 @@ from helpers import FakeClock, iccid
 from simledger import InvalidValue, SimLedger, SimledgerError
 from simledger.adapters.views.base import ViewStore
 from simledger.adapters.views.memory import MemoryViewStore
-from simledger.application.projection_runner import differs
+from simledger.application.views_compare import differs
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim

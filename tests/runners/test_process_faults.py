@@ -16,15 +16,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from conftest import OwnCluster
-from helpers import iccids, ready_sim
+from helpers import alive, fault_record, iccids, ready_sim, staged_tables, suspended, wait_for
 
-from simledger import SimLedger, SimStatus
+from simledger import SimLedger
 from simledger.adapters.carrier.simulator import CarrierConfig, SimulatedCarrier
 
 WORKER = [sys.executable, "-m", "simledger.runners.worker"]
@@ -51,13 +52,12 @@ def quiet_ledger(env: dict[str, str]) -> SimLedger:
     return SimLedger({**env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"})
 
 
-def wait_for(condition: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
+def pause_now(env: dict[str, str], keys: list[str]) -> None:
+    ledger = quiet_ledger(env)
+    try:
+        ledger.pause(keys)
+    finally:
+        ledger.close()
 
 
 def caught_up(env: dict[str, str]) -> bool:
@@ -130,13 +130,6 @@ def test_the_forwarder_goes_on_after_the_database_restarts(
     SimulatedCarrier(CarrierConfig(refusal_rate=0.0, silence_rate=0.0), path=carrier_db).close()
     log = tmp_path / "forwarder.log"
 
-    def suspended(wanted: list[str]) -> bool:
-        reader = SimLedger(env)
-        try:
-            return all(reader.sim(k).status is SimStatus.SUSPENDED for k in wanted)
-        finally:
-            reader.close()
-
     with log.open("w") as out:
         forwarder = subprocess.Popen(
             [
@@ -155,16 +148,12 @@ def test_the_forwarder_goes_on_after_the_database_restarts(
             stderr=out,
         )
     try:
-        wait_for(lambda: suspended(keys[:2]), 20, "the first pause is confirmed")
+        wait_for(lambda: suspended(env, keys[:2]), 20, "the first pause is confirmed")
         own_cluster.stop()
         time.sleep(OUTAGE_S)  # rounds fail meanwhile: the forwarder backs off
         own_cluster.start()
-        ledger = SimLedger(env)
-        try:
-            ledger.pause(keys[2:])
-        finally:
-            ledger.close()
-        wait_for(lambda: suspended(keys), 30, "the pause after the restart is confirmed")
+        pause_now(env, keys[2:])
+        wait_for(lambda: suspended(env, keys), 30, "the pause after the restart is confirmed")
         assert forwarder.poll() is None, "the forwarder was not restarted"
     finally:
         forwarder.send_signal(signal.SIGTERM)
@@ -185,14 +174,8 @@ child.wait()
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too (its parent, reaped, is gone: init reaps it soon).
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
+def ended(pid: int) -> Callable[[], bool]:
+    return lambda: not alive(pid)
 
 
 def test_the_second_process_of_a_rebuild_or_audit_dies_with_its_parent() -> None:
@@ -211,7 +194,7 @@ def test_the_second_process_of_a_rebuild_or_audit_dies_with_its_parent() -> None
             assert alive(child)
             parent.kill()
             parent.wait(timeout=10)
-            wait_for(lambda pid=child: not alive(pid), 5, f"{child_module} ends with its parent")
+            wait_for(ended(child), 5, f"{child_module} ends with its parent")
         finally:
             os.close(read)
             os.close(write)
@@ -231,20 +214,6 @@ def hold(first, last):
 runner.on_batch_written = hold
 runner.rebuild()
 """
-
-
-def staged_tables(env: dict[str, str]) -> list[str]:
-    with psycopg.connect(
-        host=env["POSTGRES_HOST"],
-        port=int(env["POSTGRES_PORT"]),
-        user=env["POSTGRES_USER"],
-        dbname=env["POSTGRES_DBNAME"],
-        autocommit=True,
-    ) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'view\\_sims\\_staged\\_%'"
-        ).fetchall()
-    return [name for (name,) in rows]
 
 
 def test_a_worker_start_drops_what_a_killed_rebuild_staged(own_cluster: OwnCluster) -> None:
@@ -276,3 +245,159 @@ def test_a_worker_start_drops_what_a_killed_rebuild_staged(own_cluster: OwnClust
         assert ledger.sims(limit=1).total == 40
     finally:
         ledger.close()
+
+
+WRITER = r"""
+import os, sys, time
+from simledger import SimLedger
+
+env, name, keys = eval(sys.stdin.readline())  # the test's own literal: settings, name, ICCIDs
+stop = keys.pop()  # a file: once it exists, stop writing
+ledger = None
+n = 0
+while n < len(keys) and not os.path.exists(stop):
+    try:
+        if ledger is None:
+            ledger = SimLedger(env)
+        ledger.set_note(keys[n], f"{name} {n}")
+    except Exception as error:  # the database is away: a new ledger, the same write again
+        print("failed", type(error).__name__, flush=True)
+        if ledger is not None:
+            ledger.close()
+        ledger, _ = None, time.sleep(0.2)
+        continue
+    print("ack", keys[n], f"{name} {n}", flush=True)
+    n += 1
+    time.sleep(0.005)
+"""
+
+
+FAST_ROUNDS = ("--delay", "0", "--jitter", "0", "--interval", "0.05")
+
+
+class Writer:
+    """A writer process of single commands, and the writes it acknowledged (read off its
+    output in a thread)."""
+
+    def __init__(self, env: dict[str, str], name: str, keys: list[str], stop: Path) -> None:
+        self.acks: list[tuple[str, str]] = []
+        self.failures = 0
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", "-c", WRITER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=process_env(env),
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(repr((env, name, [*keys, str(stop)])) + "\n")
+        self.process.stdin.close()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            word, *rest = line.split(" ", 2)
+            if word == "ack":
+                self.acks.append((rest[0], rest[1].strip()))
+            elif word == "failed":
+                self.failures += 1
+
+    def finish(self) -> None:
+        assert self.process.wait(timeout=60) == 0
+        self.reader.join(10)
+
+
+def test_worker_forwarder_and_two_writers_go_on_after_the_database_restarts(
+    own_cluster: OwnCluster, tmp_path: Path
+) -> None:
+    """The issue's fault: the cluster restarts under a worker, a forwarder and two writers at
+    once. Every write a writer acknowledged is found, before and after the restart; the
+    worker folds everything and the views equal their rebuild; a pause asked after the
+    restart reaches the carrier through the same forwarder."""
+    env = own_cluster.env()
+    writing = {**env, "VIEWS_MODE": "external", "VIEWS_WAIT_SECONDS": "0"}
+    setup = SimLedger(writing)
+    try:
+        paused = [ready_sim(setup, n) for n in range(4)]
+        setup.pause(paused[:2])
+        fleet = setup.receive_sims(iccids(1200, 100), operator="3UK", sim_type="paygo")
+    finally:
+        setup.close()
+    carrier_db = tmp_path / "carrier.db"
+    SimulatedCarrier(CarrierConfig(refusal_rate=0.0, silence_rate=0.0), path=carrier_db).close()
+    stop = tmp_path / "stop"
+    worker_log, forwarder_log = tmp_path / "worker.log", tmp_path / "forwarder.log"
+    with worker_log.open("w") as w_out, forwarder_log.open("w") as f_out:
+        worker = subprocess.Popen(
+            [*WORKER, "--batch-size", "50"], env=process_env(env), stderr=w_out
+        )
+        forwarder = subprocess.Popen(
+            [
+                *FORWARDER,
+                "--carrier-db",
+                str(carrier_db),
+                *("--delay", "0", "--jitter", "0"),
+                "--interval",
+                "0.05",
+            ],
+            env=process_env(env),
+            stdout=subprocess.DEVNULL,
+            stderr=f_out,
+        )
+    writers = [
+        Writer(writing, "a", fleet[:600], stop),
+        Writer(writing, "b", fleet[600:], stop),
+    ]
+
+    try:
+        wait_for(lambda: all(len(w.acks) >= 20 for w in writers), 30, "both writers write")
+        wait_for(lambda: suspended(env, paused[:2]), 30, "the first pause is confirmed")
+        own_cluster.stop()
+        time.sleep(OUTAGE_S)  # every process finds its connections gone
+        own_cluster.start()
+        before = [len(w.acks) for w in writers]
+        wait_for(
+            lambda: all(len(w.acks) >= b + 20 for w, b in zip(writers, before, strict=True)),
+            30,
+            "both writers write again after the restart",
+        )
+        pause_now(env, paused[2:])
+        wait_for(lambda: suspended(env, paused), 30, "the pause after the restart is confirmed")
+        stop.touch()
+        for writer in writers:
+            writer.finish()
+        wait_for(lambda: caught_up(env), 30, "the worker folds every write")
+        assert worker.poll() is None and forwarder.poll() is None, "neither was restarted"
+    finally:
+        stop.touch()
+        for process in (worker, forwarder):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        for writer in writers:
+            if writer.process.poll() is None:
+                writer.process.kill()
+    ledger = quiet_ledger(env)
+    try:
+        acks = [ack for writer in writers for ack in writer.acks]
+        lost = [(key, note) for key, note in acks if ledger.sim(key).note != note]
+        diffs = ledger.verify_views()
+        fault_record(
+            "worker, forwarder, 2 writers",
+            "PostgreSQL restart",
+            env,
+            acknowledged=len(acks),
+            found=len(acks) - len(lost),
+            views_equal=diffs == NO_DIFFERENCES,
+        )
+        assert lost == [], "acknowledged, so found"
+        assert diffs == NO_DIFFERENCES
+        assert ledger.sims(search="a 1").total >= 1, "the views hold the writers' notes"
+        report = ledger.verify_store(views=False)
+        assert report.ok, report.summary()
+    finally:
+        ledger.close()
+    names = {e.get("event") for e in events_in(worker_log) + events_in(forwarder_log)}
+    assert {"worker.reconnecting", "forwarder.reconnecting"} <= names
