@@ -44,19 +44,33 @@ CHILD = r"""
 import json, os, sys, time
 request = json.loads(sys.stdin.readline())
 os.environ.update(request["env"])
-from simledger.application.projection_runner import ViewRunner
+from simledger.application import inline_fold
 
-calls, stop_at, fold = 0, request["stop_at"], ViewRunner.fold_inline
+calls, stop_at = 0, request["stop_at"]
+fold, early = inline_fold.fold_inline, inline_fold.fold_early
 
-def stopping(self, *args, **kwargs):
+def stop():
     global calls
     calls += 1
-    if calls == stop_at:  # the save's rows are written, its transaction open: killed here
+    if calls == stop_at:  # the save's events are sent, its transaction open: killed here
         print("stopped", calls, flush=True)
         time.sleep(600)
-    return fold(self, *args, **kwargs)
 
-ViewRunner.fold_inline = stopping
+def stopping(*args, **kwargs):  # after the INSERT (SQLite, big saves)
+    stop()
+    return fold(*args, **kwargs)
+
+def stopping_early(*args, **kwargs):  # a small PostgreSQL save: after its INSERT is sent
+    send = early(*args, **kwargs)
+    if send is None:
+        stop()
+        return None
+    def send_then_stop(position_sql):
+        send(position_sql)
+        stop()
+    return send_then_stop
+
+inline_fold.fold_inline, inline_fold.fold_early = stopping, stopping_early
 kind = request["kind"]
 if kind in ("import", "usage"):
     from simledger.runners.cli import main
