@@ -112,12 +112,15 @@ def capturing(capture: Capture) -> Iterator[None]:
         psycopg.Cursor.fetchall, psycopg.Cursor.fetchone = fetchall, fetchone  # type: ignore[method-assign]
 
 
-def script_of(capture: Capture, iccid: str, keys_table: str, one_pipeline: bool) -> str:
-    """The pgbench script of a captured command: the SIM's ICCID as ``:k``; the events'
-    ids made unique (a new aggregate id per run), so the INSERT never collides."""
+def script_of(
+    capture: Capture, iccid: str, copy_id: str, keys_table: str, one_pipeline: bool
+) -> str:
+    """The pgbench script of a captured command: the SIM's ICCID as ``:k`` and its package
+    copy's id as ``:c`` (each run another SIM of the fleet); the events' ids made unique
+    (a new aggregate id per run), so the INSERT never collides."""
     lines = [
         "\\set n random(1, :nkeys)",
-        f"SELECT iccid AS k FROM {keys_table} WHERE n = :n \\gset",
+        f"SELECT iccid AS k, copy_id AS c FROM {keys_table} WHERE n = :n \\gset",
     ]
     segments = list(zip(capture.segments, capture.pipelined, strict=True))
     if one_pipeline:  # every segment after the load in one pipeline
@@ -131,6 +134,8 @@ def script_of(capture: Capture, iccid: str, keys_table: str, one_pipeline: bool)
         for statement in statements:
             if "INSERT INTO" in statement and "_events" in statement:
                 statement = re.sub(r"unnest\('\{([^}]*)\}'::text\[\]", _new_ids, statement, count=1)
+            statement = statement.replace(f"'{{{copy_id}}}'", "ARRAY[:c]")
+            statement = statement.replace(f"'{copy_id}'", ":c")
             statement = statement.replace(f"'{{{iccid}}}'", "ARRAY[:k]")
             statement = statement.replace(f"'{iccid}'", ":k").replace(iccid, "' || :k || '")
             statement = re.sub(r"(E?)'((?:[^']|'')*)'", _no_colon, statement)
@@ -224,11 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         setup.close()
         build_plain(schema, fleet, 1, 0)
         with pg_connect(schema) as conn:
-            for table, keys in (("engine_keys", fleet.own), ("plain_keys", fleet.own)):
-                conn.execute(f"CREATE TABLE {table} (n integer PRIMARY KEY, iccid text)")
-                with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
-                    for n, key in enumerate(keys, 1):
-                        copy.write_row((n, key))
+            conn.execute("CREATE TABLE plain_keys (n integer PRIMARY KEY, iccid text)")
+            with conn.cursor().copy("COPY plain_keys FROM STDIN") as copy:
+                for n, key in enumerate(fleet.own, 1):
+                    copy.write_row((n, key))
+            conn.execute(
+                "CREATE TABLE engine_keys AS SELECT row_number() OVER (ORDER BY iccid)::integer "
+                "AS n, iccid, copy_id FROM view_sims WHERE iccid = ANY(%s)",
+                (fleet.own,),
+            )
+            conn.execute("ALTER TABLE engine_keys ADD PRIMARY KEY (n)")
             conn.commit()
         capture = Capture()
         ledger = SimLedger(env={**env, "VIEWS_MODE": "embedded"})
@@ -236,13 +246,17 @@ def main(argv: list[str] | None = None) -> int:
         for key in fleet.own[:20]:  # warm: the ledger's caches as a running service has them
             run(ledger, key)
         key = fleet.own[-1]
+        copy = ledger.sim(key).copy_id
+        copy_id = str(copy) if copy is not None else "-"
         with capturing(capture):
             run(ledger, key)
         ledger.close()
         scripts = {
             "plain": PLAIN.format(keys="plain_keys"),
-            "engine": script_of(capture, key, "engine_keys", one_pipeline=False),
-            "engine, one pipeline": script_of(capture, key, "engine_keys", one_pipeline=True),
+            "engine": script_of(capture, key, copy_id, "engine_keys", one_pipeline=False),
+            "engine, one pipeline": script_of(
+                capture, key, copy_id, "engine_keys", one_pipeline=True
+            ),
         }
         if args.scripts:
             for name, script in scripts.items():
