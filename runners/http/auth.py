@@ -1,6 +1,7 @@
 """Keys, scopes and tenants: who calls, what they may call, and what they may see.
 
-``Bearer`` keys are checked against the store (``ledger.keys.authenticate``): missing,
+``Bearer`` keys are checked against the store (``ledger.keys.authenticate``, a live key
+remembered for ``key_cache_seconds``, 1 s by default: a revocation counts within it): missing,
 unknown or revoked → 401; a scope the key lacks → 403. A company key sees its company's SIMs
 alone (anything else is 404, as if unknown); an operator key sees everything. Every ledger
 call of a request runs under ``ledger.acting_as(key.actor())``, so the events it causes
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -61,14 +63,20 @@ class Caller:
         return self.service.call(acting)
 
 
-def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Caller:
     service = service_of(request)
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Problem(
             401, "send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
         )
     secret = credentials.credentials
-    key = service.call(lambda: service.ledger.keys.authenticate(secret))
+    # A key seen within the cache's age is checked on the event loop: no worker thread, no
+    # query (the list route's hop and round trip per request, ARCHITECTURE.md).
+    key = service.keys.cached(secret)
+    if key is None:
+        key = await anyio.to_thread.run_sync(service.keys.authenticate, secret)
     if key is None or key.revoked_at is not None:
         raise Problem(401, "unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
     request.state.key_id = str(key.id)
@@ -85,11 +93,11 @@ def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | 
 def scoped(scope: str) -> Callable[..., Caller]:
     """The dependency of a route that needs ``scope``."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
-        caller = _authenticate(request, credentials)
+        caller = await _authenticate(request, credentials)
         if scope not in caller.key.scopes:
             raise Problem(403, f"this key lacks the scope {scope!r}")
         return caller
