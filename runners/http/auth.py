@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from simledger.application.keys import ApiKey
-from simledger.application.service_reads import views_position
+from simledger.application.service_reads import position_marks, views_position_after
 from simledger.runners.http.problems import Problem
 from simledger.runners.http.service import Service
 
@@ -54,11 +54,14 @@ class Caller:
 
         def acting() -> T:
             with ledger.acting_as(self.key.actor()):
+                marks: tuple[int, int] | None = None
+                with contextlib.suppress(Exception):  # the store may not answer
+                    marks = position_marks(ledger)
                 try:
                     return fn()
                 finally:  # the header's position; none when the store does not answer
                     with contextlib.suppress(Exception):
-                        self.state.position = views_position(ledger)
+                        self.state.position = views_position_after(ledger, marks)
 
         return self.service.call(acting)
 
