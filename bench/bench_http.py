@@ -7,7 +7,7 @@ Setup (untimed): ``--sims`` active SIMs (``bench/_service_setup.py``) in a fresh
 their views folded, one operator key, then a ``simledger serve`` process on a free port of
 127.0.0.1 (``SIMLEDGER_HTTP_RATE=0``: no per-key limit). Phases, each ``--seconds`` long:
 
-* ``list``: ``GET /v1/sims`` with ``status=active&operator=Orange&sort=expires_at&
+* ``list``: ``GET /v1/sims`` with ``status=active&operator=Orange&sort=<--sort>&
   descending=true&limit=100``, following ``next_cursor`` for up to 5 pages,
   then again from the first;
 * ``command``: ``POST /v1/sims/{iccid}/note`` on SIMs taken in turn (it answers the SIM).
@@ -44,13 +44,7 @@ from simledger.application.ledger import SimLedger
 
 PAGES = 5
 """Pages followed by one walk of the list before it starts again."""
-LIST_QUERY = {
-    "status": "active",
-    "operator": "Orange",
-    "sort": "expires_at",
-    "descending": "true",
-    "limit": "100",
-}
+LIST_QUERY = {"status": "active", "operator": "Orange", "descending": "true", "limit": "100"}
 
 
 @dataclass
@@ -83,7 +77,7 @@ class Figures:
 Call = Callable[[], None]
 
 
-def list_calls(ledger: SimLedger) -> Callable[[httpx.Client | None], Call]:
+def list_calls(ledger: SimLedger, sort: str) -> Callable[[httpx.Client | None], Call]:
     """A walk of the list for one client: over HTTP with a client, else on ``ledger``."""
 
     def make(client: httpx.Client | None) -> Call:
@@ -92,7 +86,7 @@ def list_calls(ledger: SimLedger) -> Callable[[httpx.Client | None], Call]:
 
         def call() -> None:
             if client is not None:
-                params = dict(LIST_QUERY, **({"cursor": cursor[0]} if cursor[0] else {}))
+                params = dict(LIST_QUERY, sort=sort, **({"cursor": cursor[0]} if cursor[0] else {}))
                 answer = client.get("/v1/sims", params=params)
                 answer.raise_for_status()
                 following = answer.json()["next_cursor"]
@@ -100,7 +94,7 @@ def list_calls(ledger: SimLedger) -> Callable[[httpx.Client | None], Call]:
                 page = ledger.sims(
                     status="active",
                     operator="Orange",
-                    sort="expires_at",
+                    sort=sort,
                     descending=True,
                     limit=100,
                     cursor=cursor[0],
@@ -228,6 +222,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s in all; 0: unbounded")
     parser.add_argument("--phases", nargs="+", default=["list", "command"])
+    parser.add_argument("--sort", default="iccid", help="the list's sort column (default iccid)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
     return parser.parse_args(argv)
 
@@ -251,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             ledger.catch_up_views()
             _, secret = ledger.keys.create(name="bench", scopes=SCOPES, operator=True)
             makers = {
-                "list": list_calls(ledger),
+                "list": list_calls(ledger, args.sort),
                 "command": command_calls(ledger, fleet.own),
             }
             headers = {"Authorization": f"Bearer {secret}"}
