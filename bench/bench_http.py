@@ -240,11 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     create_schema(schema)
     try:
         sys.stderr.write("setup (untimed):\n")
+        setup = SimLedger(env=env)
+        try:
+            fleet = build_engine(setup, args.sims, 100, 0)
+            setup.catch_up_views()
+            _, secret = setup.keys.create(name="bench", scopes=SCOPES, operator=True)
+        finally:
+            setup.close()
+        # The in-process side's ledger is opened as the server's is: no SIM in its caches.
         ledger = SimLedger(env=env)
         try:
-            fleet = build_engine(ledger, args.sims, 100, 0)
-            ledger.catch_up_views()
-            _, secret = ledger.keys.create(name="bench", scopes=SCOPES, operator=True)
             makers = {
                 "list": list_calls(ledger, args.sort),
                 "command": command_calls(ledger, fleet.own),
