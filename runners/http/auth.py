@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -93,7 +93,7 @@ async def _authenticate(
     return Caller(key, service, request.state)
 
 
-def scoped(scope: str) -> Callable[..., Caller]:
+def scoped(scope: str) -> Callable[..., Awaitable[Caller]]:
     """The dependency of a route that needs ``scope``."""
 
     async def dependency(
