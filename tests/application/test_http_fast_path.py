@@ -5,10 +5,12 @@ read, never older than the views were when the read ran (after a save: asked aga
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from simledger import SimLedger
-from simledger.application.keys import KeyCache
+from simledger.application.keys import ApiKey, KeyCache
 from simledger.application.service_reads import (
     position_marks,
     views_position,
@@ -20,6 +22,17 @@ from simledger.domain.iccid import make_iccid
 @pytest.fixture
 def ledger_env(store_env: dict[str, str]) -> dict[str, str]:
     return store_env  # memory, SQLite and PostgreSQL
+
+
+def counted(ledger: SimLedger) -> tuple[Callable[[str], ApiKey | None], list[str]]:
+    """``ledger.keys.authenticate``, and the secrets it was asked about."""
+    asked: list[str] = []
+
+    def authenticate(secret: str) -> ApiKey | None:
+        asked.append(secret)
+        return ledger.keys.authenticate(secret)
+
+    return authenticate, asked
 
 
 class Clock:
@@ -34,13 +47,8 @@ def test_a_revocation_counts_once_the_cached_key_is_older_than_max_age(
     ledger: SimLedger,
 ) -> None:
     clock = Clock()
-    asked: list[str] = []
-
-    def authenticate(secret: str) -> object:
-        asked.append(secret)
-        return ledger.keys.authenticate(secret)
-
-    cache = KeyCache(authenticate, max_age=1.0, clock=clock)  # type: ignore[arg-type]
+    authenticate, asked = counted(ledger)
+    cache = KeyCache(authenticate, max_age=1.0, clock=clock)
     key, secret = ledger.keys.create(name="k", scopes=["sims:read"], company="acme")
     assert cache.authenticate(secret) == key
     assert cache.authenticate(secret) == key
@@ -58,13 +66,8 @@ def test_an_unknown_secret_is_asked_each_time_and_the_cache_is_bounded(
     ledger: SimLedger,
 ) -> None:
     clock = Clock()
-    asked: list[str] = []
-
-    def authenticate(secret: str) -> object:
-        asked.append(secret)
-        return ledger.keys.authenticate(secret)
-
-    cache = KeyCache(authenticate, max_age=60, size=2, clock=clock)  # type: ignore[arg-type]
+    authenticate, asked = counted(ledger)
+    cache = KeyCache(authenticate, max_age=60, size=2, clock=clock)
     unknown = "slk_" + "x" * 43
     assert cache.authenticate(unknown) is None
     assert cache.authenticate(unknown) is None
@@ -76,7 +79,7 @@ def test_an_unknown_secret_is_asked_each_time_and_the_cache_is_bounded(
         cache.authenticate(secret)
     assert cache.cached(secrets[0]) is None  # the oldest went when the third came
     assert cache.cached(secrets[1]) is not None and cache.cached(secrets[2]) is not None
-    off = KeyCache(authenticate, max_age=0, clock=clock)  # type: ignore[arg-type]
+    off = KeyCache(authenticate, max_age=0, clock=clock)
     off.authenticate(secrets[0])
     assert off.cached(secrets[0]) is None
 
