@@ -11,6 +11,8 @@ from __future__ import annotations
 import builtins
 import hashlib
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,3 +197,49 @@ def _key(row: KeyRow) -> ApiKey:
         created_at=datetime.fromisoformat(row.created_at),
         revoked_at=None if row.revoked_at is None else datetime.fromisoformat(row.revoked_at),
     )
+
+
+class KeyCache:
+    """:meth:`KeyRing.authenticate` remembered for at most ``max_age`` seconds per secret:
+    the HTTP service's check of every request, without a query per request.
+
+    A revocation (by any process on the store) therefore counts within ``max_age`` seconds
+    (the next request after that asks the store again). Only live keys are kept (an
+    unknown secret asks the store each time, so a key just created works at once), at most
+    ``size`` of them (the oldest go first). ``max_age`` 0: no cache, one query per call.
+    Safe across threads."""
+
+    def __init__(
+        self,
+        authenticate: Callable[[str], ApiKey | None],
+        max_age: float = 1.0,
+        size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._authenticate = authenticate
+        self.max_age = max_age
+        self._size = max(size, 1)
+        self._clock = clock
+        self._keys: dict[str, tuple[ApiKey, float]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, secret: str) -> ApiKey | None:
+        """The key remembered for ``secret`` and still fresh; None: ask :meth:`authenticate`."""
+        found = self._keys.get(secret)
+        if found is None or self._clock() >= found[1]:
+            return None
+        return found[0]
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """As :meth:`KeyRing.authenticate`, from the cache while fresh."""
+        key = self.cached(secret)
+        if key is not None:
+            return key
+        key = self._authenticate(secret)
+        if key is not None and self.max_age > 0:
+            with self._lock:
+                if len(self._keys) >= self._size:
+                    del self._keys[next(iter(self._keys))]
+                self._keys.pop(secret, None)  # re-inserted: the newest, last to go
+                self._keys[secret] = (key, self._clock() + self.max_age)
+        return key

@@ -235,6 +235,11 @@ class SimLedger(EventSourcedLedger):
         return self._queries.views
 
     @property
+    def last_saved_position(self) -> int:
+        """The position of this ledger's latest save (0: none yet)."""
+        return self._queries._last_saved_id
+
+    @property
     def views_mode(self) -> str:
         """``embedded`` (this process folds its saves) or ``external`` (a worker does)."""
         return self._queries.views_mode

@@ -92,6 +92,11 @@ class ViewRunner:
         """SIMs per range of a views check (:meth:`verify`)."""
         self.parallel_from = PARALLEL_FROM if (os.cpu_count() or 1) >= 2 else sys.maxsize
         """A PostgreSQL rebuild over this many events folds in two processes (one CPU: never)."""
+        self.checks = 0
+        """How many :meth:`catch_up` calls found the views already caught up..."""
+        self.seen = 0
+        """...and the views' position the latest of them read: a read made after it is at
+        least this new (the HTTP service's position header, without asking again)."""
 
     def max_notification_id(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -192,6 +197,8 @@ class ViewRunner:
         else:
             position = self.store.position()
         if position >= until:
+            self.checks += 1
+            self.seen = max(self.seen, position)
             return 0
         behind = until - position
         if (

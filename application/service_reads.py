@@ -65,6 +65,19 @@ def views_position(ledger: SimLedger) -> int:
     return int(ledger.views.store.position())
 
 
+def position_marks(ledger: SimLedger) -> tuple[int, int]:
+    """Taken before a call, for :func:`views_position_after`."""
+    return ledger.views.checks, ledger.last_saved_position
+
+
+def views_position_after(ledger: SimLedger, marks: tuple[int, int] | None) -> int:
+    """:func:`views_position` for a call that began at ``marks``: the position its own
+    freshness check read (no query) when it made one and saved nothing; else asked."""
+    if marks is not None and position_marks(ledger) == (marks[0] + 1, marks[1]):
+        return ledger.views.seen
+    return views_position(ledger)
+
+
 def operation_detail(ledger: SimLedger, operation_id: object) -> OperationDetail:
     key = values.uuid_text(operation_id, UnknownOperation)
     operation = ledger.unit_of_work.get(key, BulkOperation)

@@ -1,6 +1,7 @@
 """Keys, scopes and tenants: who calls, what they may call, and what they may see.
 
-``Bearer`` keys are checked against the store (``ledger.keys.authenticate``): missing,
+``Bearer`` keys are checked against the store (``ledger.keys.authenticate``, a live key
+remembered for ``key_cache_seconds``, 1 s by default: a revocation counts within it): missing,
 unknown or revoked → 401; a scope the key lacks → 403. A company key sees its company's SIMs
 alone (anything else is 404, as if unknown); an operator key sees everything. Every ledger
 call of a request runs under ``ledger.acting_as(key.actor())``, so the events it causes
@@ -10,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from simledger.application.keys import ApiKey
-from simledger.application.service_reads import views_position
+from simledger.application.service_reads import position_marks, views_position_after
 from simledger.runners.http.problems import Problem
 from simledger.runners.http.service import Service
 
@@ -52,23 +54,32 @@ class Caller:
 
         def acting() -> T:
             with ledger.acting_as(self.key.actor()):
+                marks: tuple[int, int] | None = None
+                with contextlib.suppress(Exception):  # the store may not answer
+                    marks = position_marks(ledger)
                 try:
                     return fn()
                 finally:  # the header's position; none when the store does not answer
                     with contextlib.suppress(Exception):
-                        self.state.position = views_position(ledger)
+                        self.state.position = views_position_after(ledger, marks)
 
         return self.service.call(acting)
 
 
-def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Caller:
     service = service_of(request)
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Problem(
             401, "send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
         )
     secret = credentials.credentials
-    key = service.call(lambda: service.ledger.keys.authenticate(secret))
+    # A key seen within the cache's age is checked on the event loop: no worker thread, no
+    # query (the list route's hop and round trip per request, ARCHITECTURE.md).
+    key = service.keys.cached(secret)
+    if key is None:
+        key = await anyio.to_thread.run_sync(service.keys.authenticate, secret)
     if key is None or key.revoked_at is not None:
         raise Problem(401, "unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
     request.state.key_id = str(key.id)
@@ -82,14 +93,14 @@ def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | 
     return Caller(key, service, request.state)
 
 
-def scoped(scope: str) -> Callable[..., Caller]:
+def scoped(scope: str) -> Callable[..., Awaitable[Caller]]:
     """The dependency of a route that needs ``scope``."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
-        caller = _authenticate(request, credentials)
+        caller = await _authenticate(request, credentials)
         if scope not in caller.key.scopes:
             raise Problem(403, f"this key lacks the scope {scope!r}")
         return caller

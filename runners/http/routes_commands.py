@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from simledger.application.ledger import SimLedger
@@ -106,23 +107,27 @@ ACTIONS: dict[str, tuple[type[bodies.Body], Act, bool]] = {
 
 
 def _route(action: str, model: type[bodies.Body], act: Act, operator: bool) -> None:
-    def handler(caller: Caller, iccid: str, body: bodies.Body) -> SimView:
+    def handler(caller: Caller, iccid: str, body: bodies.Body) -> Response:
         if operator:
             operator_only(caller, f"{action!r}")
-        return _command(caller, iccid, lambda lg, key: act(lg, key, body))
+        return bodies.answer(_command(caller, iccid, lambda lg, key: act(lg, key, body)))
 
     # The body's own model (this module's annotations are strings FastAPI would resolve in
     # the module's namespace, where ``model`` is not): given as objects.
-    handler.__annotations__ = {"caller": SimsWrite, "iccid": str, "body": model, "return": SimView}
+    handler.__annotations__ = {"caller": SimsWrite, "iccid": str, "body": model, "return": Response}
     handler.__name__ = "sim_" + action.replace("-", "_").replace("/", "_")
-    router.post(f"/{{iccid}}/{action}", summary=f"one SIM: {action}")(handler)
+    router.post(f"/{{iccid}}/{action}", summary=f"one SIM: {action}", response_model=SimView)(
+        handler
+    )
 
 
 def _command(caller: Caller, iccid: str, do: Callable[[SimLedger, str], object]) -> SimView:
     ledger, company = caller.service.ledger, caller.company
 
     def run() -> SimView:
-        key = tenancy.sim(ledger, company, iccid).iccid
+        # An operator key sees every SIM: the command itself says UnknownSim, so the SIM is
+        # read once, after it (a company key's check reads it before: tenancy).
+        key = iccid if company is None else tenancy.sim(ledger, company, iccid).iccid
         do(ledger, key)
         return ledger.sim(key)
 

@@ -14,6 +14,7 @@ from simledger.domain.types import SimStatus, SimType
 from simledger.projections.models import Page
 from simledger.runners.http import tenancy
 from simledger.runners.http.auth import SimsRead
+from simledger.runners.http.bodies import answer
 from simledger.runners.http.problems import Problem
 from simledger.runners.http.reading import MinPosition, reach
 
@@ -41,7 +42,7 @@ def list_sims(
     reach(caller, min_position)
     own = caller.company
     if own is not None and company is not None and company != own:
-        return _json(Page(items=[], next_cursor=None, total=0))  # another company's: none
+        return answer(Page(items=[], next_cursor=None, total=0))  # another company's: none
     ledger = caller.service.ledger
     page = caller.run(
         lambda: ledger.sims(
@@ -58,23 +59,19 @@ def list_sims(
             cursor=cursor,
         )
     )
-    return _json(page)
+    return answer(page)
 
 
-def _json(page: Page) -> Response:
-    """The page serialised once, by pydantic (the hot path: FastAPI would check the model it
-    was just given against itself, then serialise it through a dict)."""
-    return Response(page.model_dump_json(), media_type="application/json")
-
-
-@router.get("/{iccid}", summary="the SIM now, or as it was at a time or version")
+@router.get(
+    "/{iccid}", summary="the SIM now, or as it was at a time or version", response_model=SimView
+)
 def get_sim(
     caller: SimsRead,
     iccid: str,
     as_of: datetime | None = None,
     version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     min_position: MinPosition = None,
-) -> SimView:
+) -> Response:
     reach(caller, min_position)
     ledger, company = caller.service.ledger, caller.company
 
@@ -86,7 +83,7 @@ def get_sim(
             raise Problem(422, "as_of needs a time zone (e.g. 2024-05-01T12:00:00Z)", rule="R-IN3")
         return ledger.sim_as_of(current.iccid, at=as_of, version=version)
 
-    return caller.run(read)
+    return answer(caller.run(read))
 
 
 @router.get("/{iccid}/history", summary="every event that touched the SIM, with who caused it")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from simledger.application.keys import KeyCache
 from simledger.application.ledger import SimLedger
 from simledger.runners.http.settings import Settings
 
@@ -49,9 +50,12 @@ class Service:
     settings: Settings
     lock: threading.Lock = field(default_factory=threading.Lock)
     limits: RateLimits = field(init=False)
+    keys: KeyCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.limits = RateLimits(self.settings.rate_per_second, self.settings.rate_burst)
+        # The key table is read through the recorder's own connections (no ledger lock).
+        self.keys = KeyCache(self.ledger.keys.authenticate, self.settings.key_cache_seconds)
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` with the ledger to itself."""

@@ -37,6 +37,9 @@ class Settings:
     401 to every call (no secret, no signature can be right)."""
     signature_max_age: float = 300.0
     """A carrier signature older (or newer) than this many seconds is stale."""
+    key_cache_seconds: float = 1.0
+    """A key checked against the store is trusted this long without asking again (a
+    revocation counts within it); 0: every request asks the store."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,4 +51,5 @@ class Settings:
             min_position_wait=_number(env, "SIMLEDGER_HTTP_POSITION_WAIT", cls.min_position_wait),
             carrier_secret=env.get("SIMLEDGER_CARRIER_SECRET") or None,
             signature_max_age=cls.signature_max_age,
+            key_cache_seconds=_number(env, "SIMLEDGER_HTTP_KEY_CACHE", cls.key_cache_seconds),
         )

@@ -17,6 +17,8 @@ import pytest
 from helpers import clean_env
 from http_serve import Served, make_key, serve, store_for, store_params
 
+from simledger.application.ledger import SimLedger
+
 
 @pytest.fixture(scope="module", params=store_params())
 def store(
@@ -161,3 +163,26 @@ def test_healthz_is_503_while_the_store_does_not_answer(own_cluster: Any, tmp_pa
         finally:
             own_cluster.start()
         assert httpx.get(f"{served.url}/healthz", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("cache", ["0", "3600"])
+def test_a_revocation_reaches_a_running_service_within_the_key_cache(
+    store: tuple[dict[str, str], Path], cache: str
+) -> None:
+    """SIMLEDGER_HTTP_KEY_CACHE bounds how long a checked key is trusted: 0, the next request
+    after a revocation is 401; an hour (no test waits that long), still answered: the check
+    came from the cache, not the store."""
+    env, tmp = store
+    key_id, key = make_key(env, f"cached-{cache}", company="acme")
+    with serve(env, tmp / f"cache-{cache}.log", {"SIMLEDGER_HTTP_KEY_CACHE": cache}) as served:
+        client = served.shared(key)
+        assert client.get("/v1/sims").status_code == 200
+        ledger = SimLedger(env=dict(env))
+        try:
+            ledger.keys.revoke(key_id)
+        finally:
+            ledger.close()
+        assert client.get("/v1/sims").status_code == (401 if cache == "0" else 200)
+        fresh = served.client(make_key(env, f"new-{cache}", company="acme")[1])
+        with fresh:  # a key made while serving works at once: unknown secrets are not cached
+            assert fresh.get("/v1/sims").status_code == 200
