@@ -1,0 +1,210 @@
+"""The forwarder delivering the simulated carrier's answers through a real ``simledger serve``
+(``--answers-url``, signed with ``SIMLEDGER_CARRIER_SECRET``), on SQLite and PostgreSQL: a
+bulk pause confirmed through the service, a batch sent twice changing nothing, and a wrong
+secret answered 401, recording nothing, and said so in the forwarder's log."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from helpers import COMPANY, MSISDN, OPERATOR, clean_env, event_count, make_package
+from http_serve import Served, free_port, http_iccids, serve, store_for, store_params
+
+from simledger import SimLedger, SimStatus
+from simledger.adapters.carrier.answers_http import AnswersUnauthorised, HttpAnswers
+from simledger.adapters.carrier.gateway import CarrierAnswer, CarrierOperation
+from simledger.adapters.carrier.simulator import SimulatedCarrier
+from simledger.application.forwarding import Forwarder, request_id
+
+SECRET = "shared-carrier-secret"
+
+
+@dataclass
+class Setup:
+    served: Served
+    env: dict[str, str]
+    tmp: Path
+    sims: list[str]
+
+
+@pytest.fixture(scope="module", params=store_params())
+def setup(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    tmp = tmp_path_factory.mktemp("forwarder_http")
+    extra = {"SIMLEDGER_HTTP_RATE": "0", "SIMLEDGER_CARRIER_SECRET": SECRET}
+    with store_for(request, tmp) as env:
+        ledger = SimLedger(env=dict(env))
+        try:
+            sims = ledger.receive_sims(
+                http_iccids(7, 500), operator=OPERATOR, sim_type="subscription"
+            )
+            package = make_package(ledger)
+            for key in sims:
+                ledger.complete_integration_check(key, ok=True)
+                ledger.assign_line(key, MSISDN)
+                ledger.assign_to_company(key, COMPANY)
+                ledger.assign_package(key, package)
+                ledger.activate(key)
+        finally:
+            ledger.close()
+        with serve(env, tmp / "serve.log", extra) as served:
+            yield Setup(served, dict(env), tmp, sims)
+
+
+def run_forwarder(setup: Setup, carrier_db: Path, secret: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "simledger.runners.forwarder",
+            "--carrier-db",
+            str(carrier_db),
+            "--until-idle",
+            "--answers-url",
+            setup.served.url,
+        ],
+        env=clean_env({**setup.env, "SIMLEDGER_CARRIER_SECRET": secret}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def pause(setup: Setup, sims: list[str]) -> str:
+    ledger = SimLedger(env=dict(setup.env))
+    try:
+        result = ledger.pause(sims)
+        assert result.accepted == sims
+        return str(result.operation_id)
+    finally:
+        ledger.close()
+
+
+def events(setup: Setup) -> int:
+    ledger = SimLedger(env=dict(setup.env))
+    try:
+        return event_count(ledger)
+    finally:
+        ledger.close()
+
+
+def statuses_and_answers(setup: Setup, sims: list[str], operation_id: str) -> list[object]:
+    """Per SIM: its status, and the (event, actor id) of the carrier's answers to the
+    operation in its history."""
+    ledger = SimLedger(env=dict(setup.env))
+    try:
+        out: list[object] = []
+        for iccid in sims:
+            answers = [
+                (entry.event, entry.actor.id if entry.actor else None)
+                for entry in ledger.history(iccid)
+                if entry.data.get("operation_id") == operation_id
+                and entry.event in ("Paused", "PauseRefused")
+            ]
+            out.append((ledger.sim(iccid).status, answers))
+        return out
+    finally:
+        ledger.close()
+
+
+def test_a_bulk_pause_is_confirmed_through_the_service_and_a_resent_batch_changes_nothing(
+    setup: Setup,
+) -> None:
+    sims = setup.sims[:3]
+    operation_id = pause(setup, sims)
+    done = run_forwarder(setup, setup.tmp / "carrier-ok.db", SECRET)
+    assert done.returncode == 0, done.stderr
+    expected = (SimStatus.SUSPENDED, [("Paused", "carrier")])
+    assert statuses_and_answers(setup, sims, operation_id) == [expected] * 3
+
+    # The carrier sends the same batch again (same answer ids): the service applies nothing.
+    with SimulatedCarrier.open(setup.tmp / "carrier-ok.db") as carrier:
+        records = carrier.records()
+    assert {r.request_id for r in records} == {request_id(operation_id, k) for k in sims}
+    again = [
+        CarrierAnswer(r.request_id, r.operation_id, r.kind, r.iccid, True, None, datetime.now(UTC))
+        for r in records
+    ]
+    before = events(setup)
+    via = HttpAnswers(setup.served.url, SECRET)
+    try:
+        delivered = via.deliver(again)
+    finally:
+        via.close()
+    assert delivered.applied == []
+    assert sorted(delivered.skipped) == sorted(sims)
+    assert events(setup) == before
+    assert statuses_and_answers(setup, sims, operation_id) == [expected] * 3
+
+
+def test_a_wrong_secret_gets_401_records_nothing_and_the_forwarder_says_so(
+    setup: Setup,
+) -> None:
+    sims = setup.sims[3:6]
+    operation_id = pause(setup, sims)
+    before = events(setup)
+    refused = run_forwarder(setup, setup.tmp / "carrier-bad.db", "not-the-secret")
+    assert refused.returncode == 2, refused.stderr
+    assert "forwarder.answers_unauthorised" in refused.stderr
+    assert "forwarder.configuration_error" in refused.stderr
+    assert events(setup) == before
+    assert statuses_and_answers(setup, sims, operation_id) == [(SimStatus.ACTIVE, [])] * 3
+
+    # The answers were not acknowledged: with the right secret they arrive, once.
+    done = run_forwarder(setup, setup.tmp / "carrier-bad.db", SECRET)
+    assert done.returncode == 0, done.stderr
+    expected = (SimStatus.SUSPENDED, [("Paused", "carrier")])
+    assert statuses_and_answers(setup, sims, operation_id) == [expected] * 3
+
+
+def test_the_client_refuses_a_wrong_secret_without_retrying(setup: Setup) -> None:
+    pauses: list[float] = []
+    via = HttpAnswers(setup.served.url, "wrong", sleep=pauses.append)
+    answer = CarrierAnswer(
+        "some-id",
+        "00000000-0000-0000-0000-000000000000",
+        CarrierOperation.PAUSE,
+        setup.sims[0],
+        True,
+        None,
+        datetime.now(UTC),
+    )
+    before = events(setup)
+    try:
+        with pytest.raises(AnswersUnauthorised):
+            via.deliver([answer])
+    finally:
+        via.close()
+    assert pauses == []
+    assert events(setup) == before
+
+
+def test_an_unreachable_service_is_retried_with_doubling_pauses_and_the_answers_wait(
+    setup: Setup,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    pauses: list[float] = []
+    via = HttpAnswers(dead, SECRET, attempts=3, first_pause=0.5, sleep=pauses.append)
+    sims = setup.sims[6:]
+    ledger = SimLedger(env=dict(setup.env))
+    carrier = SimulatedCarrier()
+    try:
+        ledger.pause(sims)
+        forwarder = Forwarder(ledger, carrier, name="dead-end", answers_via=via)
+        stats = forwarder.run_once()
+        assert (stats.sent, stats.applied, stats.deferred) == (1, 0, 1)
+        assert pauses == [0.5, 1.0]
+        assert carrier.counts()["acked"] == 0  # delivered again in a later round
+        assert ledger.sim(sims[0]).status == SimStatus.ACTIVE  # still waiting for the answer
+    finally:
+        via.close()
+        carrier.close()
+        ledger.close()
