@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from helpers import COMPANY, MSISDN, OPERATOR, clean_env, event_count, make_package
-from http_serve import Served, free_port, http_iccids, serve, store_for, store_params
+from helpers import active_sims, clean_env, event_count
+from http_serve import Served, free_port, serve, store_for, store_params
 
 from simledger import SimLedger, SimStatus
 from simledger.adapters.carrier.answers_http import AnswersUnauthorised, HttpAnswers
@@ -42,16 +42,7 @@ def setup(
     with store_for(request, tmp) as env:
         ledger = SimLedger(env=dict(env))
         try:
-            sims = ledger.receive_sims(
-                http_iccids(7, 500), operator=OPERATOR, sim_type="subscription"
-            )
-            package = make_package(ledger)
-            for key in sims:
-                ledger.complete_integration_check(key, ok=True)
-                ledger.assign_line(key, MSISDN)
-                ledger.assign_to_company(key, COMPANY)
-                ledger.assign_package(key, package)
-                ledger.activate(key)
+            sims = active_sims(ledger, 7, 500)
         finally:
             ledger.close()
         with serve(env, tmp / "serve.log", extra) as served:
