@@ -93,7 +93,10 @@ class HttpAnswers:
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport``: httpx's default (the network) unless given, e.g. a scripted one
+        to drive the retry rules through statuses a healthy service never answers."""
         if not secret:
             raise ValueError(f"the HTTP answer path needs {SECRET_SETTING}")
         if attempts < 1:
@@ -105,7 +108,7 @@ class HttpAnswers:
         self.max_pause = max_pause
         self.clock = clock
         self.sleep = sleep
-        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+        self._client = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._client.close()

@@ -5,6 +5,7 @@ secret answered 401, recording nothing, and said so in the forwarder's log."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,12 +13,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from helpers import active_sims, clean_env, event_count
 from http_serve import Served, free_port, serve, store_for, store_params
 
 from simledger import SimLedger, SimStatus
-from simledger.adapters.carrier.answers_http import AnswersUnauthorised, HttpAnswers
+from simledger.adapters.carrier.answers_http import (
+    AnswersRefused,
+    AnswersUnauthorised,
+    HttpAnswers,
+    answers_body,
+    sign,
+)
 from simledger.adapters.carrier.gateway import CarrierAnswer, CarrierOperation
 from simledger.adapters.carrier.simulator import SimulatedCarrier
 from simledger.application.forwarding import Forwarder, request_id
@@ -199,3 +207,59 @@ def test_an_unreachable_service_is_retried_with_doubling_pauses_and_the_answers_
         via.close()
         carrier.close()
         ledger.close()
+
+
+def scripted(statuses: list[int], seen: list[httpx.Request]) -> httpx.MockTransport:
+    """A service answering ``statuses`` in turn (5xx and 4xx a healthy one never gives)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status = statuses.pop(0)
+        if status == 200:
+            return httpx.Response(200, json={"applied": ["x"], "skipped": {}})
+        return httpx.Response(status, json={"detail": f"scripted {status}"})
+
+    return httpx.MockTransport(handle)
+
+
+def an_answer() -> CarrierAnswer:
+    return CarrierAnswer(
+        "id-1",
+        "00000000-0000-0000-0000-000000000001",
+        CarrierOperation.PAUSE,
+        "8944",
+        True,
+        None,
+        datetime.now(UTC),
+    )
+
+
+def test_a_5xx_is_retried_with_doubling_pauses_each_attempt_signed_anew() -> None:
+    seen: list[httpx.Request] = []
+    pauses: list[float] = []
+    stamps = iter([1000.0, 1001.0, 1002.0])
+    via = HttpAnswers(
+        "http://service",
+        SECRET,
+        sleep=pauses.append,
+        clock=lambda: next(stamps),
+        transport=scripted([503, 500, 200], seen),
+    )
+    with contextlib.closing(via):
+        assert via.deliver([an_answer()]).applied == ["x"]
+    assert pauses == [0.2, 0.4]
+    body = answers_body([an_answer()])
+    assert [r.headers["X-Simledger-Signature"] for r in seen] == [
+        sign(SECRET, t, body) for t in (1000, 1001, 1002)
+    ]
+
+
+def test_another_4xx_refuses_the_batch_without_retrying() -> None:
+    seen: list[httpx.Request] = []
+    pauses: list[float] = []
+    via = HttpAnswers(
+        "http://service", SECRET, sleep=pauses.append, transport=scripted([422], seen)
+    )
+    with contextlib.closing(via), pytest.raises(AnswersRefused) as refused:
+        via.deliver([an_answer()])
+    assert (refused.value.status, len(seen), pauses) == (422, 1, [])
