@@ -30,6 +30,11 @@ Exactly once, across restarts (SIGKILL included):
 * **Silence.** Nothing is made up for a SIM whose carrier never answers: it stays with its
   operation in flight; after the deadline the read models flag it overdue.
 
+* **Through the service (optional).** With ``answers_via`` (``--answers-url``), each batch
+  goes to ``POST /v1/carrier/answers`` of a running ``simledger serve``, signed as a real
+  carrier signs it, ``answer_id`` = the request id; the service's applied / skipped list gives
+  the outcomes exactly as ``confirm_many`` does. Unreachable after retries: deferred.
+
 Bookkeeping lives next to the events (``adapters/carrier/forwarding_books.py``); with the
 in-memory store, in memory, kept per store so that a second ``Forwarder`` on the same ledger
 carries on where the first stopped. One forwarder process per store at a time.
@@ -45,6 +50,12 @@ from dataclasses import dataclass, field
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
+from simledger.adapters.carrier.answers_http import (
+    AnswersRefused,
+    AnswersUnreachable,
+    Delivered,
+    HttpAnswers,
+)
 from simledger.adapters.carrier.forwarding_books import AnswerRow, books_for
 from simledger.adapters.carrier.gateway import (
     CarrierAnswer,
@@ -55,6 +66,7 @@ from simledger.adapters.carrier.gateway import (
 from simledger.adapters.logs import get_logger
 from simledger.application.ledger import SimLedger
 from simledger.application.reconnect import Backoff, connection_lost
+from simledger.application.results import ConfirmResult
 from simledger.domain.bulk import BULK_LIMIT, BulkOperation
 from simledger.domain.errors import ConcurrencyConflict, NoOperationInFlight, SimledgerError
 from simledger.domain.iccid import normalise_iccid
@@ -118,7 +130,10 @@ class Forwarder:
         chunk_size: int = 500,
         answer_batch: int = 500,
         notification_batch: int = 100,
+        answers_via: HttpAnswers | None = None,
     ) -> None:
+        """``answers_via``: deliver the carrier's answers through the HTTP service (signed,
+        as a real carrier would) instead of calling the ledger directly (the default)."""
         if chunk_size < 1 or answer_batch < 1 or notification_batch < 1:
             raise ValueError("batch sizes must be positive")
         self.ledger = ledger
@@ -127,6 +142,7 @@ class Forwarder:
         self.chunk_size = chunk_size
         self.answer_batch = answer_batch
         self.notification_batch = notification_batch
+        self.answers_via = answers_via
         self.books = books_for(ledger.recorder)
 
     # ---- rounds ---------------------------------------------------------------------------
@@ -313,6 +329,8 @@ class Forwarder:
         return outcomes
 
     def _apply_batch(self, operation_id: str, answers: list[CarrierAnswer]) -> dict[str, str]:
+        if self.answers_via is not None:
+            return self._deliver_batch(self.answers_via, operation_id, answers)
         try:
             result = self.ledger.confirm_many(
                 operation_id, [(a.iccid, a.ok, a.reason) for a in answers]
@@ -330,6 +348,35 @@ class Forwarder:
             # The call as a whole was refused: each answer on its own, as confirm takes it.
             log.warning("forwarder.batch_refused", operation_id=operation_id, error=str(error))
             return {a.request_id: self._apply(a) for a in answers}
+        return self._outcomes(operation_id, answers, result)
+
+    def _deliver_batch(
+        self, via: HttpAnswers, operation_id: str, answers: list[CarrierAnswer]
+    ) -> dict[str, str]:
+        """The batch through the service. Unreachable, or a conflict (409): left
+        unacknowledged, the carrier delivers it again. A 401 (``AnswersUnauthorised``) is not
+        caught: a wrong secret is the operator's to fix, not the forwarder's."""
+        try:
+            delivered = via.deliver(answers)
+        except (AnswersUnreachable, AnswersRefused) as error:
+            transient = isinstance(error, AnswersUnreachable) or error.status == 409
+            outcome = DEFERRED if transient else REJECTED
+            log.warning(
+                f"forwarder.{outcome}",
+                operation_id=operation_id,
+                count=len(answers),
+                error=str(error),
+            )
+            return dict.fromkeys((a.request_id for a in answers), outcome)
+        return self._outcomes(operation_id, answers, delivered)
+
+    def _outcomes(
+        self,
+        operation_id: str,
+        answers: list[CarrierAnswer],
+        result: ConfirmResult | Delivered,
+    ) -> dict[str, str]:
+        """Each answer's outcome from what ``confirm_many`` (or the service) reported."""
         applied = set(result.applied)
         outcomes: dict[str, str] = {}
         for answer in answers:

@@ -214,6 +214,19 @@ def make_package(
     )
 
 
+def active_sims(ledger: SimLedger, n: int, start: int = 0) -> list[str]:
+    """``n`` active SIMs sharing one package (fewer commands than ``ready_sim`` each)."""
+    keys = ledger.receive_sims(iccids(n, start), operator=OPERATOR, sim_type="subscription")
+    package = make_package(ledger)
+    for key in keys:
+        ledger.complete_integration_check(key, ok=True)
+        ledger.assign_line(key, MSISDN)
+        ledger.assign_to_company(key, COMPANY)
+        ledger.assign_package(key, package)
+        ledger.activate(key)
+    return keys
+
+
 def received_sim(
     ledger: SimLedger,
     number: int = 0,

@@ -6,7 +6,6 @@ changes nothing: the ledger applies one answer per SIM and operation (R-BK3)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from typing import Annotated
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from simledger.adapters.carrier.answers_http import sign
 from simledger.application.results import ConfirmResult
 from simledger.domain.actor import Actor
 from simledger.runners.http.auth import service_of
@@ -38,12 +38,6 @@ class CarrierAnswer(BaseModel):
 ANSWERS = TypeAdapter(list[CarrierAnswer])
 CARRIER = Actor(id="carrier", name="carrier answers (signed)")
 """Who the events of a signed answer are recorded as: no key sends them."""
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The header value a carrier sends (the simulated carrier and the tests sign with it)."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
 
 
 def verify(secret: str | None, header: str | None, body: bytes, max_age: float) -> None:

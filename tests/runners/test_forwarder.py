@@ -17,13 +17,9 @@ from uuid import UUID
 
 import pytest
 from helpers import (
-    COMPANY,
-    MSISDN,
-    OPERATOR,
     FakeClock,
+    active_sims,
     event_count,
-    iccids,
-    make_package,
     sim_in_status,
 )
 
@@ -45,19 +41,6 @@ ANSWERS = ("Paused", "Resumed", "PauseRefused", "ResumeRefused", "OperationSuper
 
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-def active_sims(ledger: SimLedger, n: int, start: int = 0) -> list[str]:
-    """``n`` active SIMs sharing one package (fewer commands than ``ready_sim`` each)."""
-    keys = ledger.receive_sims(iccids(n, start), operator=OPERATOR, sim_type="subscription")
-    package = make_package(ledger)
-    for key in keys:
-        ledger.complete_integration_check(key, ok=True)
-        ledger.assign_line(key, MSISDN)
-        ledger.assign_to_company(key, COMPANY)
-        ledger.assign_package(key, package)
-        ledger.activate(key)
-    return keys
 
 
 def answers_for(ledger: SimLedger, iccid: str, operation_id: UUID | str) -> list[str]:
