@@ -107,18 +107,10 @@ def fold_inline(
     opened = opening() if opening is not None else runner.store.inline(connection, keys)
     if opened is None:
         return False
-    tx, touched = opened
-    gap = ids[0] - 1 - tx.position
-    if gap < 0 or gap > runner.batch_size:
-        # Behind by more than a batch: the catch-up after the commit does it in
-        # batches. (Ahead cannot happen: these ids are not committed yet.)
+    tx, rows = opened
+    touched = _fold_unfolded(runner, tx, rows, keys, ids[0] - 1)
+    if touched is None:
         return False
-    if gap:
-        # Fewer than ``gap`` when ids were skipped (a rolled-back insert drew them).
-        missing = runner.store.notifications(runner.recorder, tx.position + 1, gap, ids[0] - 1)
-        if missing:
-            runner._fold_batch(tx, missing)
-            touched = tx.load(keys)  # as the missing events left them
     tx.write(fold(events, touched), ids[-1])
     return True
 
@@ -139,15 +131,10 @@ def fold_early(
     opened = opening()
     if opened is None:
         return None
-    tx, touched = opened
-    gap = log_end - tx.position
-    if gap < 0 or gap > runner.batch_size:
+    tx, rows = opened
+    touched = _fold_unfolded(runner, tx, rows, keys, log_end)
+    if touched is None:
         return None
-    if gap:
-        missing = runner.store.notifications(runner.recorder, tx.position + 1, gap, log_end)
-        if missing:
-            runner._fold_batch(tx, missing)
-            touched = tx.load(keys)  # as the missing events left them
     extra = _beyond(keys_of(events), keys)
     if extra is not None:  # a late decision wrote rows it did not name beforehand
         more = tx.load(extra)
@@ -158,6 +145,26 @@ def fold_early(
         )
     changes = fold(events, touched)
     return lambda position_sql: tx.write_at(changes, position_sql)
+
+
+def _fold_unfolded(
+    runner: Runner, tx: BatchTx, touched: Touched, keys: Keys, last: int
+) -> Touched | None:
+    """Fold the events recorded up to ``last`` (the id before the save's own) that the
+    views have not folded yet (a worker behind, a writer that does not fold), when there
+    are at most a batch of them; the rows of ``keys`` as they left them. None when the
+    views are further behind: the catch-up after the commit folds them in batches.
+    (Ahead cannot happen: the save's ids are not committed yet.)"""
+    gap = last - tx.position
+    if gap < 0 or gap > runner.batch_size:
+        return None
+    if gap:
+        # Fewer than ``gap`` when ids were skipped (a rolled-back insert drew them).
+        missing = runner.store.notifications(runner.recorder, tx.position + 1, gap, last)
+        if missing:
+            runner._fold_batch(tx, missing)
+            return tx.load(keys)
+    return touched
 
 
 def _beyond(needed: Keys, known: Keys) -> Keys | None:
