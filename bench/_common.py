@@ -73,6 +73,14 @@ def create_schema(schema: str) -> None:
         conn.execute(SQL("CREATE SCHEMA {}").format(Identifier(schema)))
 
 
+def keep_or_drop(schema: str, keep: bool) -> None:
+    """At a benchmark's end: say that ``schema`` is kept (``--keep``), or drop it."""
+    if keep:
+        print(f"schema {schema} kept")
+    else:
+        drop_schema(schema)
+
+
 def drop_schema(schema: str) -> None:
     """Drop ``schema`` and everything in it, if it exists."""
     from psycopg.sql import SQL, Identifier

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import active_sims, create_schema, drop_schema, pg_connect, pg_env
+from _common import active_sims, create_schema, keep_or_drop, pg_connect, pg_env
 from _common import pg_settings as pg_settings  # re-exported: scripts use bench_bulk.pg_settings
 from eventsourcing.persistence import StoredEvent
 
@@ -495,10 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             plain.close()
         for opened in ledgers.values():
             opened.close()
-        if args.keep:
-            print(f"schema {schema} kept")
-        else:
-            drop_schema(schema)
+        keep_or_drop(schema, args.keep)
 
 
 if __name__ == "__main__":

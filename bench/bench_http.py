@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-from _common import create_schema, drop_schema, pg_env
+from _common import create_schema, keep_or_drop, pg_env
 from _service_setup import build_engine
 
 from simledger.application.keys import SCOPES
@@ -289,10 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        if args.keep:
-            print(f"schema {schema} kept")
-        else:
-            drop_schema(schema)
+        keep_or_drop(schema, args.keep)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from _common import create_schema, drop_schema, pg_env
+from _common import create_schema, keep_or_drop, pg_env
 from _service_setup import Fleet, build_engine, build_plain
 from _service_work import POOL_PHASES, Outcome, Task, serve
 
@@ -402,10 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if writers is not None:
             writers.close(graceful=graceful)
-        if args.keep:
-            print(f"schema {schema} kept")
-        else:
-            drop_schema(schema)
+        keep_or_drop(schema, args.keep)
 
 
 if __name__ == "__main__":
