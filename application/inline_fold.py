@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
@@ -67,8 +67,9 @@ class InlineFold(InTransaction):
             elif isinstance(aggregate, SharedGroup):
                 keys.group_ids.add(aggregate.id)
         self.keys = keys
-        store = self.runner.store
-        assert isinstance(store, EarlyViews)
+        # ``early`` was set from the store's kind once per ledger (ViewQueries.inline_fold):
+        # no runtime-protocol check per save here.
+        store = cast(EarlyViews, self.runner.store)
         self.early_opening = store.early_send(connection, keys)
 
     def early_fold(self, connection: Any, log_end: int) -> None:
