@@ -1,11 +1,14 @@
 """What the HTTP layer costs (issue 15): the same calls over HTTP and in-process, on
 PostgreSQL, in one run.
 
-    python bench/bench_http.py [--sims 1000000] [--seconds 10] [--clients 4] [--rate 0]
+    python bench/bench_http.py [--sims 20000] [--stock 980000] [--seconds 10] [--clients 4]
+                               [--rate 0]
 
-Setup (untimed): ``--sims`` active SIMs (``bench/_service_setup.py``) in a fresh schema,
-their views folded, one operator key, then a ``simledger serve`` process on a free port of
-127.0.0.1 (``SIMLEDGER_HTTP_RATE=0``: no per-key limit). Phases, each ``--seconds`` long:
+Setup (untimed): ``--sims`` active SIMs (``bench/_service_setup.py``) and ``--stock`` SIMs
+received and in stock (``receive_sims``; the default fleet is 1,000,000, 2 % of it active,
+as a platform's is mostly stock) in a fresh schema, their views folded, one operator key,
+then a ``simledger serve`` process on a free port of 127.0.0.1 (``SIMLEDGER_HTTP_RATE=0``:
+no per-key limit). Phases, each ``--seconds`` long:
 
 * ``list``: ``GET /v1/sims`` with ``status=active&operator=Orange&sort=<--sort>&
   descending=true&limit=100``, following ``next_cursor`` for up to 5 pages,
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from _common import create_schema, keep_or_drop, pg_env
-from _service_setup import build_engine
+from _service_setup import build_engine, iccids
 
 from simledger.application.keys import SCOPES
 from simledger.application.ledger import SimLedger
@@ -129,6 +132,18 @@ def command_calls(ledger: SimLedger, iccids: list[str]) -> Callable[[httpx.Clien
     return make
 
 
+def receive_stock(ledger: SimLedger, count: int) -> None:
+    """``count`` SIMs received (``receive_sims``, 10,000 a call): a fleet is mostly stock."""
+    keys, done, start = iccids(44, count), 0, time.perf_counter()
+    for at in range(0, count, 10_000):
+        done += len(
+            ledger.receive_sims(keys[at : at + 10_000], operator="Orange", sim_type="subscription")
+        )
+        rate = done / (time.perf_counter() - start)
+        sys.stderr.write(f"\r  SIMs in stock: {done:,}/{count:,} ({rate:,.0f}/s)   ")
+    sys.stderr.write("\n")
+
+
 # ---- the load -----------------------------------------------------------------------------------
 def drive(calls: list[Call], seconds: float, rate: float) -> Figures:
     """Every call of ``calls`` on a thread of its own for ``seconds``; at ``rate`` requests per
@@ -217,7 +232,13 @@ def served(env: dict[str, str]) -> Iterator[str]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--sims", type=int, default=1_000_000, help="active SIMs (default 1M)")
+    parser.add_argument("--sims", type=int, default=20_000, help="active SIMs (default 20,000)")
+    parser.add_argument(
+        "--stock",
+        type=int,
+        default=980_000,
+        help="SIMs received and in stock beside them, Orange's too (default 980,000: 1M in all)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase and side")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s in all; 0: unbounded")
@@ -233,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     env = pg_env(schema)
     load = f"at {args.rate:g} requests/s" if args.rate > 0 else "unbounded"
     print(
-        f"{args.sims:,} SIMs, {args.clients} clients, {args.seconds:g} s per phase and side, "
+        f"{args.sims:,} active SIMs and {args.stock:,} in stock, {args.clients} clients, "
+        f"{args.seconds:g} s per phase and side, "
         f"{load}; schema {schema}",
         flush=True,
     )
@@ -243,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = SimLedger(env=env)
         try:
             fleet = build_engine(setup, args.sims, 100, 0)
+            receive_stock(setup, args.stock)
             setup.catch_up_views()
             _, secret = setup.keys.create(name="bench", scopes=SCOPES, operator=True)
         finally:
