@@ -13,7 +13,10 @@ no per-key limit). Phases, each ``--seconds`` long:
 * ``list``: ``GET /v1/sims`` with ``status=active&operator=Orange&sort=<--sort>&
   descending=true&limit=100``, following ``next_cursor`` for up to 5 pages,
   then again from the first;
-* ``command``: ``POST /v1/sims/{iccid}/note`` on SIMs taken in turn (it answers the SIM).
+* ``command``: ``POST /v1/sims/{iccid}/note`` on SIMs taken in turn (it answers the SIM);
+* ``floor``: ``GET /v1/floor`` of a bare FastAPI app on uvicorn (``_bare_app.py``, the same
+  server settings) that answers a fixed body: the stack's own cost per request, the floor
+  under "the HTTP layer's cost" of the two phases above (its in-process side is nothing).
 
 Each phase runs over HTTP from ``--clients`` threads (one ``httpx.Client`` each), then the
 same calls in-process on a ledger of this process from as many threads taking turns on it
@@ -37,6 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from _common import create_schema, keep_or_drop, pg_env
@@ -45,6 +49,7 @@ from _service_setup import build_engine, iccids
 from simledger.application.keys import SCOPES
 from simledger.application.ledger import SimLedger
 
+BARE_APP = Path(__file__).with_name("_bare_app.py")
 PAGES = 5
 """Pages followed by one walk of the list before it starts again."""
 LIST_QUERY = {"status": "active", "operator": "Orange", "descending": "true", "limit": "100"}
@@ -144,6 +149,19 @@ def receive_stock(ledger: SimLedger, count: int) -> None:
     sys.stderr.write("\n")
 
 
+def floor_calls() -> Callable[[httpx.Client | None], Call]:
+    """A request to the bare app over HTTP; nothing in-process."""
+
+    def make(client: httpx.Client | None) -> Call:
+        def call() -> None:
+            if client is not None:
+                client.get("/v1/floor", params={"limit": "100"}).raise_for_status()
+
+        return call
+
+    return make
+
+
 # ---- the load -----------------------------------------------------------------------------------
 def drive(calls: list[Call], seconds: float, rate: float) -> Figures:
     """Every call of ``calls`` on a thread of its own for ``seconds``; at ``rate`` requests per
@@ -184,6 +202,23 @@ def drive(calls: list[Call], seconds: float, rate: float) -> Figures:
     return total
 
 
+def over_http_phase(
+    url: str,
+    headers: dict[str, str],
+    make: Callable[[httpx.Client | None], Call],
+    args: argparse.Namespace,
+) -> Figures:
+    clients = [httpx.Client(base_url=url, headers=headers, timeout=30) for _ in range(args.clients)]
+    try:
+        for client in clients:  # connections open, the server's caches warm
+            for _ in range(5):
+                make(client)()
+        return drive([make(c) for c in clients], args.seconds, args.rate)
+    finally:
+        for client in clients:
+            client.close()
+
+
 def locked(ledger_lock: threading.Lock, call: Call) -> Call:
     def run() -> None:
         with ledger_lock:
@@ -201,20 +236,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(env: dict[str, str]) -> Iterator[str]:
+def served(env: dict[str, str], bare: bool = False) -> Iterator[str]:
+    """``simledger serve`` on ``env`` (or, ``bare``, the bare app) on a free port."""
     port = free_port()
+    serve = ["-m", "simledger.runners.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "simledger.runners.cli", "serve", "--port", str(port)],
+        [sys.executable, "-P", *([str(BARE_APP), str(port)] if bare else serve)],
         env={**os.environ, **env, "SIMLEDGER_HTTP_RATE": "0", "NO_PROXY": "127.0.0.1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # one access log line per request: not this bench's matter
     )
     url = f"http://127.0.0.1:{port}"
+    ready = f"{url}/v1/floor" if bare else f"{url}/healthz"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
+                if httpx.get(ready).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -242,7 +280,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase and side")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s in all; 0: unbounded")
-    parser.add_argument("--phases", nargs="+", default=["list", "command"])
+    parser.add_argument("--phases", nargs="+", default=["list", "command", "floor"])
     parser.add_argument("--sort", default="iccid", help="the list's sort column (default iccid)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
     return parser.parse_args(argv)
@@ -276,35 +314,41 @@ def main(argv: list[str] | None = None) -> int:
             makers = {
                 "list": list_calls(ledger, args.sort),
                 "command": command_calls(ledger, fleet.own),
+                "floor": floor_calls(),
             }
             headers = {"Authorization": f"Bearer {secret}"}
             ledger_lock = threading.Lock()
-            with served(env) as url:
+            costs: dict[str, float] = {}
+            with served(env) as url, served(env, bare=True) as bare_url:
                 for phase in args.phases:
                     make = makers[phase]
-                    clients = [
-                        httpx.Client(base_url=url, headers=headers, timeout=30)
-                        for _ in range(args.clients)
-                    ]
-                    try:
-                        for client in clients:  # connections open, the server's caches warm
-                            for _ in range(5):
-                                make(client)()
-                        over_http = drive([make(c) for c in clients], args.seconds, args.rate)
-                    finally:
-                        for client in clients:
-                            client.close()
+                    over_http = over_http_phase(
+                        bare_url if phase == "floor" else url, headers, make, args
+                    )
+                    print(f"{phase}:")
+                    print(over_http.line("HTTP"))
+                    if phase == "floor":  # nothing to do in-process: all of it is the stack's
+                        costs[phase] = over_http.p50()
+                        print(f"  the stack's floor: p50 {costs[phase]:.2f} ms", flush=True)
+                        continue
                     in_process = drive(
                         [locked(ledger_lock, make(None)) for _ in range(args.clients)],
                         args.seconds,
                         args.rate,
                     )
-                    print(f"{phase}:")
-                    print(over_http.line("HTTP"))
                     print(in_process.line("in-process"))
                     cost, base = over_http.p50() - in_process.p50(), in_process.p50()
+                    costs[phase] = cost
                     ratio = over_http.p50() / max(base, 1e-9)
                     print(f"  HTTP layer: p50 +{cost:.2f} ms ({ratio:.2f}x)", flush=True)
+            if "floor" in costs:
+                for phase, cost in costs.items():
+                    if phase != "floor":
+                        print(
+                            f"{phase}: HTTP layer +{cost:.2f} ms = the stack's floor "
+                            f"{costs['floor']:.2f} ms + simledger's {cost - costs['floor']:.2f} ms"
+                            f" ({cost / max(costs['floor'], 1e-9):.2f}x the floor)"
+                        )
         finally:
             ledger.close()
         return 0

@@ -17,9 +17,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import structlog
+from simledger.adapters.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger("simledger.views")
 
 BASE_ROWS = 50
 SCALE = 0.1
