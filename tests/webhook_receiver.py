@@ -6,8 +6,9 @@ Every POST to ``/hook/<name>`` has its signature checked with SECRET (``/bad/<na
 another secret, so every delivery there is refused 401); every ``N``-th request answers 500
 (the receiver "fails one request in two" with N = 2) and each answer waits ``delay`` seconds.
 One JSON line per request is appended to OUT_FILE *before* the answer is sent (flushed): the
-path, the status answered, and the events' positions and ids, so a deliverer killed while
-waiting still leaves the batch recorded as received."""
+path, the status answered, whether it stalls (``--stall N``: the N-th accepted POST hangs,
+so that a test can kill the deliverer in the middle of that batch), and the events'
+positions and ids: a deliverer killed while waiting leaves the batch recorded as received."""
 
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ def main() -> None:
     parser.add_argument("secret")
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--stall", type=int, default=0, help="the N-th accepted POST hangs 30 s")
     args = parser.parse_args()
     lock = threading.Lock()
-    count = {"n": 0}
+    count = {"n": 0, "accepted": 0}
     out = open(args.out, "a", encoding="utf-8")  # noqa: SIM115 (the server's life)
 
     class Handler(BaseHTTPRequestHandler):
@@ -47,6 +49,11 @@ def main() -> None:
                 status = 500
             else:
                 status = 200
+            stall = False
+            if status == 200:
+                with lock:
+                    count["accepted"] += 1
+                    stall = count["accepted"] == args.stall
             events = json.loads(body)["events"] if status != 401 else []
             line = {
                 "path": self.path,
@@ -54,11 +61,12 @@ def main() -> None:
                 "positions": [e["position"] for e in events],
                 "ids": [e["id"] for e in events],
                 "aggregates": [e["aggregate_id"] for e in events],
+                "stalled": stall,
             }
             with lock:
                 out.write(json.dumps(line) + "\n")
                 out.flush()
-            time.sleep(args.delay)
+            time.sleep(30 if stall else args.delay)
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
