@@ -8,7 +8,9 @@ share the subscriptions, never a batch); one per SQLite store. Settings in the e
 ``SIMLEDGER_WEBHOOK_TIMEOUT`` (seconds a POST may take, 10), ``SIMLEDGER_WEBHOOK_RETRY_BASE``
 (first pause after a failure, 1 s), ``SIMLEDGER_WEBHOOK_RETRY_CAP`` (longest pause, 3600 s),
 ``SIMLEDGER_WEBHOOK_GIVE_UP`` (seconds without a 2xx before a subscription is paused,
-259200: 3 days). What a round does, and why nothing is lost: application/delivery.py.
+259200: 3 days); with ``SIMLEDGER_SMTP_HOST`` set, each round also queues and sends the
+"notify users" e-mails (application/notify.py, adapters/mail_smtp.py). What a round
+does, and why nothing is lost: application/delivery.py.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from simledger.adapters.logs import get_logger
+from simledger.adapters.mail_smtp import SmtpMailer, SmtpSettings
 from simledger.adapters.webhook_http import WebhookPoster
 from simledger.application.delivery import GIVE_UP_S, Deliverer, RetryPolicy
 from simledger.application.ledger import SimLedger
+from simledger.application.notify import Notifier
 
 log = get_logger("simledger.deliver")
 
@@ -61,14 +66,28 @@ def run(
     policy, timeout = policy_from(env)
     poster = WebhookPoster(timeout=timeout)
     deliverer = Deliverer(ledger, poster, batch=batch, policy=policy)
-    log.info("deliver.started", pid=os.getpid(), batch=batch)
+    smtp = SmtpSettings.from_env(env)
+    notifier = Notifier(ledger, SmtpMailer(smtp)) if smtp else None
+
+    def idle_round() -> bool:
+        idle = deliverer.run_once().idle
+        if notifier is not None:
+            done = notifier.run_once()
+            idle = idle and not (done.queued or done.sent)
+        return idle
+
+    log.info("deliver.started", pid=os.getpid(), batch=batch, mail=smtp is not None)
     try:
         if mode == "once":
-            deliverer.run_once()
+            idle_round()
         elif mode == "until-idle":
-            deliverer.run_until_idle()
+            while not idle_round():
+                pass
         else:
-            deliverer.run_forever(interval=interval, stop=stop_on_signals())
+            stop = stop_on_signals()
+            while not stop():
+                if idle_round():
+                    time.sleep(interval)
     finally:
         poster.close()
     log.info("deliver.stopped")
