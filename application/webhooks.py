@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -300,5 +299,6 @@ def _position(app: Application[str], given: int | None) -> int:
 
 
 def event_id(aggregate_id: str, version: int) -> str:
-    """A stable id of one event (the same on every delivery: receivers drop repeats by it)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"simledger:{aggregate_id}/{version}"))
+    """A stable id of one event, ``<aggregate id>/<version>`` (the same on every delivery:
+    receivers drop repeats by it; unique, as the store's own key of an event is)."""
+    return f"{aggregate_id}/{version}"
