@@ -91,7 +91,7 @@ def test_one_mail_per_notice_across_crashes(
         def crash(*args: object) -> None:
             raise Crash
 
-        crashing.outbox.mark_sent = crash  # type: ignore[method-assign]
+        crashing.outbox.mark_sent = crash  # type: ignore[method-assign,assignment]
         with pytest.raises(Crash):
             crashing.run_once()
         assert len(inbox.mails) == 3

@@ -213,3 +213,25 @@ def test_http_routes_company_keys_and_healthz(persistent_store_env: dict[str, st
         }
         assert client.delete(f"/v1/webhooks/{hook['id']}", headers=as_(a)).status_code == 204
         assert client.get(f"/v1/webhooks/{hook['id']}", headers=as_(a)).status_code == 404
+
+
+def test_cli_lists_subscriptions_with_status_and_lag(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simledger.runners.cli import main
+
+    db = str(tmp_path / "cli.db")
+    ledger = SimLedger(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": db})
+    try:
+        hook = WebhookRing(ledger).create(url="http://x/y", events="*", secret=SECRET, company="A")
+        ledger.receive_sims(iccids(3, 20), operator="op", sim_type="prepaid")
+    finally:
+        ledger.close()
+    assert main(["--db", db, "webhooks", "list", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["company"], r["status"], r["lag"]) for r in rows] == [
+        (hook.id, "A", "active", 3)
+    ]
+    assert "secret" not in rows[0]
+    assert main(["--db", db, "webhooks", "list"]) == 0
+    assert hook.id in capsys.readouterr().out

@@ -132,7 +132,7 @@ def test_every_event_in_order_across_kills_and_a_flaky_receiver(
                     workers = [deliverer(env, log) for _ in range(deliverers)]
         # The receiver is restarted (the deliverers retry meanwhile), without the hang.
         with receiver(port, out, "--fail-every", "2", "--delay", "0.03"):
-            last = int(ledger.recorder.max_notification_id())
+            last = int(ledger.recorder.max_notification_id() or 0)
 
             def caught_up() -> bool:
                 return all(ring.get(h.id).position == last for h in hooks.values())
