@@ -4,7 +4,8 @@
 
 Every POST to ``/hook/<name>`` has its signature checked with SECRET (``/bad/<name>``: with
 another secret, so every delivery there is refused 401); every ``N``-th request answers 500
-(the receiver "fails one request in two" with N = 2) and each answer waits ``delay`` seconds.
+(the receiver "fails one request in two" with N = 2) and each answer but a 401 waits
+``delay`` seconds.
 One JSON line per request is appended to OUT_FILE *before* the answer is sent (flushed): the
 path, the status answered, whether it stalls (``--stall N``: the N-th accepted POST hangs,
 so that a test can kill the deliverer in the middle of that batch), and the events'
@@ -13,14 +14,27 @@ positions and ids: a deliverer killed while waiting leaves the batch recorded as
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from simledger.adapters.webhook_http import SIGNATURE_HEADER, verify
+SIGNATURE_HEADER = "X-Simledger-Signature"
 
 WRONG_SECRET = "not-the-secret-of-any-subscription"
+
+
+def verify(secret: str, header: str | None, body: bytes) -> bool:
+    """HTTP.md's check, written as a receiver would from the contract alone (no simledger
+    import: the process starts in a few milliseconds)."""
+    parts = dict(p.split("=", 1) for p in (header or "").split(",") if "=" in p)
+    stamp, given = parts.get("t", ""), parts.get("v1", "")
+    if not stamp.isdigit() or abs(time.time() - int(stamp)) > 300:
+        return False
+    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    return hmac.compare_digest(expected.hexdigest(), given)
 
 
 def main() -> None:
@@ -66,7 +80,7 @@ def main() -> None:
             with lock:
                 out.write(json.dumps(line) + "\n")
                 out.flush()
-            time.sleep(30 if stall else args.delay)
+            time.sleep(30 if stall else args.delay if status != 401 else 0)
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

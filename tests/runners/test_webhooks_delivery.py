@@ -32,8 +32,8 @@ from simledger.domain.iccid import make_iccid
 SECRET = "the-shared-secret-of-the-tests"
 RECEIVER = Path(__file__).resolve().parents[1] / "webhook_receiver.py"
 SETTINGS = {
-    "SIMLEDGER_WEBHOOK_RETRY_BASE": "0.02",
-    "SIMLEDGER_WEBHOOK_RETRY_CAP": "0.2",
+    "SIMLEDGER_WEBHOOK_RETRY_BASE": "0.01",
+    "SIMLEDGER_WEBHOOK_RETRY_CAP": "0.05",
     "SIMLEDGER_WEBHOOK_TIMEOUT": "5",
 }
 
@@ -76,7 +76,7 @@ def deliverer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                 "-m",
                 "simledger.runners.deliver",
                 "--batch",
-                "10",
+                "20",
                 "--interval",
                 "0.05",
             ],
@@ -118,7 +118,7 @@ def test_every_event_in_order_across_kills_and_a_flaky_receiver(
     log = tmp_path / "deliver.log"
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        with receiver(port, out, "--fail-every", "2", "--delay", "0.03", "--stall", "3"):
+        with receiver(port, out, "--fail-every", "2", "--delay", "0.02", "--stall", "3"):
             workers = [deliverer(env, log) for _ in range(deliverers)]
             for round_ in range(3):
                 for iccid in a + b:
@@ -131,7 +131,7 @@ def test_every_event_in_order_across_kills_and_a_flaky_receiver(
                     killed_at = len(lines(out))
                     workers = [deliverer(env, log) for _ in range(deliverers)]
         # The receiver is restarted (the deliverers retry meanwhile), without the hang.
-        with receiver(port, out, "--fail-every", "2", "--delay", "0.03"):
+        with receiver(port, out, "--fail-every", "2", "--delay", "0.02"):
             last = int(ledger.recorder.max_notification_id() or 0)
 
             def caught_up() -> bool:
