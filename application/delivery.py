@@ -81,6 +81,16 @@ class DeliverStats:
         return not (self.posted or self.skipped)
 
 
+MOVES = frozenset({"CompanyAssigned", "AssignedToCustomer"})
+"""SIM events that carry its new company: a company's subscription reads them whatever its
+event types, to know whose the SIM's next events are."""
+
+
+def _named(record: dict[str, Any], wanted: frozenset[str]) -> bool:
+    event = record["event"]
+    return event in wanted or f"{record['aggregate']}.{event}" in wanted
+
+
 def _kind(topic: str) -> tuple[str, str]:
     """``simledger.domain.sim:Sim.Paused`` → (``Sim``, ``Paused``)."""
     qualname = topic.rpartition(":")[2]
@@ -108,7 +118,7 @@ class Deliverer:
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self.ring = WebhookRing(ledger, create_table=create_tables_retrying)
-        self.scope = CompanyScope(ledger)
+        self._scopes: dict[str, CompanyScope] = {}
 
     def run_once(self) -> DeliverStats:
         """One attempt for every subscription due now (behind the store, not waiting)."""
@@ -221,6 +231,7 @@ class Deliverer:
         read (every event up to it was looked at)."""
         wanted = frozenset(row.events.split())
         every = ALL in wanted
+        scoped = row.company is not None
         found: list[dict[str, Any]] = []
         scanned = row.position
         for pages, page in enumerate(
@@ -229,13 +240,22 @@ class Deliverer:
             picked: list[Notification] = []
             for note in page:
                 aggregate, event = _kind(note.topic)
-                if every or event in wanted or f"{aggregate}.{event}" in wanted:
+                if (
+                    every
+                    or event in wanted
+                    or f"{aggregate}.{event}" in wanted
+                    or (scoped and event in MOVES)  # the scope follows SIMs between companies
+                ):
                     picked.append(note)
             records = [audit_record(n, self.ledger.mapper.to_domain_event(n)) for n in picked]
-            if row.company is not None and records:
-                owners = self.scope.owners(records)
+            if scoped and records:
+                scope = self._scope(row)
+                owners = scope.owners(records)
+                scope.position = page[-1].id  # its memory is as of the page's end
                 records = [
-                    r for r, owner in zip(records, owners, strict=True) if owner == row.company
+                    r
+                    for r, owner in zip(records, owners, strict=True)
+                    if owner == row.company and (every or _named(r, wanted))
                 ]
             for record in records:
                 found.append(_shown(record))
@@ -245,6 +265,16 @@ class Deliverer:
             if pages + 1 >= SCAN_PAGES:
                 break
         return found, scanned
+
+    def _scope(self, row: WebhookRow) -> CompanyScope:
+        """The company scope following this subscription's scan; a new one when the scan
+        does not go on where the last one stopped (webhook_scope.py)."""
+        scope = self._scopes.get(row.id)
+        if scope is None or scope.position != row.position:
+            if len(self._scopes) > 1000:
+                self._scopes.clear()
+            scope = self._scopes[row.id] = CompanyScope(self.ledger, row.position)
+        return scope
 
 
 def _shown(record: dict[str, Any]) -> dict[str, Any]:

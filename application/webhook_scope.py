@@ -1,10 +1,14 @@
 """Which events a company's webhook subscription receives (R-WH2): its SIMs', its shared
 groups' and its bulk operations' — what its key sees in ``GET /v1/events``.
 
-The feed asks the store for each aggregate it meets; a deliverer sends thousands of events a
-second, so the owners are remembered: a SIM's company is loaded once (many SIMs in one query,
-``load_many``) and then followed through the events that move it (``CompanyAssigned``,
-``AssignedToCustomer`` carry the new company, and the event itself goes to the new one); a
+A SIM's event belongs to the company the SIM had at that event (a ``CompanyAssigned``
+belongs to the new one), so a SIM moved from A to B never shows B what it did under A. A
+deliverer sends thousands of events a second, so owners are remembered, per subscription, as
+its scan goes: a SIM met for the first time is loaded (many in one query, ``load_many``; at the
+event's own version when the SIM has moved on since), then followed through the events that
+move it (``CompanyAssigned``, ``AssignedToCustomer`` carry the company). The memory is only
+good for a scan that goes on where it stopped: the deliverer starts a new one when the
+subscription's position is not where this scope left it (a replay, another deliverer). A
 group's owner is asked again after any change of its members; an operation's never changes.
 """
 
@@ -37,18 +41,33 @@ def _company_key_owner(idempotency_key: str | None) -> str | None:
 class CompanyScope:
     """The owner (a company, or None: nobody's but the operator's) of each event record."""
 
-    def __init__(self, ledger: SimLedger) -> None:
+    def __init__(self, ledger: SimLedger, position: int = 0) -> None:
         self.ledger = ledger
+        self.position = position
+        """Where the scan this scope follows has got to (set by the deliverer)."""
         self._sims: dict[str, str | None] = {}
         self._groups: dict[str, frozenset[str] | None] = {}
         self._operations: dict[str, str | None] = {}
 
     def owners(self, records: Sequence[dict[str, Any]]) -> list[str | None]:
         """Each record's company, in order (the records of one scan, in store order)."""
-        self._load_sims(
-            {r["aggregate_id"] for r in records if r["aggregate"] == "Sim"} - self._sims.keys()
-        )
+        first: dict[str, int] = {}
+        for r in records:
+            if r["aggregate"] == "Sim" and r["aggregate_id"] not in self._sims:
+                first.setdefault(r["aggregate_id"], r["version"])
+        self._load_sims_at(first)
         return [self._owner(record) for record in records]
+
+    def _load_sims_at(self, versions: dict[str, int]) -> None:
+        """Each SIM's company at the version given (its first event in this scan)."""
+        if not versions:
+            return
+        loaded = load_many(self.ledger, sorted(versions))
+        for iccid, version in versions.items():
+            sim = loaded.get(iccid)
+            if sim is not None and sim.version > version:  # moved on since: as it was then
+                sim = self.ledger.repository.get(iccid, version=version)
+            self._remember(self._sims, iccid, None if sim is None else sim.company)
 
     def _owner(self, record: dict[str, Any]) -> str | None:
         kind, ident = record["aggregate"], record["aggregate_id"]

@@ -235,3 +235,25 @@ def test_cli_lists_subscriptions_with_status_and_lag(
     assert "secret" not in rows[0]
     assert main(["--db", db, "webhooks", "list"]) == 0
     assert hook.id in capsys.readouterr().out
+
+
+def test_a_sim_moved_between_companies_shows_each_only_its_own_time(world: Any) -> None:
+    ledger, a, _ = world
+    ring = WebhookRing(ledger)
+    hook_a = ring.create(url="http://r/a", events=["NoteSet"], secret=SECRET, company="A")
+    hook_b = ring.create(url="http://r/b", events=["NoteSet"], secret=SECRET, company="B")
+    moved = a[0]
+    ledger.set_note(moved, "under A")
+    ledger.assign_to_company(moved, "B")  # not a NoteSet: the scope follows it all the same
+    ledger.set_note(moved, "under B")
+    ledger.assign_to_company(moved, "A")
+    ledger.set_note(moved, "under A again")
+    receiver = Receiver()
+    deliverer(ledger, receiver).run_until_idle()  # both behind the moves, caches empty
+
+    def notes(path: str) -> list[str]:
+        return [e["data"]["note"] for p in receiver.posts if p["path"] == path for e in p["events"]]
+
+    assert notes("/a") == ["under A", "under A again"]
+    assert notes("/b") == ["under B"]
+    assert ring.get(hook_a.id).position == ring.get(hook_b.id).position
