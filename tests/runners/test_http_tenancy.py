@@ -71,8 +71,11 @@ def _seed(served: Served, operator: str, a: str) -> tuple[dict[str, str], set[st
             )
         )["operation_id"]
         assert _ok(client.get(f"/v1/shared-groups/{group}"))["members"] == [a3]
-    ids = {"iccid": a1, "group_id": group, "operation_id": operation}
-    return ids, {a1, a2, a3, group, operation, "acme-a"}, package
+        webhook = _ok(
+            client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/a", "secret": "a" * 16})
+        )["id"]
+    ids = {"iccid": a1, "group_id": group, "operation_id": operation, "webhook_id": webhook}
+    return ids, {a1, a2, a3, group, operation, webhook, "acme-a"}, package
 
 
 @pytest.fixture(scope="module", params=store_params())
@@ -91,6 +94,7 @@ def world(
                 "iccid": http_iccids(1, 900)[0],
                 "group_id": str(uuid.uuid4()),
                 "operation_id": str(uuid.uuid4()),
+                "webhook_id": "wh_0123456789abcdef",
             }
             openapi = httpx.get(f"{served.url}/openapi.json").json()
             yield World(served, operator, a, b, single, ids, unknown, private, package, openapi)
