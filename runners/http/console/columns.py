@@ -14,6 +14,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from simledger.projections.listing import SORTS
 from simledger.projections.models import SimListItem
 
@@ -102,3 +104,26 @@ def cell(value: Any) -> str:
 def field(item: object, name: str) -> Any:
     """A column's value of a list item (None when the item has no such field)."""
     return getattr(item, name, None)
+
+
+def row_cells(item: object, columns: list[Column]) -> Markup:
+    """The ``<td>`` cells of one list row, escaped. Drawn here rather than in the template: a
+    page of 100 rows of 17 columns is 1,700 cells, and Jinja's per-cell lookups were most of
+    the page's drawing time (bench/README.md, the console)."""
+    parts = []
+    for column in columns:
+        value = getattr(item, column.name, None)
+        text = escape(cell(value))
+        if column.name == "iccid":
+            tag = ' <span class="tag">eSIM</span>' if getattr(item, "esim", False) else ""
+            parts.append(f'<td><a href="/ui/sims/{text}">{text}</a>{tag}</td>')
+        elif column.name == "status" and value is not None:
+            kind = escape(getattr(value, "value", value))
+            parts.append(f'<td><span class="status s-{kind}">{text}</span></td>')
+        elif column.name == "group_id" and value is not None:
+            parts.append(f'<td><a href="/ui/groups#g-{text}"><code>{text[:8]}</code></a></td>')
+        elif column.numeric:
+            parts.append(f'<td class="num">{text}</td>')
+        else:
+            parts.append(f"<td>{text}</td>")
+    return Markup("".join(parts))

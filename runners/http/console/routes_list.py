@@ -15,7 +15,7 @@ from simledger.domain.errors import SimledgerError
 from simledger.domain.types import SimType
 from simledger.projections.models import Page
 from simledger.runners.http import routes_operations
-from simledger.runners.http.console.columns import shown_columns
+from simledger.runners.http.console.columns import row_cells, shown_columns
 from simledger.runners.http.console.pages import Message, refusal, render
 from simledger.runners.http.console.query import ListQuery, every_item, fetch, status_counts
 from simledger.runners.http.console.sessions import Console, signed_in
@@ -29,14 +29,12 @@ Reader = Annotated[Console, Depends(signed_in("sims:read"))]
 @router.get("/sims", response_class=HTMLResponse)
 def sim_list(request: Request, console: Reader) -> HTMLResponse:
     query = ListQuery.parse(request.query_params)
+    columns = shown_columns()
     page = Page(items=[], next_cursor=None, total=0)
-    counts: dict[str, int] = {}
     message: Message | None = None
     status = 200
-    caller = console.caller
     try:
-        page = fetch(caller, query)
-        counts = status_counts(caller, query)
+        page = fetch(console.caller, query)
     except (SimledgerError, Problem) as error:
         message = refusal(error, f"list the SIMs with {query.selection() or 'no filter'}")
         status = message.status
@@ -47,12 +45,24 @@ def sim_list(request: Request, console: Reader) -> HTMLResponse:
         status=status,
         query=query,
         page=page,
-        counts=counts,
-        columns=shown_columns(),
+        columns=columns,
+        rows=[(item.iccid, row_cells(item, columns)) for item in page.items],
         sim_types=[t.value for t in SimType],
         message=message,
         activity=_activity(console),
     )
+
+
+@router.get("/sims/counts", response_class=HTMLResponse)
+def chip_counts(request: Request, console: Reader) -> HTMLResponse:
+    """The status chips with their counts under the page's other filters: one count per
+    status, fetched by the page after it is shown (htmx), so the rows never wait for them."""
+    query = ListQuery.parse(request.query_params)
+    try:
+        counts = status_counts(console.caller, query)
+    except (SimledgerError, Problem):
+        counts = {}
+    return render(request, "_chips.html", console, query=query, counts=counts, loaded=True)
 
 
 @router.get("/sims.csv", response_model=None)
