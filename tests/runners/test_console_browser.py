@@ -19,14 +19,12 @@ from collections.abc import Iterator
 import pytest
 from console_world import A, ConsoleWorld, seed
 from http_serve import Served, serve
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from simledger.adapters.carrier.answers_http import HttpAnswers
 from simledger.adapters.carrier.simulator import SimulatedCarrier
 from simledger.application.forwarding import Forwarder
 from simledger.application.ledger import SimLedger
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
 
 CHROMIUM = os.environ.get("SIMLEDGER_CHROMIUM", "/usr/bin/chromium")
 SECRET = "console-carrier-secret"
@@ -44,13 +42,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ConsoleWorl
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         message = f"no chromium at {CHROMIUM} (make test installs Debian's chromium)"
         if os.environ.get("CI"):
             pytest.fail(f"{message}; CI is set: the browser tests must run")
         pytest.skip(message)
-    with playwright_api.sync_playwright() as driver:
+    with sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=CHROMIUM)
         try:
             yield launched
@@ -59,10 +57,8 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object, site: tuple[ConsoleWorld, Served]) -> Iterator[object]:
-    context = browser.new_context(  # type: ignore[attr-defined]
-        base_url=site[1].url, viewport={"width": 1440, "height": 900}
-    )
+def page(browser: Browser, site: tuple[ConsoleWorld, Served]) -> Iterator[Page]:
+    context = browser.new_context(base_url=site[1].url, viewport={"width": 1440, "height": 900})
     context.set_default_timeout(10_000)
     opened = context.new_page()
     try:
@@ -71,29 +67,29 @@ def page(browser: object, site: tuple[ConsoleWorld, Served]) -> Iterator[object]
         context.close()
 
 
-def _sign_in(page: object, key: str, path: str = "/ui/sims") -> None:
-    page.goto(path)  # type: ignore[attr-defined]
+def _sign_in(page: Page, key: str, path: str = "/ui/sims") -> None:
+    page.goto(path)
     expect(page).to_have_url(re.compile(r"/ui/sign-in\?next="))
-    page.get_by_label("API key").fill(key)  # type: ignore[attr-defined]
-    page.keyboard.press("Enter")  # type: ignore[attr-defined]
-    expect(page.locator("h1")).not_to_have_text("Sign in")  # type: ignore[attr-defined]
+    page.get_by_label("API key").fill(key)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).not_to_have_text("Sign in")
 
 
-def _rows(page: object) -> list[str]:
-    cells = page.locator("tr[data-iccid]")  # type: ignore[attr-defined]
+def _rows(page: Page) -> list[str]:
+    cells = page.locator("tr[data-iccid]")
     return [str(cells.nth(i).get_attribute("data-iccid")) for i in range(cells.count())]
 
 
 def test_sign_in_filter_sort_page_back_and_sign_out(
-    page: object, site: tuple[ConsoleWorld, Served]
+    page: Page, site: tuple[ConsoleWorld, Served]
 ) -> None:
     made, _ = site
-    p: object = page
+    p = page
     _sign_in(p, made.a_key)
-    loc = p.locator  # type: ignore[attr-defined]
+    loc = p.locator
     expect(loc("#total")).to_have_text("18")
     assert set(_rows(p)) == set(made.a_active + made.a_blank)
-    assert not any(iccid in p.content() for iccid in made.b_sims)  # type: ignore[attr-defined]
+    assert not any(iccid in p.content() for iccid in made.b_sims)
     loc('a[data-status="active"]').click()
     expect(p).to_have_url(re.compile(r"status=active"))
     expect(loc("#total")).to_have_text(str(len(made.a_active)))
@@ -104,53 +100,53 @@ def test_sign_in_filter_sort_page_back_and_sign_out(
     assert _rows(p) == sorted(made.a_active, reverse=True)
     loc('a[data-sort="operator"]').click()
     expect(loc("th[aria-sort]")).to_have_attribute("aria-sort", "ascending")
-    p.goto("/ui/sims?status=active&limit=10")  # type: ignore[attr-defined]
+    p.goto("/ui/sims?status=active&limit=10")
     first = _rows(p)
     assert first == sorted(made.a_active)[:10]
     loc("a[rel=next]").click()
     expect(p).to_have_url(re.compile(r"cursor=.*page=2"))
     expect(loc("tr[data-iccid]")).to_have_count(len(made.a_active) - 10)
     assert _rows(p) == sorted(made.a_active)[10:]
-    p.go_back()  # type: ignore[attr-defined]
+    p.go_back()
     expect(loc("tr[data-iccid]")).to_have_count(10)
     assert _rows(p) == first
-    p.get_by_label("Search").fill(made.a_active[3])  # type: ignore[attr-defined]
-    p.get_by_role("button", name="Apply").click()  # type: ignore[attr-defined]
+    p.get_by_label("Search").fill(made.a_active[3])
+    p.get_by_role("button", name="Apply").click()
     expect(loc("#total")).to_have_text("1")
     expect(p).to_have_url(re.compile(rf"search={made.a_active[3]}"))
-    p.get_by_role("button", name="Sign out").click()  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Sign out").click()
     expect(loc("h1")).to_have_text("Sign in")
-    p.goto("/ui/sims")  # type: ignore[attr-defined]
+    p.goto("/ui/sims")
     expect(p).to_have_url(re.compile(r"/ui/sign-in"))
 
 
 def test_bulk_pause_with_a_refusal_confirmed_by_the_carrier_then_the_sim_as_it_was(
-    page: object, site: tuple[ConsoleWorld, Served]
+    page: Page, site: tuple[ConsoleWorld, Served]
 ) -> None:
     made, served = site
-    p: object = page
-    loc = p.locator  # type: ignore[attr-defined]
+    p = page
+    loc = p.locator
     _sign_in(p, made.a_key, "/ui/sims?limit=100")
     paused = made.a_active[1:3]
     refused = made.a_blank[0]
     # keyboard alone: a box ticked with Space, the dialog opened with Enter, confirmed by
     # Enter on its focused button
-    first_box = p.get_by_label(f"Select {paused[0]}")  # type: ignore[attr-defined]
+    first_box = p.get_by_label(f"Select {paused[0]}")
     first_box.focus()
-    p.keyboard.press("Space")  # type: ignore[attr-defined]
+    p.keyboard.press("Space")
     expect(first_box).to_be_checked()
-    p.get_by_label(f"Select {paused[1]}").check()  # type: ignore[attr-defined]
-    p.get_by_label(f"Select {refused}").check()  # type: ignore[attr-defined]
-    pause = p.get_by_role("button", name="Pause data…")  # type: ignore[attr-defined]
+    p.get_by_label(f"Select {paused[1]}").check()
+    p.get_by_label(f"Select {refused}").check()
+    pause = p.get_by_role("button", name="Pause data…")
     pause.focus()
-    p.keyboard.press("Enter")  # type: ignore[attr-defined]
+    p.keyboard.press("Enter")
     dialog = loc("dialog")
     expect(dialog.locator("h2")).to_have_text("Pause data of 3 SIMs?")
     confirm = dialog.get_by_role("button", name="Pause 3 SIMs")
     expect(confirm).to_be_focused()
     if SHOTS:
-        p.screenshot(path=f"{SHOTS}/console-bulk-confirm.png")  # type: ignore[attr-defined]
-    p.keyboard.press("Enter")  # type: ignore[attr-defined]
+        p.screenshot(path=f"{SHOTS}/console-bulk-confirm.png")
+    p.keyboard.press("Enter")
     expect(loc("dialog .accepted-count")).to_have_text("2")
     expect(loc("dialog .rejected-count")).to_have_text("1")
     expect(loc("dialog table.rejected")).to_contain_text(refused)
@@ -172,9 +168,9 @@ def test_bulk_pause_with_a_refusal_confirmed_by_the_carrier_then_the_sim_as_it_w
     loc("dialog").get_by_role("link", name="Close").click()
     expect(loc("dialog")).to_have_count(0)
     if SHOTS:
-        p.goto("/ui/sims")  # type: ignore[attr-defined]
-        p.screenshot(path=f"{SHOTS}/console-sims.png", full_page=True)  # type: ignore[attr-defined]
-    p.goto("/ui/sims?limit=100")  # type: ignore[attr-defined]
+        p.goto("/ui/sims")
+        p.screenshot(path=f"{SHOTS}/console-sims.png", full_page=True)
+    p.goto("/ui/sims?limit=100")
     loc(f'a[href="/ui/sims/{paused[0]}"]').click()
     expect(loc("h1")).to_contain_text(paused[0])
     expect(loc("h1 .status")).to_have_text("Suspended")
@@ -193,33 +189,35 @@ def test_bulk_pause_with_a_refusal_confirmed_by_the_carrier_then_the_sim_as_it_w
 
 
 def test_esim_qr_labels_escape_and_the_csrf_token_in_the_browser(
-    page: object, site: tuple[ConsoleWorld, Served]
+    page: Page, site: tuple[ConsoleWorld, Served]
 ) -> None:
     made, _ = site
-    p: object = page
-    loc = p.locator  # type: ignore[attr-defined]
+    p = page
+    loc = p.locator
     _sign_in(p, made.a_key, f"/ui/sims/{made.a_esim}")
     expect(loc("figure.qr svg")).to_have_count(1)
     expect(loc("figure.qr")).to_contain_text("LPA:1$smdp.example.com$ACME-0001")
     if SHOTS:  # the eSIM beside itself as it was before its company and package
-        p.goto(f"/ui/sims/{made.a_esim}?version=3")  # type: ignore[attr-defined]
-        p.screenshot(path=f"{SHOTS}/console-sim.png", full_page=True)  # type: ignore[attr-defined]
-    unlabelled = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+        p.goto(f"/ui/sims/{made.a_esim}?version=3")
+        p.screenshot(path=f"{SHOTS}/console-sim.png", full_page=True)
+    unlabelled = """() => [...document.querySelectorAll(
+            'input:not([type=hidden]), select, textarea')]
         .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))
         .map(e => e.outerHTML)"""
-    assert p.evaluate(unlabelled) == []  # type: ignore[attr-defined]
-    p.goto("/ui/sims")  # type: ignore[attr-defined]
-    assert p.evaluate(unlabelled) == []  # type: ignore[attr-defined]
-    p.get_by_label("Select all 18 matching").check()  # type: ignore[attr-defined]
-    p.get_by_role("button", name="Resume data…").click()  # type: ignore[attr-defined]
+    assert p.evaluate(unlabelled) == []
+    p.goto("/ui/sims")
+    assert p.evaluate(unlabelled) == []
+    p.get_by_label("Select all 18 matching").check()
+    p.get_by_role("button", name="Resume data…").click()
     expect(loc("dialog h2")).to_have_text("Resume data of 18 SIMs?")
-    assert p.evaluate(unlabelled) == []  # type: ignore[attr-defined]
-    expect(p.get_by_label("Yes, I want to resume these 18 SIMs")).to_be_focused()  # type: ignore[attr-defined]
-    p.keyboard.press("Escape")  # type: ignore[attr-defined]
+    assert p.evaluate(unlabelled) == []
+    expect(p.get_by_label("Yes, I want to resume these 18 SIMs")).to_be_focused()
+    p.keyboard.press("Escape")
     expect(loc("dialog")).to_have_count(0)
     # the session's cookie alone is not enough: a form post without the token is refused
-    request = p.request  # type: ignore[attr-defined]
-    form = {"kind": "pause", "iccid": made.a_active[5]}
+    request = p.request
+    form: dict[str, str | float | bool] = {"kind": "pause", "iccid": made.a_active[5]}
     assert request.post("/ui/bulk/confirm", form=form).status == 403
     token = loc('input[name="csrf"]').first.get_attribute("value")
+    assert token
     assert request.post("/ui/bulk/confirm", form={**form, "csrf": token}).status == 200

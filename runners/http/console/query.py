@@ -9,7 +9,7 @@ API's, not a copy of them."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -39,12 +39,11 @@ class ListQuery:
     cursor: str = ""
     page: int = 1
     limit: int = PAGE_SIZE
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     @classmethod
     def parse(cls, pairs: Any) -> ListQuery:
-        """From ``(name, value)`` pairs (a URL's query, or a form); unknown names are kept
-        aside, values are cut to a bounded length (the ledger checks the rest)."""
+        """From ``(name, value)`` pairs (a URL's query, or a form); unknown names are left
+        out, values are cut to a bounded length (the ledger checks the rest)."""
         items = pairs.multi_items() if hasattr(pairs, "multi_items") else list(pairs)
         values: dict[str, list[str]] = {}
         for name, value in items:
@@ -61,7 +60,11 @@ class ListQuery:
         return cls(
             status=tuple(v for v in values.get("status", []) if v),
             sim_type=tuple(v for v in values.get("sim_type", []) if v),
-            **{name: one(name) for name in TEXT_FILTERS},
+            operator=one("operator"),
+            company=one("company"),
+            label=one("label"),
+            group_id=one("group_id"),
+            search=one("search"),
             sort=one("sort", "iccid") or "iccid",
             descending=one("descending") in ("1", "true", "on"),
             cursor=one("cursor"),

@@ -97,8 +97,8 @@ def sim_page(
         now = _sim(console, iccid, None, None)
         history: list[HistoryEntry] = routes_reads.sim_history(console.caller, now.iccid, None)
     except (SimledgerError, Problem) as error:
-        message = refusal(error, f"open the SIM {iccid}")
-        return render(request, "message.html", console, status=message.status, message=message)
+        refused = refusal(error, f"open the SIM {iccid}")
+        return render(request, "message.html", console, status=refused.status, message=refused)
     then: SimView | None = None
     message: Message | None = None
     try:
