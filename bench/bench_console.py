@@ -1,7 +1,8 @@
 """The web console's SIM list page against the same page of the JSON API (issue 18), on
 PostgreSQL, in one run, over one real ``simledger serve``.
 
-    python bench/bench_console.py [--sims 1000000] [--requests 300] [--sort iccid]
+    python bench/bench_console.py [--sims 1000000] [--requests 300] [--sort iccid] [--keep]
+    python bench/bench_console.py --reuse SCHEMA ...   # a store kept by --keep
 
 Setup (untimed): ``--sims`` active SIMs of one company (``bench/_service_setup.py``, as
 ``bench_http.py`` builds them) in a fresh schema, their views folded, a company key, then a
@@ -103,16 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="per side")
     parser.add_argument("--sort", default="iccid")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse", metavar="SCHEMA", help="a kept store of this script")
     args = parser.parse_args(argv)
-    schema = f"bench_console_{uuid.uuid4().hex[:10]}"
+    schema = args.reuse or f"bench_console_{uuid.uuid4().hex[:10]}"
     env = pg_env(schema)
     print(f"{args.sims:,} SIMs, {args.requests} requests per side, sort {args.sort}; {schema}")
-    create_schema(schema)
+    if not args.reuse:
+        create_schema(schema)
     try:
         started = time.perf_counter()
         setup = SimLedger(env=env)
         try:
-            build_engine(setup, args.sims, 100, 0)
+            if not args.reuse:
+                build_engine(setup, args.sims, 100, 0)
             setup.catch_up_views()
             _, key = setup.keys.create(
                 name="bench console", scopes=("sims:read",), company="Bench Logistics"
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             f"page p95 {page95:.2f} ms vs target < {TARGET_MS:g} ms: {verdict}"
         )
     finally:
-        keep_or_drop(schema, args.keep)
+        keep_or_drop(schema, args.keep or bool(args.reuse))
     return 0
 
 

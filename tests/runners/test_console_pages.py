@@ -208,3 +208,57 @@ def test_refusals_are_messages_with_the_rule_and_what_was_tried(
     version = client.get(f"/ui/sims/{made.a_active[0]}?version=999")
     assert version.status_code == 200 and "R-" in version.text and "version 999" in version.text
     assert made.a_esim in version.text and "<svg" in version.text  # the eSIM's QR code
+
+
+def test_status_chips_count_under_the_other_filters(
+    world: tuple[ConsoleWorld, TestClient],
+) -> None:
+    made, client = world[0], _client(world)
+    sign_in(client, made.a_key)
+    page = client.get("/ui/sims", params={"operator": "Telefonica", "status": "active"})
+    chips = re.search(r'id="chips" hx-get="([^"]+)"', page.text)
+    assert chips, page.text[:500]
+    counts = client.get(chips.group(1).replace("&amp;", "&")).text
+    found = dict(re.findall(r'data-status="(\w+)"[^>]*>[^<]*<span class="count">(\d+)<', counts))
+    # Telefonica: the 13 active SIMs of A (B's active one is not counted); the status chip
+    # chosen does not narrow its own count
+    assert found["active"] == "13" and found["blank"] == "0" and found["suspended"] == "0"
+    everything = client.get("/ui/sims/counts").text
+    found = dict(re.findall(r'data-status="(\w+)"[^>]*>[^<]*<span class="count">(\d+)<', everything))
+    assert (found["active"], found["blank"]) == ("14", "4")
+
+
+def test_shared_groups_created_from_a_selection_listed_and_deleted(
+    world: tuple[ConsoleWorld, TestClient],
+) -> None:
+    made, client = world[0], _client(world)
+    csrf = sign_in(client, made.a_key)
+    hx = {"X-CSRF-Token": csrf, "HX-Request": "true"}
+    first, second = made.a_blank[:2], made.a_blank[2:]
+    dialog = client.post("/ui/groups/new", data={"iccid": first}, headers=hx)
+    assert "Create a shared group of 2 SIMs" in dialog.text
+    for name, members in (("pool-1", first), ("pool-2", second)):
+        made_group = client.post(
+            "/ui/groups",
+            data={"name": name, "package_id": made.package, "iccid": members},
+            headers=hx,
+        )
+        assert made_group.status_code == 200 and "created with 2 SIMs" in made_group.text
+    listed = client.get("/ui/groups").text
+    ids = dict(re.findall(r'<tr id="g-([0-9a-f-]+)">\s*<td>([\w-]+)<', listed))
+    by_name = {name: group_id for group_id, name in ids.items()}
+    assert set(by_name) == {"pool-1", "pool-2"}
+    for iccid in made.a_blank:
+        assert f'href="/ui/sims/{iccid}"' in listed
+    # a locked group takes no member (R-SG3): the refusal is shown, nothing changes
+    moved = client.post(
+        f"/ui/groups/{by_name['pool-1']}/delete",
+        data={"move_to": by_name["pool-2"], "csrf": csrf},
+    )
+    assert "R-SG" in moved.text and "What was tried: delete the shared group" in moved.text
+    assert "pool-1" in moved.text
+    gone = client.post(f"/ui/groups/{by_name['pool-1']}/delete", data={"csrf": csrf})
+    assert gone.status_code == 200 and "deleted" in gone.text
+    assert "pool-1" not in gone.text.split("<main", 1)[1].split("What was tried")[0]
+    sim = client.get(f"/ui/sims/{first[0]}").text
+    assert "SharedGroup" in sim  # its history shows the group's events beside its own

@@ -38,4 +38,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Refused)
     async def _refused(request: Request, error: Refused) -> HTMLResponse:
         message = Message(error.detail, f"{request.method} {request.url.path}", error.rule)
+        if is_htmx(request):  # the part of the page it was asked for: the message alone
+            return render(request, "_message.html", status=error.status, message=message)
         return render(request, "message.html", status=error.status, message=message)
