@@ -210,6 +210,9 @@ def test_refusals_are_messages_with_the_rule_and_what_was_tried(
     assert made.a_esim in version.text and "<svg" in version.text  # the eSIM's QR code
 
 
+COUNT = re.compile(r'data-status="(\w+)"[^>]*>[^<]*<span class="count">(\d+)<')
+
+
 def test_status_chips_count_under_the_other_filters(
     world: tuple[ConsoleWorld, TestClient],
 ) -> None:
@@ -219,12 +222,12 @@ def test_status_chips_count_under_the_other_filters(
     chips = re.search(r'id="chips" hx-get="([^"]+)"', page.text)
     assert chips, page.text[:500]
     counts = client.get(chips.group(1).replace("&amp;", "&")).text
-    found = dict(re.findall(r'data-status="(\w+)"[^>]*>[^<]*<span class="count">(\d+)<', counts))
+    found = dict(COUNT.findall(counts))
     # Telefonica: the 13 active SIMs of A (B's active one is not counted); the status chip
     # chosen does not narrow its own count
     assert found["active"] == "13" and found["blank"] == "0" and found["suspended"] == "0"
     everything = client.get("/ui/sims/counts").text
-    found = dict(re.findall(r'data-status="(\w+)"[^>]*>[^<]*<span class="count">(\d+)<', everything))
+    found = dict(COUNT.findall(everything))
     assert (found["active"], found["blank"]) == ("14", "4")
 
 
