@@ -59,49 +59,60 @@ def _lined(ledger: SimLedger, iccids: list[str], company: str) -> None:
 def seed(env: Mapping[str, str], a_active: int = 14) -> ConsoleWorld:
     ledger = SimLedger(env=dict(env))
     try:
-        _, operator_key = ledger.keys.create(name="staff", scopes=SCOPES, operator=True)
+        staff, operator_key = ledger.keys.create(name="staff", scopes=SCOPES, operator=True)
         _, a_key = ledger.keys.create(name="alice at A", scopes=SCOPES, company=A)
         _, b_key = ledger.keys.create(name="bob at B", scopes=SCOPES, company=B)
-        package = str(ledger.create_package("1 GB / 30 days", data_mb=1000, validity_days=30))
-        esim, *active = console_iccids(a_active, 0)
-        ledger.receive_sims(
-            [esim],
-            operator="Vodafone UK",
-            sim_type="prepaid",
-            esim=True,
-            activation_codes={esim: "LPA:1$smdp.example.com$ACME-0001"},
+        with ledger.acting_as(staff.actor()):  # the histories say who: the platform's staff
+            world = _fill(ledger, a_active)
+        world.env, world.operator_key, world.a_key, world.b_key = (
+            dict(env),
+            operator_key,
+            a_key,
+            b_key,
         )
-        ledger.receive_sims(active, operator="Telefonica", sim_type="subscription")
-        _activate(ledger, [esim, *active], A, package)
-        blank = console_iccids(4, 100)
-        ledger.receive_sims(blank, operator="Orange France", sim_type="paygo")
-        _lined(ledger, blank, A)
-        b_active, b_one, b_two = console_iccids(3, 200)
-        ledger.receive_sims([b_active, b_one, b_two], operator="Telefonica", sim_type="prepaid")
-        _activate(ledger, [b_active], B, package)
-        _lined(ledger, [b_one, b_two], B)
-        b_group = str(ledger.create_shared_group("b-pool", [b_one, b_two], package))
-        with ledger.acting_as(None):
-            b_operation = str(
-                ledger.pause([b_active], idempotency_key=idempotency_scope(B, "b-1")).operation_id
-            )
-        world = ConsoleWorld(
-            env=dict(env),
-            operator_key=operator_key,
-            a_key=a_key,
-            b_key=b_key,
-            a_active=[esim, *active],
-            a_blank=blank,
-            a_esim=esim,
-            package=package,
-            b_sims=[b_active, b_one, b_two],
-            b_group=b_group,
-            b_operation=b_operation,
-        )
-        world.b_private = {*world.b_sims, b_group, b_operation, B, "b-pool", "bob at B"}
+        world.b_private = {*world.b_sims, world.b_group, world.b_operation, B, "b-pool"}
+        world.b_private.add("bob at B")
         return world
     finally:
         ledger.close()
+
+
+def _fill(ledger: SimLedger, a_active: int) -> ConsoleWorld:
+    package = str(ledger.create_package("1 GB / 30 days", data_mb=1000, validity_days=30))
+    esim, *active = console_iccids(a_active, 0)
+    ledger.receive_sims(
+        [esim],
+        operator="Vodafone UK",
+        sim_type="prepaid",
+        esim=True,
+        activation_codes={esim: "LPA:1$smdp.example.com$ACME-0001"},
+    )
+    ledger.receive_sims(active, operator="Telefonica", sim_type="subscription")
+    _activate(ledger, [esim, *active], A, package)
+    blank = console_iccids(4, 100)
+    ledger.receive_sims(blank, operator="Orange France", sim_type="paygo")
+    _lined(ledger, blank, A)
+    b_active, b_one, b_two = console_iccids(3, 200)
+    ledger.receive_sims([b_active, b_one, b_two], operator="Telefonica", sim_type="prepaid")
+    _activate(ledger, [b_active], B, package)
+    _lined(ledger, [b_one, b_two], B)
+    b_group = str(ledger.create_shared_group("b-pool", [b_one, b_two], package))
+    b_operation = str(
+        ledger.pause([b_active], idempotency_key=idempotency_scope(B, "b-1")).operation_id
+    )
+    return ConsoleWorld(
+        env={},
+        operator_key="",
+        a_key="",
+        b_key="",
+        a_active=[esim, *active],
+        a_blank=blank,
+        a_esim=esim,
+        package=package,
+        b_sims=[b_active, b_one, b_two],
+        b_group=b_group,
+        b_operation=b_operation,
+    )
 
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')

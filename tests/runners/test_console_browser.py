@@ -88,6 +88,9 @@ def test_sign_in_filter_sort_page_back_and_sign_out(
     _sign_in(p, made.a_key)
     loc = p.locator
     expect(loc("#total")).to_have_text("18")
+    # the chips' counts arrive by themselves after the page (htmx, on load)
+    expect(loc('a[data-status="active"] .count')).to_have_text(str(len(made.a_active)))
+    expect(loc('a[data-status="blank"] .count')).to_have_text(str(len(made.a_blank)))
     assert set(_rows(p)) == set(made.a_active + made.a_blank)
     assert not any(iccid in p.content() for iccid in made.b_sims)
     loc('a[data-status="active"]').click()
@@ -169,6 +172,7 @@ def test_bulk_pause_with_a_refusal_confirmed_by_the_carrier_then_the_sim_as_it_w
     expect(loc("dialog")).to_have_count(0)
     if SHOTS:
         p.goto("/ui/sims")
+        expect(loc('a[data-status="active"] .count')).to_be_visible()
         p.screenshot(path=f"{SHOTS}/console-sims.png", full_page=True)
     p.goto("/ui/sims?limit=100")
     loc(f'a[href="/ui/sims/{paused[0]}"]').click()
