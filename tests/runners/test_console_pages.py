@@ -205,6 +205,16 @@ def test_refusals_are_messages_with_the_rule_and_what_was_tried(
         headers=hx,
     )
     assert many.status_code == 422 and "Yes, I want to pause" in many.text
+    asked = client.post(
+        "/ui/bulk/confirm", data={"kind": "pause", "all": "1", "q": "status=active"}, headers=hx
+    )
+    assert "Pause data of 14 SIMs?" in asked.text
+    csv_link = re.search(
+        r'<a href="([^"]+)" hx-boost="false" download>Download these 14', asked.text
+    )
+    assert csv_link, asked.text
+    exported = client.get(csv_link.group(1).replace("&amp;", "&")).text.splitlines()
+    assert len(exported) == 1 + 14
     version = client.get(f"/ui/sims/{made.a_active[0]}?version=999")
     assert version.status_code == 200 and "R-" in version.text and "version 999" in version.text
     assert made.a_esim in version.text and "<svg" in version.text  # the eSIM's QR code

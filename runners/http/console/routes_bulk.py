@@ -60,6 +60,9 @@ async def confirm(request: Request, console: BulkUser) -> HTMLResponse:
         preview=selection.iccids[:PREVIEW],
         fields=selection.hidden_fields(),
         ask=len(selection.iccids) > ASK_ABOVE,
+        # seed 003: the selection can be downloaded from the confirmation; "all matching"
+        # is the query's own export (ticked boxes are on the page already)
+        csv_url=selection.query.url("/ui/sims.csv") if selection.all_matching else None,
         idempotency=str(uuid.uuid4()),
     )
 
