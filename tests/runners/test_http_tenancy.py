@@ -269,3 +269,6 @@ def test_lists_show_a_company_its_own_rows_only(world: World) -> None:
         assert {e["aggregate_id"] for e in feed_a} >= {a1, a2, a3}
         assert not {e["aggregate_id"] for e in feed_b} & world.private
         assert {e["aggregate_id"] for e in feed_b if e["aggregate"] == "Sim"} == {b1}
+        # a1's own package copy is a1's (the catalogue package no company's): A sees it only.
+        assert [e["event"] for e in feed_a if e["aggregate"] == "Package"] == ["Assigned"]
+        assert [e for e in feed_b if e["aggregate"] == "Package"] == []
