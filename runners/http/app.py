@@ -35,6 +35,7 @@ from simledger.runners.http import (
     routes_usage,
     routes_webhooks,
 )
+from simledger.runners.http.console import install as install_console
 from simledger.runners.http.service import Service
 from simledger.runners.http.settings import Settings
 
@@ -186,5 +187,6 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
         routes_webhooks,
     ):
         app.include_router(module.router)
+    install_console(app)  # the web console under /ui (runners/http/console/)
     app.add_middleware(Frame, get_service=lambda: holder.get("service"))
     return app
