@@ -1,5 +1,6 @@
-"""Which events a company's webhook subscription receives (R-WH2): its SIMs', its shared
-groups' and its bulk operations' — what its key sees in ``GET /v1/events``.
+"""Which events a company's webhook subscription receives (R-WH2): its SIMs' (their package
+copies' included), its shared groups' and its bulk operations' — what its key sees in
+``GET /v1/events``.
 
 A SIM's event belongs to the company the SIM had at that event (a ``CompanyAssigned``
 belongs to the new one), so a SIM moved from A to B never shows B what it did under A. A
@@ -21,6 +22,7 @@ from simledger.adapters.store.batch_load import load_many
 from simledger.application.ledger import SimLedger
 from simledger.domain.bulk import BulkOperation
 from simledger.domain.errors import SimledgerError
+from simledger.domain.package import Package
 
 _CACHE_MAX = 200_000
 _GROUP_STABLE = frozenset({"UsageDrawn", "Depleted"})
@@ -48,6 +50,8 @@ class CompanyScope:
         self._sims: dict[str, str | None] = {}
         self._groups: dict[str, frozenset[str] | None] = {}
         self._operations: dict[str, str | None] = {}
+        self._copies: dict[str, str | None] = {}
+        """A package copy's SIM (None: a catalogue package)."""
 
     def owners(self, records: Sequence[dict[str, Any]]) -> list[str | None]:
         """Each record's company, in order (the records of one scan, in store order)."""
@@ -80,6 +84,19 @@ class CompanyScope:
             if record["event"] not in _GROUP_STABLE:
                 self._groups.pop(ident, None)
             return self._group_owner(ident)
+        if kind == "Package":  # a SIM's own copy is the SIM's; a catalogue package nobody's
+            if ident not in self._copies:
+                iccid = record["data"].get("iccid")
+                if not isinstance(iccid, str) or record["event"] != "Assigned":
+                    package = self.ledger.unit_of_work.get(ident, Package)
+                    iccid = getattr(package, "iccid", None) if package is not None else None
+                self._remember(self._copies, ident, iccid)
+            owner_sim = self._copies[ident]
+            if owner_sim is None:
+                return None
+            if owner_sim not in self._sims:
+                self._load_sims({owner_sim})
+            return self._sims.get(owner_sim)
         if kind == "BulkOperation":
             if ident not in self._operations:
                 operation = self.ledger.unit_of_work.get(ident, BulkOperation)

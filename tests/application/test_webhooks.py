@@ -257,3 +257,28 @@ def test_a_sim_moved_between_companies_shows_each_only_its_own_time(world: Any) 
     assert notes("/a") == ["under A", "under A again"]
     assert notes("/b") == ["under B"]
     assert ring.get(hook_a.id).position == ring.get(hook_b.id).position
+
+
+def test_a_sims_package_copy_is_its_company_s_and_a_catalogue_package_nobody_s(
+    world: Any,
+) -> None:
+    ledger, a, b = world
+    ring = WebhookRing(ledger)
+    ring.create(url="http://r/a", events="*", secret=SECRET, company="A")
+    ring.create(url="http://r/b", events="*", secret=SECRET, company="B")
+    package = ledger.create_package("p", data_mb=100, validity_days=30)
+    ledger.assign_package(a[0], package)
+    receiver = Receiver()
+    deliverer(ledger, receiver).run_until_idle()
+
+    def packages(path: str) -> list[str]:
+        return [
+            e["event"]
+            for p in receiver.posts
+            if p["path"] == path
+            for e in p["events"]
+            if e["aggregate"] == "Package"
+        ]
+
+    assert packages("/a") == ["Assigned"]  # a[0]'s copy; the catalogue's Created is nobody's
+    assert packages("/b") == []
