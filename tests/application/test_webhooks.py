@@ -262,7 +262,7 @@ def test_a_sim_moved_between_companies_shows_each_only_its_own_time(world: Any) 
 def test_a_sims_package_copy_is_its_company_s_and_a_catalogue_package_nobody_s(
     world: Any,
 ) -> None:
-    ledger, a, b = world
+    ledger, a, _ = world
     ring = WebhookRing(ledger)
     ring.create(url="http://r/a", events="*", secret=SECRET, company="A")
     ring.create(url="http://r/b", events="*", secret=SECRET, company="B")
