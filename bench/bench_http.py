@@ -2,7 +2,7 @@
 PostgreSQL, in one run.
 
     python bench/bench_http.py [--sims 20000] [--stock 980000] [--seconds 10] [--clients 4]
-                               [--rate 0]
+                               [--rate 0] [--keep] [--reuse SCHEMA]
 
 Setup (untimed): ``--sims`` active SIMs (``bench/_service_setup.py``) and ``--stock`` SIMs
 received and in stock (``receive_sims``; the default fleet is 1,000,000, 2 % of it active,
@@ -283,12 +283,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phases", nargs="+", default=["list", "command", "floor"])
     parser.add_argument("--sort", default="iccid", help="the list's sort column (default iccid)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument(
+        "--reuse", metavar="SCHEMA", help="the fleet of an earlier --keep run (same --sims)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    schema = f"bench_http_{uuid.uuid4().hex[:10]}"
+    schema = args.reuse or f"bench_http_{uuid.uuid4().hex[:10]}"
     env = pg_env(schema)
     load = f"at {args.rate:g} requests/s" if args.rate > 0 else "unbounded"
     print(
@@ -297,13 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{load}; schema {schema}",
         flush=True,
     )
-    create_schema(schema)
+    if not args.reuse:
+        create_schema(schema)
     try:
         sys.stderr.write("setup (untimed):\n")
         setup = SimLedger(env=env)
         try:
-            fleet = build_engine(setup, args.sims, 100, 0)
-            receive_stock(setup, args.stock)
+            if args.reuse:  # an earlier --keep run's fleet: the same ICCIDs, its views folded
+                own = iccids(41, args.sims)
+            else:
+                own = build_engine(setup, args.sims, 100, 0).own
+                receive_stock(setup, args.stock)
             setup.catch_up_views()
             _, secret = setup.keys.create(name="bench", scopes=SCOPES, operator=True)
         finally:
@@ -313,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             makers = {
                 "list": list_calls(ledger, args.sort),
-                "command": command_calls(ledger, fleet.own),
+                "command": command_calls(ledger, own),
                 "floor": floor_calls(),
             }
             headers = {"Authorization": f"Bearer {secret}"}
@@ -356,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        keep_or_drop(schema, args.keep)
+        keep_or_drop(schema, args.keep or bool(args.reuse))
 
 
 if __name__ == "__main__":
