@@ -175,3 +175,24 @@ class UsageResult(_Frozen):
     applied: int
     duplicates: int
     rejected: dict[str, str]
+
+
+class RegularGroupView(_Frozen):
+    """A regular group's state (``regular_group``, R-RG1..3): its name, its company (None:
+    the operator's), its members in the order they joined."""
+
+    group_id: UUID
+    name: str
+    company: str | None
+    members: list[str]
+    deleted: bool
+    version: int
+
+
+class SessionResult(_Frozen):
+    """A batch of session records' answer (R-SS1), as ``UsageResult``: applied, already
+    counted, and each refused record's id with the reason."""
+
+    applied: int
+    duplicates: int
+    rejected: dict[str, str]
