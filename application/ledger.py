@@ -25,10 +25,10 @@ from eventsourcing.persistence import Recording
 from eventsourcing.utils import EnvType
 
 from simledger.application.audit import StoreAudit
+from simledger.application.commands.always_on import AlwaysOnCommands
 from simledger.application.commands.bulk import BulkCommands
 from simledger.application.commands.lifecycle import LifecycleCommands
 from simledger.application.commands.packages import PackageCommands
-from simledger.application.commands.always_on import AlwaysOnCommands
 from simledger.application.commands.partner import PartnerCommands
 from simledger.application.commands.regular_groups import RegularGroupCommands
 from simledger.application.commands.sessions import SessionCommands

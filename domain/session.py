@@ -92,8 +92,7 @@ def check_session(sim: Sim) -> None:
     """R-SS1: a SIM without an integration has no session to report."""
     if sim.status is SimStatus.NOT_AVAILABLE:
         raise InvalidInput(
-            f"SIM {sim.id} is not_available: its operator has no integration to report "
-            "sessions",
+            f"SIM {sim.id} is not_available: its operator has no integration to report sessions",
             rule="R-SS1",
         )
 

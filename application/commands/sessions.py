@@ -124,9 +124,7 @@ class SessionCommands(Commands):
                 rejected[record.record_id] = error
                 continue
             changed[sim.id] = sim
-            receipts.append(
-                SessionReceipt.issue(record.record_id, sim.id, record.kind, record.at)
-            )
+            receipts.append(SessionReceipt.issue(record.record_id, sim.id, record.kind, record.at))
         if receipts:
             self.uow.save_owned([*changed.values(), *receipts])
         return len(receipts), duplicates, rejected
