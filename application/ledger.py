@@ -204,13 +204,11 @@ class SimLedger(EventSourcedLedger):
     record_usage_batch = _Delegate("_usage", UsageCommands.record_usage_batch)
 
     # ---- regular groups (R-SG5, R-RG1..3) ----------------------------------------------------
-    create_regular_group = _Delegate("_regular", RegularGroupCommands.create_regular_group)
-    rename_regular_group = _Delegate("_regular", RegularGroupCommands.rename_regular_group)
-    add_to_regular_group = _Delegate("_regular", RegularGroupCommands.add_to_regular_group)
-    remove_from_regular_group = _Delegate(
-        "_regular", RegularGroupCommands.remove_from_regular_group
-    )
-    delete_regular_group = _Delegate("_regular", RegularGroupCommands.delete_regular_group)
+    create_group = _Delegate("_regular", RegularGroupCommands.create_group)
+    rename_group = _Delegate("_regular", RegularGroupCommands.rename_group)
+    add_to_group = _Delegate("_regular", RegularGroupCommands.add_to_group)
+    remove_from_group = _Delegate("_regular", RegularGroupCommands.remove_from_group)
+    delete_group = _Delegate("_regular", RegularGroupCommands.delete_group)
     regular_group = _Delegate("_regular", RegularGroupCommands.regular_group)
 
     # ---- in session (R-SS1..2), Always On (R-AO1..2) -----------------------------------------

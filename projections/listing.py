@@ -8,8 +8,8 @@ the last row's key and ICCID; the next page starts strictly after that pair, so 
 stable while SIMs change: a SIM whose sort value does not change is returned exactly once.
 ``days_left`` sorts by the package's expiry (the same order); ``this_month_mb`` by this
 month's MB as of the ledger's clock. ``rules`` carries no data yet (no event reports rules:
-every SIM has the same value), so it sorts by ICCID alone. ``regular_group`` filters on the
-SIM's regular groups (R-RG2), a list column that does not sort.
+every SIM has the same value), so it sorts by ICCID alone. ``regular_group_id`` filters on the
+SIM's regular groups (R-RG2, ``regular_group_id``), a list column that does not sort.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def make_query(
     label: Any = None,
     group_id: Any = None,
     search: Any = None,
-    regular_group: Any = None,
+    regular_group_id: Any = None,
     sort: Any = "iccid",
     descending: Any = False,
     limit: Any = 100,
@@ -174,9 +174,9 @@ def make_query(
     if group_id is not None:
         group = uuid_text(group_id, lambda v: InvalidInput(f"not a group id: {v}", rule="R-SG1"))
     regular: str | None = None
-    if regular_group is not None:
+    if regular_group_id is not None:
         regular = uuid_text(
-            regular_group, lambda v: InvalidInput(f"not a regular group id: {v}", rule="R-RG1")
+            regular_group_id, lambda v: InvalidInput(f"not a regular group id: {v}", rule="R-RG1")
         )
     query = SimQuery(
         statuses=_one_or_many(status, SimStatus, "status", "R-SIM3"),

@@ -10,7 +10,7 @@ from simledger.domain.sim_options import set_always_on
 
 class AlwaysOnCommands(Commands):
     @command
-    def set_always_on(self, iccid: object, on: bool = True) -> None:
+    def set_always_on(self, iccid: object, on: bool) -> None:
         """R-AO1: set (``on``) or clear the SIM's Always On option, in any status; a SIM
         with it is not paused by the system when its package or pool runs out (R-AO2)."""
         flag = values.flag(on, "on")

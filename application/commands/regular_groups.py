@@ -24,6 +24,12 @@ MEMBERS_LIMIT = 10_000
 """SIMs one call adds or removes (as a bulk request, R-BK1)."""
 
 
+def _keys(iccids: object) -> list[str]:
+    """One ICCID or a list of them, normalised, once each."""
+    listed = [iccids] if isinstance(iccids, str) else iccids
+    return list(dict.fromkeys(values.iccids(listed, rule="R-RG2")))
+
+
 class RegularGroupCommands(Commands):
     """The regular group commands, and the read of one group."""
 
@@ -36,9 +42,9 @@ class RegularGroupCommands(Commands):
             raise UnknownRegularGroup(group_id, " (deleted)")
         return group
 
-    def _members(self, group: RegularGroup, iccids: Iterable[object]) -> list[str]:
+    def _members(self, group: RegularGroup, iccids: object) -> list[str]:
         """The ICCIDs, normalised, once each; every one a SIM (of the group's company)."""
-        keys = list(dict.fromkeys(values.iccids(iccids, rule="R-RG2")))
+        keys = _keys(iccids)
         if len(keys) > MEMBERS_LIMIT:
             raise InvalidInput(
                 f"at most {MEMBERS_LIMIT} SIMs a call, not {len(keys)}", rule="R-RG2"
@@ -53,7 +59,7 @@ class RegularGroupCommands(Commands):
         return keys
 
     @command
-    def create_regular_group(
+    def create_group(
         self, name: str, iccids: Iterable[object] = (), *, company: str | None = None
     ) -> UUID:
         """A new regular group named ``name`` (R-RG1), with ``iccids`` as its first members;
@@ -69,7 +75,7 @@ class RegularGroupCommands(Commands):
         return group_id
 
     @command
-    def rename_regular_group(self, group_id: UUID | str, name: str) -> None:
+    def rename_group(self, group_id: UUID | str, name: str) -> None:
         """R-RG1: a regular group can be renamed at any time."""
         name = values.text(name, "group name", rule="R-RG1")
         group = self._group(group_id)
@@ -77,30 +83,29 @@ class RegularGroupCommands(Commands):
         self.uow.save(group)
 
     @command
-    def add_to_regular_group(self, group_id: UUID | str, iccids: Iterable[object]) -> None:
-        """R-RG2: the SIMs join the group (each may be in other groups too); a SIM in it
-        already is refused, and nothing is recorded."""
+    def add_to_group(self, group_id: UUID | str, iccid: object) -> None:
+        """R-RG2: the SIM (an ICCID, or a list of them) joins the group; each may be in
+        other groups too. A SIM in it already is refused, and nothing is recorded."""
         group = self._group(group_id)
-        keys = self._members(group, iccids)
+        keys = self._members(group, iccid)
         if not keys:
             raise InvalidInput("name at least one SIM to add", rule="R-RG2")
         group.add(keys)
         self.uow.save(group)
 
     @command
-    def remove_from_regular_group(self, group_id: UUID | str, iccids: Iterable[object]) -> None:
-        """R-RG2: the SIMs leave the group; a SIM not in it is refused."""
+    def remove_from_group(self, group_id: UUID | str, iccid: object) -> None:
+        """R-RG2: the SIM (an ICCID, or a list of them) leaves the group; a SIM not in it
+        is refused."""
         group = self._group(group_id)
-        keys = list(dict.fromkeys(values.iccids(iccids, rule="R-RG2")))
+        keys = _keys(iccid)
         if not keys:
             raise InvalidInput("name at least one SIM to remove", rule="R-RG2")
         group.remove(keys)
         self.uow.save(group)
 
     @command
-    def delete_regular_group(
-        self, group_id: UUID | str, *, move_to: UUID | str | None = None
-    ) -> None:
+    def delete_group(self, group_id: UUID | str, *, move_to: UUID | str | None = None) -> None:
         """R-RG3: move every SIM to ``move_to`` (this group stays, empty), or remove them
         all and delete the group. SIMs are never deleted."""
         group = self._group(group_id)

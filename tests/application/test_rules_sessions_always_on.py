@@ -66,7 +66,7 @@ def test_session_records_set_in_session_latest_first_counted_once(
 
 def test_always_on_is_set_cleared_recorded_and_listed(ledger: SimLedger) -> None:
     a, b = active_sims(ledger, 2)
-    ledger.set_always_on(a)
+    ledger.set_always_on(a, True)
     assert (row(ledger, a).always_on, row(ledger, b).always_on) == (True, False)
     assert [i.iccid for i in ledger.sims(sort="always_on", descending=True).items] == [a, b]
     ledger.set_always_on(a, False)
@@ -122,12 +122,12 @@ def test_r_ao1_setting_it_as_it_is_is_refused(mem: SimLedger) -> None:
         assert info.value.rule in ("R-AO1", "R-IN4")
     assert event_count(mem) == before
     with pytest.raises(UnknownSim):
-        mem.set_always_on(iccids(1, 99)[0])
+        mem.set_always_on(iccids(1, 99)[0], True)
 
 
 def test_r_ao2_an_always_on_sim_is_not_paused_when_its_package_runs_out(mem: SimLedger) -> None:
     a, b = active_sims(mem, 2)
-    mem.set_always_on(a)
+    mem.set_always_on(a, True)
     mem.record_usage(a, 5000)
     mem.record_usage(b, 5000)
     assert mem.sim(a).status is SimStatus.ACTIVE  # its data keeps working
@@ -141,7 +141,7 @@ def test_r_sg2_an_always_on_sim_joins_a_shared_group_but_not_with_a_package(
 ) -> None:
     keys = lined_sims(mem, 2, start=10)
     for key in keys:
-        mem.set_always_on(key)
+        mem.set_always_on(key, True)
     package = make_package(mem)
     group = mem.create_shared_group("pool", keys, package)
     assert mem.shared_group(group).members == keys
@@ -149,7 +149,7 @@ def test_r_sg2_an_always_on_sim_joins_a_shared_group_but_not_with_a_package(
     for key in keys:
         mem.activate(key)
     [c] = active_sims(mem, 1, start=20)  # an active package: still refused (R-SG2)
-    mem.set_always_on(c)
+    mem.set_always_on(c, True)
     with pytest.raises(Exception) as info:
         mem.create_shared_group("other", [c], package)
     assert getattr(info.value, "rule", None) == "R-SG2"
