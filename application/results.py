@@ -69,6 +69,10 @@ class SimView(_Frozen):
     customer_service_id: UUID | None
     version: int
     updated_at: datetime
+    in_session: str = "n/a"
+    """R-SS2: ``yes`` / ``no`` from the latest session record, ``n/a`` before any."""
+    always_on: bool = False
+    """R-AO1."""
 
     @classmethod
     def of(
@@ -118,6 +122,8 @@ class SimView(_Frozen):
             customer_service_id=UUID(sim.customer_service_id) if sim.customer_service_id else None,
             version=sim.version,
             updated_at=sim.modified_on,
+            in_session="n/a" if sim.in_session is None else "yes" if sim.in_session else "no",
+            always_on=sim.always_on,
         )
 
 

@@ -116,7 +116,8 @@ def test_r_ss1_bad_records_are_listed_apart_and_leave_no_receipt(mem: SimLedger)
 def test_r_ao1_setting_it_as_it_is_is_refused(mem: SimLedger) -> None:
     [a] = active_sims(mem, 1)
     before = event_count(mem)
-    for call in (lambda: mem.set_always_on(a, False), lambda: mem.set_always_on(a, "yes")):
+    text: Any = "yes"  # not a flag (R-IN4)
+    for call in (lambda: mem.set_always_on(a, False), lambda: mem.set_always_on(a, text)):
         with pytest.raises(InvalidInput) as info:
             call()
         assert info.value.rule in ("R-AO1", "R-IN4")
