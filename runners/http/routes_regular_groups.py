@@ -73,61 +73,63 @@ def create_group(caller: SimsWrite, body: NewRegularGroup) -> bodies.Created:
     return caller.run(run)
 
 
-@router.get("/v1/regular-groups/{group_id}", summary="regular_group()")
+@router.get("/v1/regular-groups/{regular_group_id}", summary="regular_group()")
 def get_group(
-    caller: SimsRead, group_id: str, min_position: MinPosition = None
+    caller: SimsRead, regular_group_id: str, min_position: MinPosition = None
 ) -> RegularGroupView:
     reach(caller, min_position)
     ledger, company = caller.service.ledger, caller.company
-    return caller.run(lambda: group(ledger, company, group_id))
+    return caller.run(lambda: group(ledger, company, regular_group_id))
 
 
-@router.post("/v1/regular-groups/{group_id}/name", summary="rename_group (R-RG1)")
-def rename_group(caller: SimsWrite, group_id: str, body: Name) -> RegularGroupView:
+@router.post("/v1/regular-groups/{regular_group_id}/name", summary="rename_group (R-RG1)")
+def rename_group(caller: SimsWrite, regular_group_id: str, body: Name) -> RegularGroupView:
     ledger, company = caller.service.ledger, caller.company
 
     def run() -> RegularGroupView:
-        found = group(ledger, company, group_id)
+        found = group(ledger, company, regular_group_id)
         ledger.rename_group(found.group_id, body.name)
         return ledger.regular_group(found.group_id)
 
     return caller.run(run)
 
 
-@router.post("/v1/regular-groups/{group_id}/members", summary="add_to_group (R-RG2)")
-def add_members(caller: SimsWrite, group_id: str, body: Members) -> RegularGroupView:
+@router.post("/v1/regular-groups/{regular_group_id}/members", summary="add_to_group (R-RG2)")
+def add_members(caller: SimsWrite, regular_group_id: str, body: Members) -> RegularGroupView:
     ledger, company = caller.service.ledger, caller.company
 
     def run() -> RegularGroupView:
-        found = group(ledger, company, group_id)
+        found = group(ledger, company, regular_group_id)
         ledger.add_to_group(found.group_id, own_sims(ledger, company, body.iccids))
         return ledger.regular_group(found.group_id)
 
     return caller.run(run)
 
 
-@router.delete("/v1/regular-groups/{group_id}/members/{iccid}", summary="remove_from_group (R-RG2)")
-def remove_member(caller: SimsWrite, group_id: str, iccid: str) -> RegularGroupView:
+@router.delete(
+    "/v1/regular-groups/{regular_group_id}/members/{iccid}", summary="remove_from_group (R-RG2)"
+)
+def remove_member(caller: SimsWrite, regular_group_id: str, iccid: str) -> RegularGroupView:
     ledger, company = caller.service.ledger, caller.company
 
     def run() -> RegularGroupView:
-        found = group(ledger, company, group_id)
+        found = group(ledger, company, regular_group_id)
         ledger.remove_from_group(found.group_id, own_sims(ledger, company, [iccid]))
         return ledger.regular_group(found.group_id)
 
     return caller.run(run)
 
 
-@router.delete("/v1/regular-groups/{group_id}", summary="delete_group (R-RG3)")
+@router.delete("/v1/regular-groups/{regular_group_id}", summary="delete_group (R-RG3)")
 def delete_group(
     caller: SimsWrite,
-    group_id: str,
+    regular_group_id: str,
     move_to: Annotated[str | None, Query(max_length=100)] = None,
 ) -> bodies.Done:
     ledger, company = caller.service.ledger, caller.company
 
     def run() -> bodies.Done:
-        found = group(ledger, company, group_id)
+        found = group(ledger, company, regular_group_id)
         target = None if move_to is None else group(ledger, company, move_to).group_id
         ledger.delete_group(found.group_id, move_to=target)
         return bodies.Done()

@@ -71,8 +71,9 @@ def _seed(served: Served, operator: str, a: str) -> tuple[dict[str, str], set[st
             )
         )["operation_id"]
         assert _ok(client.get(f"/v1/shared-groups/{group}"))["members"] == [a3]
-    ids = {"iccid": a1, "group_id": group, "operation_id": operation}
-    return ids, {a1, a2, a3, group, operation, "acme-a"}, package
+        regular = _ok(client.post("/v1/regular-groups", json={"name": "ra", "iccids": [a2]}))["id"]
+    ids = {"iccid": a1, "group_id": group, "operation_id": operation, "regular_group_id": regular}
+    return ids, {a1, a2, a3, group, operation, regular, "acme-a"}, package
 
 
 @pytest.fixture(scope="module", params=store_params())
@@ -91,6 +92,7 @@ def world(
                 "iccid": http_iccids(1, 900)[0],
                 "group_id": str(uuid.uuid4()),
                 "operation_id": str(uuid.uuid4()),
+                "regular_group_id": str(uuid.uuid4()),
             }
             openapi = httpx.get(f"{served.url}/openapi.json").json()
             yield World(served, operator, a, b, single, ids, unknown, private, package, openapi)
@@ -197,6 +199,7 @@ def snapshot(world: World) -> dict[str, Any]:
             "history": [len(op.get(f"/v1/sims/{i}/history").json()) for i in (a1, a2, a3)],
             "group": op.get(f"/v1/shared-groups/{world.a_ids['group_id']}").json(),
             "operation": op.get(f"/v1/operations/{world.a_ids['operation_id']}").json(),
+            "regular": op.get(f"/v1/regular-groups/{world.a_ids['regular_group_id']}").json(),
         }
 
 
