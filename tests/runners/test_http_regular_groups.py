@@ -36,9 +36,9 @@ def world(memory_env: dict[str, str]) -> Iterator[tuple[TestClient, dict[str, An
     with TestClient(app, raise_server_exceptions=False) as client:
         ledger = made[0]
         keys = ledger.receive_sims(iccids(3), operator="3UK", sim_type="prepaid")
-        for key, company in zip(keys, ("a", "a", "b"), strict=True):
+        for key, owner in zip(keys, ("a", "a", "b"), strict=True):
             ledger.complete_integration_check(key, ok=True)
-            ledger.assign_to_company(key, company)
+            ledger.assign_to_company(key, owner)
         heads = {}
         for who, company in (("op", None), ("a", "a"), ("b", "b")):
             _, secret = ledger.keys.create(
