@@ -126,7 +126,8 @@ def test_r_ao1_setting_it_as_it_is_is_refused(mem: SimLedger) -> None:
         mem.set_always_on(iccids(1, 99)[0], True)
 
 
-def test_r_ao2_an_always_on_sim_is_not_paused_when_its_package_runs_out(mem: SimLedger) -> None:
+def test_r_ao2_an_always_on_sim_is_not_paused_when_its_package_runs_out(ledger: SimLedger) -> None:
+    mem = ledger
     a, b = active_sims(mem, 2)
     mem.set_always_on(a, True)
     mem.record_usage(a, 5000)
@@ -138,8 +139,9 @@ def test_r_ao2_an_always_on_sim_is_not_paused_when_its_package_runs_out(mem: Sim
 
 
 def test_r_sg2_an_always_on_sim_joins_a_shared_group_but_not_with_a_package(
-    mem: SimLedger,
+    ledger: SimLedger,
 ) -> None:
+    mem = ledger  # every store: on PostgreSQL a member's draw is decided late (pool_draw.py)
     keys = lined_sims(mem, 2, start=10)
     for key in keys:
         mem.set_always_on(key, True)
@@ -158,3 +160,31 @@ def test_r_sg2_an_always_on_sim_joins_a_shared_group_but_not_with_a_package(
     mem.record_usage(keys[0], 2000)  # the pool runs out: Always On members keep working
     assert mem.shared_group(group).depleted
     assert {mem.sim(k).status for k in keys} == {SimStatus.ACTIVE}
+
+
+def test_everything_is_there_after_reopening_the_store(
+    persistent_store_env: dict[str, str],
+) -> None:
+    """Snapshots (every 5th SIM event) keep the new attributes; the receipts keep counting
+    a session record once across ledgers; the views of a reopened store are the same."""
+    first = SimLedger(persistent_store_env, clock=FakeClock())
+    a, b = active_sims(first, 2)
+    group = first.create_group("north", [a, b])
+    first.set_always_on(a, True)
+    for n in range(6):  # past a snapshot of the SIM
+        first.set_note(a, f"note {n}")
+    at = first.clock()
+    assert first.record_session("s1", a, "started", at=at)
+    listed = first.sims(limit=100).items
+    first.close()
+    again = SimLedger(persistent_store_env, clock=FakeClock())
+    try:
+        assert again.sims(limit=100).items == listed
+        view = again.sim(a)
+        assert (view.always_on, view.in_session) == (True, "yes")
+        assert not again.record_session("s1", a, "ended", at=at)
+        assert again.regular_group(group).members == [a, b]
+        again.set_always_on(a, False)
+        assert not again.sim(a).always_on
+    finally:
+        again.close()
