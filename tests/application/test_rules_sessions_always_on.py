@@ -60,6 +60,8 @@ def test_session_records_set_in_session_latest_first_counted_once(
     assert ledger.record_session("s-4", a, "started", at=t + timedelta(minutes=6))
     assert row(ledger, a).in_session == "yes"
     assert not ledger.record_session("s-4", a, "started", at=t + timedelta(minutes=6))
+    last = ledger.history(a)[-1]
+    assert (last.event, last.aggregate, last.data["current"]) == ("SessionStarted", "Sim", True)
     assert [i.iccid for i in ledger.sims(sort="in_session").items] == [a, b]
     assert ledger.verify_views() == {"sims": [], "pending_activity": [], "shared_groups": []}
 
@@ -71,8 +73,8 @@ def test_always_on_is_set_cleared_recorded_and_listed(ledger: SimLedger) -> None
     assert [i.iccid for i in ledger.sims(sort="always_on", descending=True).items] == [a, b]
     ledger.set_always_on(a, False)
     assert not row(ledger, a).always_on
-    names = [entry.event for entry in ledger.history(a)]
-    assert names.count("AlwaysOnSet") == 2
+    entries = [(e.event, e.aggregate) for e in ledger.history(a)]
+    assert entries.count(("AlwaysOnSet", "Sim")) == 2
     ledger.set_always_on(b, True)
     assert ledger.verify_views() == {"sims": [], "pending_activity": [], "shared_groups": []}
 
