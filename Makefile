@@ -21,8 +21,11 @@ demo: $(PY)
 	$(PIP_INSTALL) -e .
 	$(PY) -m simledger.runners.demo
 
+# -n auto: one test process per core, as many as PostgreSQL's connections allow
+# (tests/conftest.py); --dist loadfile keeps a file's tests, and the servers and browsers
+# its module fixtures start, in one process.
 # -P: do not put the current directory (the repo root) on sys.path, so only the
 # installed `simledger.*` names are importable, never bare `domain`, `adapters`, ...
 test: $(PY)
 	$(PIP_INSTALL) -e '.[dev]'
-	$(PY) -P -m pytest $(PYTEST_ARGS)
+	$(PY) -P -m pytest -n auto --dist loadfile $(PYTEST_ARGS)

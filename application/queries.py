@@ -127,6 +127,7 @@ class ViewQueries:
         if self.views_mode != EMBEDDED:
             return
         if getattr(self._inline, "upto", 0) >= last:
+            self.views.store.settle()  # the rows are committed: statistics may be due
             return
         try:
             self.views.catch_up(until=last)

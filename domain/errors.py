@@ -264,6 +264,17 @@ class UnknownKey(SimledgerError):
         super().__init__(f"no API key {shown(key_id)}")
 
 
+class UnknownWebhook(SimledgerError):
+    """No webhook subscription has this id, or it is another company's (R-WH2: the same
+    answer either way, so a company learns nothing of another's subscriptions)."""
+
+    rule = "R-WH2"
+
+    def __init__(self, webhook_id: object) -> None:
+        self.webhook_id = webhook_id
+        super().__init__(f"no webhook subscription {shown(webhook_id)}")
+
+
 class UnknownRegularGroup(SimledgerError):
     """No regular group has this id, or it was deleted (R-RG1)."""
 

@@ -281,6 +281,12 @@ class Sim(LedgerAggregate):
         def apply(self, sim: Sim) -> None:
             sim.end_user = self.end_user
 
+    class UserNotified(Event):
+        """R-NT1: the end user was sent the e-mail of an outbox notice (application/notify.py)."""
+
+        notice_id: str
+        subject: str
+
     # ---- state --------------------------------------------------------------------------
     snapshot_enums: ClassVar[dict[str, type[Enum]]] = {
         "status": SimStatus,

@@ -417,6 +417,7 @@ from simledger.runners import (  # noqa: E402,F401  (registers their commands)
     cli_groups,
     cli_keys,
     cli_serve,
+    cli_webhooks,
 )
 
 

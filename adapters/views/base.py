@@ -261,5 +261,9 @@ class ViewStore(ABC):
     def analyze(self) -> None:  # noqa: B027 - optional
         """Refresh the query planner's statistics (after many rows changed at once)."""
 
+    def settle(self) -> None:  # noqa: B027 - optional
+        """After a commit that wrote rows: refresh the planner's statistics when enough
+        rows changed since they were last refreshed (PostgreSQL: auto_analyze.py)."""
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""

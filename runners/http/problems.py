@@ -42,6 +42,7 @@ _NOT_FOUND = (
     errors.UnknownOrder,
     errors.UnknownCustomerService,
     errors.UnknownOperation,
+    errors.UnknownWebhook,
     errors.UnknownRegularGroup,
 )
 _INPUT = (

@@ -71,9 +71,18 @@ def _seed(served: Served, operator: str, a: str) -> tuple[dict[str, str], set[st
             )
         )["operation_id"]
         assert _ok(client.get(f"/v1/shared-groups/{group}"))["members"] == [a3]
+        webhook = _ok(
+            client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/a", "secret": "a" * 16})
+        )["id"]
         regular = _ok(client.post("/v1/regular-groups", json={"name": "ra", "iccids": [a2]}))["id"]
-    ids = {"iccid": a1, "group_id": group, "operation_id": operation, "regular_group_id": regular}
-    return ids, {a1, a2, a3, group, operation, regular, "acme-a"}, package
+    ids = {
+        "iccid": a1,
+        "group_id": group,
+        "operation_id": operation,
+        "webhook_id": webhook,
+        "regular_group_id": regular,
+    }
+    return ids, {a1, a2, a3, group, operation, webhook, regular, "acme-a"}, package
 
 
 @pytest.fixture(scope="module", params=store_params())
@@ -92,6 +101,7 @@ def world(
                 "iccid": http_iccids(1, 900)[0],
                 "group_id": str(uuid.uuid4()),
                 "operation_id": str(uuid.uuid4()),
+                "webhook_id": "wh_0123456789abcdef",
                 "regular_group_id": str(uuid.uuid4()),
             }
             openapi = httpx.get(f"{served.url}/openapi.json").json()
@@ -272,3 +282,6 @@ def test_lists_show_a_company_its_own_rows_only(world: World) -> None:
         assert {e["aggregate_id"] for e in feed_a} >= {a1, a2, a3}
         assert not {e["aggregate_id"] for e in feed_b} & world.private
         assert {e["aggregate_id"] for e in feed_b if e["aggregate"] == "Sim"} == {b1}
+        # a1's own package copy is a1's (the catalogue package no company's): A sees it only.
+        assert [e["event"] for e in feed_a if e["aggregate"] == "Package"] == ["Assigned"]
+        assert [e for e in feed_b if e["aggregate"] == "Package"] == []
