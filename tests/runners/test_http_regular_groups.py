@@ -21,7 +21,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-SCOPES = ["sims:read", "sims:write", "usage:write"]
+SCOPES = ["sims:read", "sims:write", "usage:write", "audit:read"]
 
 
 @pytest.fixture
@@ -82,6 +82,11 @@ def test_a_company_makes_and_changes_its_own_groups_only(
     assert removed.json()["members"] == [a2]
     assert client.delete(f"/v1/regular-groups/{group}", headers=heads["a"]).status_code == 200
     assert client.get(f"/v1/regular-groups/{group}", headers=heads["op"]).json()["deleted"]
+    # The event feed: a company sees its own groups' events, never another's.
+    for who, seen in (("a", True), ("b", False)):
+        feed = client.get("/v1/events", params={"after": 0, "limit": 1000}, headers=heads[who])
+        kinds = {(e["aggregate"], e["event"]) for e in feed.json()["items"]}
+        assert (("RegularGroup", "Deleted") in kinds) is seen, who
 
 
 def test_always_on_and_sessions(world: tuple[TestClient, dict[str, Any], list[str]]) -> None:
