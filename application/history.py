@@ -15,7 +15,7 @@ from simledger.application.results import HistoryEntry, SharedGroupView, SimView
 from simledger.application.unit_of_work import UnitOfWork
 from simledger.domain import values
 from simledger.domain.actor import ACTOR_FIELD, Actor
-from simledger.domain.base import DomainEvent
+from simledger.domain.base import DomainEvent, aggregate_name
 from simledger.domain.errors import InvalidInput, SimNotYetReceived, UnknownGroup, UnknownSim
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.package import Package
@@ -38,7 +38,7 @@ def event_data(event: DomainEvent) -> dict[str, Any]:
 
 
 def _aggregate_name(event: DomainEvent) -> str:
-    return type(event).__qualname__.split(".")[0]
+    return aggregate_name(type(event))
 
 
 def _entry(event: DomainEvent) -> HistoryEntry:

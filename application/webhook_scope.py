@@ -1,6 +1,6 @@
 """Which events a company's webhook subscription receives (R-WH2): its SIMs' (their package
-copies' included), its shared groups' and its bulk operations' — what its key sees in
-``GET /v1/events``.
+copies' included), its shared groups', its regular groups' (R-RG2) and its bulk operations'
+— what its key sees in ``GET /v1/events``.
 
 A SIM's event belongs to the company the SIM had at that event (a ``CompanyAssigned``
 belongs to the new one), so a SIM moved from A to B never shows B what it did under A. A
@@ -23,6 +23,7 @@ from simledger.application.ledger import SimLedger
 from simledger.domain.bulk import BulkOperation
 from simledger.domain.errors import SimledgerError
 from simledger.domain.package import Package
+from simledger.domain.regular_group import RegularGroup
 
 _CACHE_MAX = 200_000
 _GROUP_STABLE = frozenset({"UsageDrawn", "Depleted"})
@@ -52,6 +53,7 @@ class CompanyScope:
         self._operations: dict[str, str | None] = {}
         self._copies: dict[str, str | None] = {}
         """A package copy's SIM (None: a catalogue package)."""
+        self._regular: dict[str, str | None] = {}
 
     def owners(self, records: Sequence[dict[str, Any]]) -> list[str | None]:
         """Each record's company, in order (the records of one scan, in store order)."""
@@ -97,6 +99,11 @@ class CompanyScope:
             if owner_sim not in self._sims:
                 self._load_sims({owner_sim})
             return self._sims.get(owner_sim)
+        if kind == "RegularGroup":  # a company's group (R-RG2): its company never changes
+            if ident not in self._regular:
+                group = self.ledger.unit_of_work.get(ident, RegularGroup)
+                self._remember(self._regular, ident, None if group is None else group.company)
+            return self._regular[ident]
         if kind == "BulkOperation":
             if ident not in self._operations:
                 operation = self.ledger.unit_of_work.get(ident, BulkOperation)

@@ -273,3 +273,20 @@ class UnknownWebhook(SimledgerError):
     def __init__(self, webhook_id: object) -> None:
         self.webhook_id = webhook_id
         super().__init__(f"no webhook subscription {shown(webhook_id)}")
+
+
+class UnknownRegularGroup(SimledgerError):
+    """No regular group has this id, or it was deleted (R-RG1)."""
+
+    rule = "R-RG1"
+
+    def __init__(self, group_id: object, detail: str = "") -> None:
+        self.group_id = group_id
+        super().__init__(f"no regular group {shown(group_id)}{detail}")
+
+
+class RegularGroupMembership(SimledgerError):
+    """A SIM added to a regular group it is in already, or removed from one it is not in,
+    or of another company than the group's (R-RG2)."""
+
+    rule = "R-RG2"

@@ -295,6 +295,12 @@ class Sim(LedgerAggregate):
         "swap_from": SimStatus,
     }
 
+    # Set only by events of other modules (domain/sim_options.py, domain/session.py): class
+    # defaults, so SIMs and snapshots from before those events load as they did.
+    always_on: bool = False
+    in_session: bool | None = None
+    session_at: datetime | None = None
+
     def __init__(self) -> None:
         self.operator: str = ""
         self.sim_type: SimType = SimType.SUBSCRIPTION

@@ -80,6 +80,10 @@ class SimListItem(_Frozen):
     suspended_reason: SuspendReason | None
     version: int
     updated_at: datetime | None
+    regular_groups: list[UUID] = []
+    """The regular groups the SIM is in (R-RG2)."""
+    always_on: bool = False
+    """R-AO1."""
 
     @classmethod
     def of(cls, row: SimRow, now: datetime, month: str = "") -> SimListItem:
@@ -110,6 +114,8 @@ class SimListItem(_Frozen):
                 suspended_reason=_REASONS[row.suspended_reason] if row.suspended_reason else None,
                 version=row.version,
                 updated_at=row.updated_at,
+                regular_groups=[UUID(g) for g in row.regular_groups],
+                always_on=row.always_on,
             )
         )
 

@@ -136,6 +136,9 @@ class PostgresDialect(Dialect):
             [text_key(label), escape_text(label)],
         )
 
+    def list_contains(self, column: str, item: str) -> tuple[str, list[Any]]:
+        return f"{column} @> ARRAY[%s]::text[]", [item]
+
     def contains(self, column: str, needle: str) -> tuple[str, list[Any]]:
         if _SEARCH_ESCAPE.search(needle) is None:
             # Its characters match only characters of the stored text as they are: a LIKE

@@ -32,6 +32,7 @@ from simledger.runners.http import (
     routes_groups,
     routes_operations,
     routes_reads,
+    routes_regular_groups,
     routes_usage,
     routes_webhooks,
 )
@@ -181,6 +182,7 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
         routes_commands,
         routes_operations,
         routes_groups,
+        routes_regular_groups,
         routes_usage,
         routes_events,
         routes_carrier,

@@ -43,6 +43,7 @@ _NOT_FOUND = (
     errors.UnknownCustomerService,
     errors.UnknownOperation,
     errors.UnknownWebhook,
+    errors.UnknownRegularGroup,
 )
 _INPUT = (
     errors.InvalidInput,

@@ -12,6 +12,7 @@ from simledger.application.service_reads import OperationDetail, operation_detai
 from simledger.domain.errors import SimledgerError, UnknownGroup, UnknownOperation, UnknownSim
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.package import Package
+from simledger.domain.regular_group import RegularGroup
 from simledger.projections.models import SharedGroupSummary
 
 
@@ -122,4 +123,7 @@ class EventFilter:
                 return owns_operation(self.company, operation_detail(self.ledger, ident))
             except SimledgerError:
                 return False
+        if kind == "RegularGroup":  # a company's group (R-RG2): its company never changes
+            group = self.ledger.unit_of_work.get(ident, RegularGroup)
+            return group is not None and group.company == self.company
         return False

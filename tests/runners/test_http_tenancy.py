@@ -74,8 +74,15 @@ def _seed(served: Served, operator: str, a: str) -> tuple[dict[str, str], set[st
         webhook = _ok(
             client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/a", "secret": "a" * 16})
         )["id"]
-    ids = {"iccid": a1, "group_id": group, "operation_id": operation, "webhook_id": webhook}
-    return ids, {a1, a2, a3, group, operation, webhook, "acme-a"}, package
+        regular = _ok(client.post("/v1/regular-groups", json={"name": "ra", "iccids": [a2]}))["id"]
+    ids = {
+        "iccid": a1,
+        "group_id": group,
+        "operation_id": operation,
+        "webhook_id": webhook,
+        "regular_group_id": regular,
+    }
+    return ids, {a1, a2, a3, group, operation, webhook, regular, "acme-a"}, package
 
 
 @pytest.fixture(scope="module", params=store_params())
@@ -95,6 +102,7 @@ def world(
                 "group_id": str(uuid.uuid4()),
                 "operation_id": str(uuid.uuid4()),
                 "webhook_id": "wh_0123456789abcdef",
+                "regular_group_id": str(uuid.uuid4()),
             }
             openapi = httpx.get(f"{served.url}/openapi.json").json()
             yield World(served, operator, a, b, single, ids, unknown, private, package, openapi)
@@ -201,6 +209,7 @@ def snapshot(world: World) -> dict[str, Any]:
             "history": [len(op.get(f"/v1/sims/{i}/history").json()) for i in (a1, a2, a3)],
             "group": op.get(f"/v1/shared-groups/{world.a_ids['group_id']}").json(),
             "operation": op.get(f"/v1/operations/{world.a_ids['operation_id']}").json(),
+            "regular": op.get(f"/v1/regular-groups/{world.a_ids['regular_group_id']}").json(),
         }
 
 
