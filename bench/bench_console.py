@@ -1,12 +1,14 @@
 """The web console's SIM list page against the same page of the JSON API (issue 18), on
 PostgreSQL, in one run, over one real ``simledger serve``.
 
-    python bench/bench_console.py [--sims 1000000] [--requests 300] [--sort iccid] [--keep]
+    python bench/bench_console.py [--sims 1000000] [--stock 0] [--operator] [--requests 300]
+                                  [--sort iccid] [--keep]
     python bench/bench_console.py --reuse SCHEMA ...   # a store kept by --keep
 
 Setup (untimed): ``--sims`` active SIMs of one company (``bench/_service_setup.py``, as
-``bench_http.py`` builds them) in a fresh schema, their views folded, the schema ANALYZEd
-(the statistics autovacuum would have gathered on a store in use), a company key, then a
+``bench_http.py`` builds them) and ``--stock`` SIMs received and in stock (no company) in a
+fresh schema, their views folded, the schema ANALYZEd
+(the statistics autovacuum would have gathered on a store in use), a company key (``--operator``: an operator key, which sees every SIM), then a
 ``simledger serve`` process (``SIMLEDGER_HTTP_RATE=0``) and a console session signed in with
 that key through the sign-in form.
 
@@ -36,7 +38,7 @@ import uuid
 import httpx
 from _common import create_schema, keep_or_drop, pg_connect, pg_env
 from _service_setup import build_engine
-from bench_http import served
+from bench_http import receive_stock, served
 from psycopg import sql
 
 from simledger.application.ledger import SimLedger
@@ -102,7 +104,13 @@ def run(url: str, key: str, sort: str, requests: int) -> dict[str, list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--sims", type=int, default=1_000_000)
+    parser.add_argument("--sims", type=int, default=1_000_000, help="active SIMs")
+    parser.add_argument(
+        "--stock", type=int, default=0, help="SIMs received and in stock beside them (no company)"
+    )
+    parser.add_argument(
+        "--operator", action="store_true", help="an operator key: every SIM, not one company's"
+    )
     parser.add_argument("--requests", type=int, default=300, help="per side")
     parser.add_argument("--sort", default="iccid")
     parser.add_argument("--keep", action="store_true")
@@ -110,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     schema = args.reuse or f"bench_console_{uuid.uuid4().hex[:10]}"
     env = pg_env(schema)
-    print(f"{args.sims:,} SIMs, {args.requests} requests per side, sort {args.sort}; {schema}")
+    who = "an operator key" if args.operator else "a company key"
+    print(
+        f"{args.sims:,} active SIMs + {args.stock:,} in stock, {who}, {args.requests} requests "
+        f"per side, sort {args.sort}; {schema}"
+    )
     if not args.reuse:
         create_schema(schema)
     try:
@@ -119,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not args.reuse:
                 build_engine(setup, args.sims, 100, 0)
+                receive_stock(setup, args.stock)
             setup.catch_up_views()
             # The planner's statistics of the freshly loaded views, as autovacuum would
             # gather them on a store in use: without them a filtered page of 200,000 rows
@@ -134,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
             _, key = setup.keys.create(
-                name="bench console", scopes=("sims:read",), company="Bench Logistics"
+                name="bench console",
+                scopes=("sims:read",),
+                operator=args.operator,
+                company=None if args.operator else "Bench Logistics",
             )
         finally:
             setup.close()
