@@ -9,8 +9,8 @@ Setup (untimed): ``--sims`` active SIMs of one company (``bench/_service_setup.p
 ``bench_http.py`` builds them) and ``--stock`` SIMs received and in stock (no company) in a
 fresh schema, their views folded, the schema ANALYZEd (the statistics autovacuum would
 have gathered on a store in use), a company key (``--operator``: an operator key, which sees
-every SIM), then a ``simledger serve`` process (``SIMLEDGER_HTTP_RATE=0``) and a console session signed in with
-that key through the sign-in form.
+every SIM), then a ``simledger serve`` process (``SIMLEDGER_HTTP_RATE=0``) and a console
+session signed in with that key through the sign-in form.
 
 Timed, one client, one request at a time (latency, not throughput), ``--requests`` each, the
 two sides taking turns request by request so both see the same machine:
