@@ -14,7 +14,7 @@ from eventsourcing.persistence import Notification
 from pydantic import BaseModel
 
 from simledger.adapters.store.event_store import log_pages
-from simledger.application.history import actor_of, event_data
+from simledger.application.history import actor_of, aggregate_name, event_data
 from simledger.application.ledger import SimLedger
 
 PAGE = 2000
@@ -30,7 +30,7 @@ def audit_record(notification: Notification, event: Any) -> dict[str, Any]:
     """One line of the export: where the event sits in the log and what it says."""
     return {
         "position": notification.id,
-        "aggregate": type(event).__qualname__.split(".")[0],
+        "aggregate": aggregate_name(event),
         "aggregate_id": str(event.originator_id),
         "version": event.originator_version,
         "event": type(event).__name__,

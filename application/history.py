@@ -37,8 +37,18 @@ def event_data(event: DomainEvent) -> dict[str, Any]:
     return {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
 
 
+def aggregate_name(event: object) -> str:
+    """The aggregate class an event belongs to: the outer class of the first class in its
+    MRO nested in one (``Sim.Paused``; an event defined apart, ``RuleTriggered``, is a
+    ``Sim.Event``: domain/sim_rules.py)."""
+    for klass in type(event).__mro__:
+        if "." in klass.__qualname__:
+            return klass.__qualname__.split(".")[0]
+    return type(event).__qualname__
+
+
 def _aggregate_name(event: DomainEvent) -> str:
-    return type(event).__qualname__.split(".")[0]
+    return aggregate_name(event)
 
 
 def _entry(event: DomainEvent) -> HistoryEntry:

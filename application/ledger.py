@@ -29,6 +29,7 @@ from simledger.application.commands.bulk import BulkCommands
 from simledger.application.commands.lifecycle import LifecycleCommands
 from simledger.application.commands.packages import PackageCommands
 from simledger.application.commands.partner import PartnerCommands
+from simledger.application.commands.rules import RuleCommands
 from simledger.application.commands.shared_groups import SharedGroupCommands
 from simledger.application.commands.usage import UsageCommands
 from simledger.application.csv_transfer import CsvTransfer
@@ -139,6 +140,7 @@ class SimLedger(EventSourcedLedger):
         self._bulk = BulkCommands(uow, clock=now, carrier_deadline=carrier_deadline)
         # The export reads the SIM list through this ledger's public ``sims``.
         self._csv = CsvTransfer(uow, self._lifecycle, self)
+        self._rules = RuleCommands(uow, self, clock=now)
         self._audit = StoreAudit(self, self._queries.verify_views)
         self.keys = KeyRing(self, now, create_table=create_tables_retrying)
         """The API keys of this ledger's store (application/keys.py)."""
@@ -196,6 +198,16 @@ class SimLedger(EventSourcedLedger):
     # ---- usage (R-PK2, R-SG1, R-SIM7, R-US1, R-US2) ----------------------------------------
     record_usage = _Delegate("_usage", UsageCommands.record_usage)
     record_usage_batch = _Delegate("_usage", UsageCommands.record_usage_batch)
+
+    # ---- rules, operator contracts, refills, charges (R-RU1..5, R-PR1..3, R-PP1..2) -------
+    attach_rule = _Delegate("_rules", RuleCommands.attach_rule)
+    detach_rule = _Delegate("_rules", RuleCommands.detach_rule)
+    set_auto_refill = _Delegate("_rules", RuleCommands.set_auto_refill)
+    set_prices = _Delegate("_rules", RuleCommands.set_prices)
+    set_inactivity_period = _Delegate("_rules", RuleCommands.set_inactivity_period)
+    run_contracts = _Delegate("_rules", RuleCommands.run_contracts)
+    month_charges = _Delegate("_rules", RuleCommands.month_charges)
+    export_charges_csv = _Delegate("_rules", RuleCommands.export_charges_csv)
 
     # ---- partner flow (R-PF1..4) -------------------------------------------------------------
     order_sims = _Delegate("_partner", PartnerCommands.order_sims)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from simledger.domain import sim_state
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
 from simledger.domain.errors import (
     HoldingServiceNotMigrated,
@@ -253,6 +254,7 @@ class Sim(LedgerAggregate):
             if sim.usage_month is None or month > sim.usage_month:
                 sim.usage_month = month
                 sim.usage_month_mb = Decimal(0)
+                sim.cost_month = Decimal(0)
             if month == sim.usage_month:  # a late record of an earlier month is not this month's
                 sim.usage_month_mb += self.mb
             sim.usage_total_mb += self.mb
@@ -262,6 +264,7 @@ class Sim(LedgerAggregate):
 
         def apply(self, sim: Sim) -> None:
             sim.topped_up_mb += self.mb
+            sim.last_refill_at = self.timestamp
 
     class LabelsSet(Event):
         labels: list[str]
@@ -288,6 +291,16 @@ class Sim(LedgerAggregate):
         "suspended_reason": SuspendReason,
         "swap_from": SimStatus,
     }
+
+    class_version = 2
+    upcast_v1_v2 = staticmethod(sim_state.upcast_v1_v2)
+    if TYPE_CHECKING:  # rules, charges, refills: domain/sim_state.py, set by __init__
+        rules: dict[str, dict[str, Any]]
+        rule_pause: dict[str, Any] | None
+        alerted: dict[str, str]
+        auto_refill: dict[str, Decimal] | None
+        cost_month: Decimal
+        last_refill_at: datetime | None
 
     def __init__(self) -> None:
         self.operator: str = ""
@@ -319,6 +332,7 @@ class Sim(LedgerAggregate):
         self.labels: list[str] = []
         self.note: str | None = None
         self.end_user: str | None = None
+        self.__dict__.update(sim_state.rule_state())
 
     # ---- creation -----------------------------------------------------------------------
     @classmethod

@@ -66,7 +66,7 @@ SORTS: dict[str, tuple[str, Kind]] = {
 }
 """Every column of the SIM list (R-SIM2) sorts, both ways (``days_left`` by the expiry)."""
 
-CONSTANT_COLUMNS = frozenset({"in_session", "rules"})
+CONSTANT_COLUMNS = frozenset({"in_session"})
 """Columns no event fills yet: one value for every SIM, so their order is the ICCID's."""
 
 NO_NUMBER = Decimal(-1)

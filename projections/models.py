@@ -80,6 +80,8 @@ class SimListItem(_Frozen):
     suspended_reason: SuspendReason | None
     version: int
     updated_at: datetime | None
+    cost_month: Decimal = Decimal(0)
+    """PAYGO charges of the month of ``now`` so far (R-PR3)."""
 
     @classmethod
     def of(cls, row: SimRow, now: datetime, month: str = "") -> SimListItem:
@@ -110,6 +112,9 @@ class SimListItem(_Frozen):
                 suspended_reason=_REASONS[row.suspended_reason] if row.suspended_reason else None,
                 version=row.version,
                 updated_at=row.updated_at,
+                cost_month=row.cost_month
+                if row.usage_month == (month or now.strftime("%Y-%m"))
+                else Decimal(0),
             )
         )
 

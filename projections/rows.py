@@ -50,6 +50,8 @@ class SimRow:
     suspended_reason: str | None = None
     version: int = 0
     updated_at: datetime | None = None
+    cost_month: Decimal = ZERO
+    """PAYGO charges of ``usage_month`` (R-PR3): reset with it."""
 
     def counted_as(self) -> tuple[str, str, str, str]:
         """The key of the per-combination SIM counts (``total`` without a scan)."""

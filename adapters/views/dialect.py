@@ -67,7 +67,8 @@ SIM_TABLE = _columns(
     "plan:text company:text end_user:text data_left_mb:decimal expires_at:time "
     "usage_month:text usage_month_mb:decimal! note:text rules:list! labels:list! "
     "group_id:text package_id:text copy_id:text copy_left_mb:decimal copy_depleted:text "
-    "suspended_reason:text version:int! updated_at:time labels_key:text! rules_key:text! "
+    "suspended_reason:text version:int! updated_at:time cost_month:decimal! "
+    "labels_key:text! rules_key:text! "
     "data_left_key:real usage_month_key:real! label_keys:list!"
 )
 """The SIM list table: every :class:`SimRow` column, then the keys computed from them
