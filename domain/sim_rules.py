@@ -109,10 +109,16 @@ class AutoRefillSet(Sim.Event):
             sim.auto_refill = {"amount": self.amount, "threshold": self.threshold}
 
 
-class AutoRefilled(Sim.ToppedUp):
-    """The prepaid balance refilled by the SIM's auto-refill at a usage record (R-PP1)."""
+class AutoRefilled(Sim.Event):
+    """The prepaid balance refilled by the SIM's auto-refill at a usage record (R-PP1):
+    a top-up (``Sim.ToppedUp`` is a recorded class, so not its subclass)."""
 
+    mb: Decimal
     threshold: Decimal
+
+    def apply(self, sim: Sim) -> None:
+        sim.topped_up_mb += self.mb
+        sim.last_refill_at = self.timestamp
 
 
 class DeactivatedByContract(Sim.Event):

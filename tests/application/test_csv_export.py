@@ -125,6 +125,7 @@ def read_back(row: dict[str, str]) -> dict[str, Any]:
         "suspended_reason": _optional(row["suspended_reason"], SuspendReason),
         "version": int(row["version"]),
         "updated_at": _optional(row["updated_at"], _utc),
+        "cost_month": Decimal(row["cost_month"]),
     }
 
 
