@@ -135,8 +135,8 @@ def test_r_ru5_alert_once_a_month_at_a_percentage(ledger: SimLedger) -> None:
     assert [(a["rule"], a["action"]) for a in alerts] == [("80% of cap", "alert")]
     assert ledger.sim(key).status is SimStatus.ACTIVE
     ledger.record_usage(key, 400, at=T0 + timedelta(minutes=3))  # 575 of 1000 MB; cap too
-    alerts = [d["rule"] for n, d in events(ledger, key) if n == "RuleTriggered"]
-    assert alerts == ["80% of cap", "half package", "cap"]
+    names = [d["rule"] for n, d in events(ledger, key) if n == "RuleTriggered"]
+    assert names == ["80% of cap", "half package", "cap"]
     # the event feed carries the alert
     feed = [e for e in ledger.recorder.select_notifications(start=None, limit=10**6)]
     assert any(n.topic.endswith(":RuleTriggered") for n in feed)
@@ -156,7 +156,7 @@ def test_r_ru1_bad_rules_are_refused_and_record_nothing(ledger: SimLedger) -> No
         dict(kind="alert", percent=50, of="moon"),
     ):
         with pytest.raises(InvalidInput) as refused:
-            ledger.attach_rule("r", iccid=key, **bad)  # type: ignore[arg-type]
+            ledger.attach_rule("r", iccid=key, **bad)
         assert refused.value.rule in ("R-RU1", "R-IN2"), bad
     with pytest.raises(InvalidInput, match="R-RU1"):
         ledger.attach_rule("r", kind="data_cap", limit=5, iccid=key, company=COMPANY)
