@@ -249,7 +249,10 @@ def _alerts(sim: Sim, at: datetime, month: str, pool: Package | SharedGroup | No
 
 
 def _caps(sim: Sim, at: datetime, month: str) -> None:
-    if rule_paused(sim):
+    if sim.suspended_reason is SuspendReason.SYSTEM and not sim.cause_cleared:
+        # Paused by the system already (by a rule, or for an empty package: a late record
+        # of a suspended SIM still counts): that pause holds it; once its cause is cleared,
+        # the first record over the cap pauses it for the rule.
         return
     for name, rule in list(sim.rules.items()):
         if rule["kind"] not in (DATA_CAP, SPEND_CAP):
@@ -267,10 +270,7 @@ def _caps(sim: Sim, at: datetime, month: str) -> None:
             limit=rule["limit"],
             key=month,
         )
-        # Paused by the system already for an uncleared cause (its package ran out), the
-        # SIM stays so: the trigger is in its history, the other cause holds it (R-SIM6).
-        if not (sim.suspended_reason is SuspendReason.SYSTEM and not sim.cause_cleared):
-            sim.suspend_by_system(RULE_CAUSE)
+        sim.suspend_by_system(RULE_CAUSE)
         return
 
 
