@@ -411,6 +411,7 @@ def cmd_export_audit(
 
 from simledger.runners import (  # noqa: E402,F401  (registers their commands)
     cli_keys,
+    cli_rules,
     cli_serve,
 )
 
