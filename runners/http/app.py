@@ -31,6 +31,7 @@ from simledger.runners.http import (
     routes_groups,
     routes_operations,
     routes_reads,
+    routes_rules,
     routes_usage,
 )
 from simledger.runners.http.service import Service
@@ -176,6 +177,7 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
         routes_usage,
         routes_events,
         routes_carrier,
+        routes_rules,
     ):
         app.include_router(module.router)
     app.add_middleware(Frame, get_service=lambda: holder.get("service"))

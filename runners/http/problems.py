@@ -42,6 +42,7 @@ _NOT_FOUND = (
     errors.UnknownOrder,
     errors.UnknownCustomerService,
     errors.UnknownOperation,
+    errors.UnknownRule,
 )
 _INPUT = (
     errors.InvalidInput,
