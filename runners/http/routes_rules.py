@@ -47,12 +47,14 @@ class AutoRefill(bodies.Body):
 
 
 class Prices(bodies.Body):
+    operator: str = Field(max_length=TEXT)
     default_per_mb: Decimal = Field(max_digits=40)
     per_country: dict[str, Decimal] = Field(default_factory=dict, max_length=1000)
     effective_from: datetime | None = None
 
 
 class Inactivity(bodies.Body):
+    operator: str = Field(max_length=TEXT)
     days: int | None = Field(ge=-(2**62), le=2**62)
 
 
@@ -94,10 +96,10 @@ def attach_rule(caller: Admin, body: RuleBody) -> Attached:
     return caller.run(run)
 
 
-@router.delete("/v1/rules/{name}", summary="detach_rule (R-RU2)")
+@router.delete("/v1/rules", summary="detach_rule (R-RU2)")
 def detach_rule(
     caller: Admin,
-    name: str,
+    name: Annotated[str, Query(max_length=TEXT)],
     iccid: Annotated[str | None, Query(max_length=TEXT)] = None,
     company: Annotated[str | None, Query(max_length=TEXT)] = None,
     group_id: Annotated[str | None, Query(max_length=TEXT)] = None,
@@ -122,13 +124,13 @@ def set_auto_refill(caller: SimsWrite, iccid: str, body: AutoRefill) -> None:
     caller.run(run)
 
 
-@router.put("/v1/contracts/{operator}/prices", summary="set_prices (R-PR1, R-PR2)")
-def set_prices(caller: Admin, operator: str, body: Prices) -> None:
+@router.put("/v1/contracts/prices", summary="set_prices (R-PR1, R-PR2)")
+def set_prices(caller: Admin, body: Prices) -> None:
     operator_only(caller, "operator contracts")
     ledger = caller.service.ledger
     caller.run(
         lambda: ledger.set_prices(
-            operator,
+            body.operator,
             default_per_mb=body.default_per_mb,
             per_country=body.per_country,
             effective_from=body.effective_from,
@@ -136,11 +138,11 @@ def set_prices(caller: Admin, operator: str, body: Prices) -> None:
     )
 
 
-@router.put("/v1/contracts/{operator}/inactivity", summary="set_inactivity_period (R-PP2)")
-def set_inactivity(caller: Admin, operator: str, body: Inactivity) -> None:
+@router.put("/v1/contracts/inactivity", summary="set_inactivity_period (R-PP2)")
+def set_inactivity(caller: Admin, body: Inactivity) -> None:
     operator_only(caller, "operator contracts")
     ledger = caller.service.ledger
-    caller.run(lambda: ledger.set_inactivity_period(operator, body.days))
+    caller.run(lambda: ledger.set_inactivity_period(body.operator, body.days))
 
 
 @router.post("/v1/contracts/run", summary="run_contracts: the housekeeping (R-RU4, R-PP2)")
@@ -161,20 +163,18 @@ def _statement(caller: SimsRead, company: str | None, month: str) -> ChargeState
     return caller.run(lambda: ledger.month_charges(name, month))
 
 
-@router.get("/v1/charges/{month}", summary="month_charges (R-PR3)")
-def month_charges(
-    caller: SimsRead, month: str, company: Annotated[str | None, Query(max_length=TEXT)] = None
-) -> ChargeStatement:
+Month = Annotated[str, Query(max_length=TEXT, description="YYYY-MM")]
+Company = Annotated[str | None, Query(max_length=TEXT)]
+
+
+@router.get("/v1/charges", summary="month_charges (R-PR3)")
+def month_charges(caller: SimsRead, month: Month, company: Company = None) -> ChargeStatement:
     return _statement(caller, company, month)
 
 
 @router.get(
-    "/v1/charges/{month}/csv",
-    summary="export_charges_csv (R-PR3)",
-    response_class=PlainTextResponse,
+    "/v1/charges.csv", summary="export_charges_csv (R-PR3)", response_class=PlainTextResponse
 )
-def charges_csv(
-    caller: SimsRead, month: str, company: Annotated[str | None, Query(max_length=TEXT)] = None
-) -> PlainTextResponse:
+def charges_csv(caller: SimsRead, month: Month, company: Company = None) -> PlainTextResponse:
     statement = _statement(caller, company, month)
     return PlainTextResponse(statement.csv(), media_type="text/csv")

@@ -51,17 +51,17 @@ def test_rules_and_charges_over_http(
 ) -> None:
     client, ledger, headers = served
     key = ready_sim(ledger, 1, sim_type=SimType.PAYGO)
-    prices = {"default_per_mb": "0.5", "per_country": {"FR": "2"}, "effective_from": T0.isoformat()}
+    prices = {
+        "operator": OPERATOR,
+        "default_per_mb": "0.5",
+        "per_country": {"FR": "2"},
+        "effective_from": T0.isoformat(),
+    }
     assert (
-        client.put(
-            f"/v1/contracts/{OPERATOR}/prices", json=prices, headers=headers["own"]
-        ).status_code
-        == 403
+        client.put("/v1/contracts/prices", json=prices, headers=headers["own"]).status_code == 403
     )
     assert (
-        client.put(
-            f"/v1/contracts/{OPERATOR}/prices", json=prices, headers=headers["operator"]
-        ).status_code
+        client.put("/v1/contracts/prices", json=prices, headers=headers["operator"]).status_code
         == 200
     )
     rule = {"name": "cap", "kind": "data_cap", "limit": "10", "iccid": key}
@@ -73,21 +73,25 @@ def test_rules_and_charges_over_http(
     ledger.record_usage(key, 4, at=T0, country="FR")
     ledger.record_usage(key, 7, at=T0.replace(hour=10))
     assert ledger.sim(key).status is SimStatus.SUSPENDED
-    charges = client.get("/v1/charges/2024-01", headers=headers["own"])
+    charges = client.get("/v1/charges?month=2024-01", headers=headers["own"])
     assert charges.status_code == 200 and Decimal(charges.json()["total"]) == Decimal("11.5")
     assert (
-        client.get(f"/v1/charges/2024-01?company={COMPANY}", headers=headers["other"]).status_code
+        client.get(
+            f"/v1/charges?month=2024-01&company={COMPANY}", headers=headers["other"]
+        ).status_code
         == 403
     )
     text = client.get(
-        "/v1/charges/2024-01/csv", params={"company": COMPANY}, headers=headers["operator"]
+        "/v1/charges.csv",
+        params={"month": "2024-01", "company": COMPANY},
+        headers=headers["operator"],
     ).text
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[-1][0] == "total" and sum(Decimal(r[-1]) for r in rows[1:-1]) == Decimal("11.5")
-    gone = client.delete("/v1/rules/cap", params={"iccid": key}, headers=headers["own"])
+    gone = client.delete("/v1/rules", params={"name": "cap", "iccid": key}, headers=headers["own"])
     assert gone.status_code == 200 and ledger.sim(key).status is SimStatus.ACTIVE
     assert client.delete(
-        "/v1/rules/cap", params={"iccid": key}, headers=headers["own"]
+        "/v1/rules", params={"name": "cap", "iccid": key}, headers=headers["own"]
     ).status_code in (404, 409, 422)
     housekeeping = client.post("/v1/contracts/run", json={}, headers=headers["operator"])
     assert housekeeping.status_code == 200 and housekeeping.json() == {
