@@ -198,3 +198,23 @@ def test_spend_cap_pauses_a_paygo_sim_at_the_charge_that_reaches_it(ledger: SimL
     ledger.record_usage(key, 10, at=T0 + timedelta(minutes=3))  # 1.00: 5.00 reached
     assert ledger.sim(key).status is SimStatus.SUSPENDED
     assert row(ledger, key).cost_month == Decimal("5.00")  # type: ignore[attr-defined]
+
+
+def test_r_ru4_a_big_batch_pauses_at_the_crossing_record(ledger: SimLedger) -> None:
+    """150 records (on PostgreSQL, folded under the store's lock: usage_late.py) on two
+    SIMs: each is paused at its own crossing record, later records refused (R-RU3)."""
+    keys = [ready_sim(ledger, n, sim_type=SimType.PAYGO, data_mb=100_000) for n in (1, 2)]
+    ledger.set_prices("3UK", default_per_mb="0.01", effective_from=T0)
+    ledger.attach_rule("cap", kind="data_cap", limit=500, company=COMPANY)
+    records = [
+        {"record_id": f"b{n}", "iccid": keys[n % 2], "mb": 10, "at": T0 + timedelta(seconds=n)}
+        for n in range(150)
+    ]
+    result = ledger.record_usage_batch(records)
+    # 50 records of 10 MB reach 500 MB on each SIM: the 50th pauses it, 25 more are refused
+    assert result.applied == 100 and len(result.rejected) == 50
+    for key in keys:
+        item = row(ledger, key)
+        assert item.this_month_mb == 500 and item.cost_month == Decimal("5.00")  # type: ignore[attr-defined]
+        assert item.status is SimStatus.SUSPENDED  # type: ignore[attr-defined]
+    assert ledger.month_charges(COMPANY, "2024-01").total == Decimal("10.00")
