@@ -7,8 +7,9 @@ any value an event holds). A page's cursor holds
 the last row's key and ICCID; the next page starts strictly after that pair, so paging is
 stable while SIMs change: a SIM whose sort value does not change is returned exactly once.
 ``days_left`` sorts by the package's expiry (the same order); ``this_month_mb`` by this
-month's MB as of the ledger's clock. ``in_session`` and ``rules`` carry no data yet (no event
-reports sessions or rules: every SIM has the same value), so they sort by ICCID alone.
+month's MB as of the ledger's clock; ``rules`` by the rules' names joined. ``in_session``
+carries no data yet (no event reports sessions: every SIM has the same value), so it sorts
+by ICCID alone.
 """
 
 from __future__ import annotations

@@ -218,3 +218,16 @@ def test_r_ru4_a_big_batch_pauses_at_the_crossing_record(ledger: SimLedger) -> N
         assert item.this_month_mb == 500 and item.cost_month == Decimal("5.00")  # type: ignore[attr-defined]
         assert item.status is SimStatus.SUSPENDED  # type: ignore[attr-defined]
     assert ledger.month_charges(COMPANY, "2024-01").total == Decimal("10.00")
+
+
+def test_the_sim_list_sorts_by_its_rules(ledger: SimLedger) -> None:
+    first, second, third = (ready_sim(ledger, n) for n in (1, 2, 3))
+    ledger.attach_rule("b cap", kind="data_cap", limit=5, iccid=first)
+    ledger.attach_rule("a cap", kind="data_cap", limit=5, iccid=second)
+    order = [item.iccid for item in ledger.sims(sort="rules").items]
+    assert order == [third, second, first]  # no rules first, then by the names
+    assert [item.iccid for item in ledger.sims(sort="rules", descending=True).items] == [
+        first,
+        second,
+        third,
+    ]
