@@ -145,7 +145,7 @@ def check_usage(sim: Sim, at: datetime) -> None:
     paused takes no record from the moment of the pause on (a record from before it, late,
     happened before the SIM was stopped, and counts)."""
     sim.check_usage()
-    if rule_paused(sim) and sim.rule_pause is not None and at >= sim.rule_pause["at"]:
+    if sim.rule_pause is not None and rule_paused(sim) and at >= sim.rule_pause["at"]:
         raise PausedByRule(sim.id, sim.rule_pause["rule"])
 
 
@@ -212,11 +212,12 @@ def after_usage(
                 amount=mb * price,
                 company=sim.company,
             )
-    month = at.strftime("%Y-%m")
-    if sim.rules and month == sim.usage_month:  # a late record of an earlier month: no rule
-        _alerts(sim, at, month, pool)
-        _caps(sim, at, month)
-    return _auto_refill(sim, pool)
+    if sim.rules:  # most SIMs have none: nothing more per record (the hot path)
+        month = at.strftime("%Y-%m")
+        if month == sim.usage_month:  # a late record of an earlier month: no rule
+            _alerts(sim, at, month, pool)
+            _caps(sim, at, month)
+    return sim.auto_refill is not None and _auto_refill(sim, pool)
 
 
 def _alerts(sim: Sim, at: datetime, month: str, pool: Package | SharedGroup | None) -> None:
