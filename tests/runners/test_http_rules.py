@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-ALL = ["sims:read", "sims:write", "admin"]
+ALL = ["sims:read", "sims:write", "audit:read", "admin"]
 
 
 @pytest.fixture
@@ -73,6 +73,12 @@ def test_rules_and_charges_over_http(
     ledger.record_usage(key, 4, at=T0, country="FR")
     ledger.record_usage(key, 7, at=T0.replace(hour=10))
     assert ledger.sim(key).status is SimStatus.SUSPENDED
+    # the event feed carries the rule's effect to the SIM's company (and not to another)
+    feed = client.get("/v1/events", params={"after": 0, "limit": 1000}, headers=headers["own"])
+    triggered = [e for e in feed.json()["items"] if e["event"] == "RuleTriggered"]
+    assert [(e["aggregate"], e["data"]["rule"]) for e in triggered] == [("Sim", "cap")]
+    other = client.get("/v1/events", params={"after": 0, "limit": 1000}, headers=headers["other"])
+    assert not [e for e in other.json()["items"] if e["event"] == "RuleTriggered"]
     charges = client.get("/v1/charges?month=2024-01", headers=headers["own"])
     assert charges.status_code == 200 and Decimal(charges.json()["total"]) == Decimal("11.5")
     assert (
