@@ -2,8 +2,10 @@
 contracts' housekeeping and the month's PAYGO charges.
 
 A rule attached to a company or a shared group is attached to each of its SIMs, in one save
-(domain/sim_rules.py says why: the usage paths then need nothing but the SIM). A SIM that
-joins the company or the group later does not inherit it: attach it again.
+(domain/sim_rules.py says why: the usage paths then need nothing but the SIM). A company's
+rules are also kept (domain/company_rules.py): a SIM that joins the company later takes
+them, one that leaves drops them (commands/company_rules.py). A group's are not: a SIM
+that joins the group later does not inherit them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from simledger.application.commands.base import Commands
 from simledger.application.csv_transfer import SimList
 from simledger.application.unit_of_work import UnitOfWork, command
 from simledger.domain import sim_rules, values
+from simledger.domain.company_rules import CompanyRules, company_rules_id
 from simledger.domain.contract import OperatorContract, contract_id
 from simledger.domain.errors import InvalidInput
 from simledger.domain.sim import Sim
@@ -68,7 +71,10 @@ class RuleCommands(Commands):
         sims, scope = self._targets(iccid, company, group_id)
         for sim in sims:
             sim_rules.attach(sim, key, rule, scope)
-        self.uow.save(*sims)
+        shared = self._company_rules(scope)
+        if shared is not None:  # for the SIMs that join the company later
+            shared.set(key, rule)
+        self.uow.save(*sims, *([shared] if shared is not None else []))
         return [sim.id for sim in sims]
 
     @command
@@ -89,8 +95,19 @@ class RuleCommands(Commands):
             sims = [sim for sim in sims if key in sim.rules]
         for sim in sims:
             sim_rules.detach(sim, key)
-        self.uow.save(*sims)
+        shared = self._company_rules(f"company:{company}" if company is not None else "")
+        if shared is not None:
+            shared.remove(key)
+        self.uow.save(*sims, *([shared] if shared is not None else []))
         return [sim.id for sim in sims]
+
+    def _company_rules(self, scope: str) -> CompanyRules | None:
+        """The company's shared rules, for a scope ``company:NAME`` (else None)."""
+        if not scope.startswith("company:"):
+            return None
+        name = scope.removeprefix("company:")
+        found = self.uow.get(company_rules_id(name), CompanyRules)
+        return found if found is not None else CompanyRules.open(name)
 
     def _targets(
         self, iccid: object, company: str | None, group_id: object

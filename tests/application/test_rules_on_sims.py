@@ -231,3 +231,18 @@ def test_the_sim_list_sorts_by_its_rules(ledger: SimLedger) -> None:
         second,
         third,
     ]
+
+
+def test_r_ru1_a_company_rule_reaches_sims_that_join_later_and_leaves_those_that_go(
+    ledger: SimLedger,
+) -> None:
+    ledger.attach_rule("cap", kind="data_cap", limit=5, company=COMPANY)
+    key = ready_sim(ledger, 1)  # assigned to the company after the rule
+    assert row(ledger, key).rules == ["cap"]  # type: ignore[attr-defined]
+    ledger.record_usage(key, 6, at=T0)
+    assert ledger.sim(key).status is SimStatus.SUSPENDED
+    ledger.assign_to_company(key, "Globex")  # leaves: the company's rule and its pause go
+    assert row(ledger, key).rules == []  # type: ignore[attr-defined]
+    assert ledger.sim(key).status is SimStatus.ACTIVE
+    ledger.detach_rule("cap", company=COMPANY)
+    assert row(ledger, ready_sim(ledger, 2)).rules == []  # type: ignore[attr-defined]
