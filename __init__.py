@@ -8,6 +8,8 @@ from simledger.application.ledger import SimLedger
 from simledger.application.results import (
     BulkResult,
     HistoryEntry,
+    RegularGroupView,
+    SessionResult,
     SharedGroupView,
     SimView,
     UsageResult,
@@ -31,6 +33,7 @@ from simledger.domain.errors import (
     OperationInFlight,
     OrderQuantityInvalid,
     PackageStillActive,
+    RegularGroupMembership,
     SharedGroupLocked,
     SimAlreadyExists,
     SimledgerError,
@@ -40,6 +43,7 @@ from simledger.domain.errors import (
     UnknownGroup,
     UnknownOrder,
     UnknownPackage,
+    UnknownRegularGroup,
     UnknownSim,
 )
 from simledger.domain.types import OperationKind, SimStatus, SimType, SuspendReason
@@ -67,6 +71,9 @@ __all__ = [
     "OperationKind",
     "OrderQuantityInvalid",
     "PackageStillActive",
+    "RegularGroupMembership",
+    "RegularGroupView",
+    "SessionResult",
     "SharedGroupLocked",
     "SharedGroupView",
     "SimAlreadyExists",
@@ -82,6 +89,7 @@ __all__ = [
     "UnknownGroup",
     "UnknownOrder",
     "UnknownPackage",
+    "UnknownRegularGroup",
     "UnknownSim",
     "UsageRecord",
     "UsageResult",

@@ -208,6 +208,8 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "suspended_reason",
     "version",
     "updated_at",
+    "regular_groups",
+    "always_on",
     "cost_month",
 )
 """The header of a SIM list export: the fields of ``SimListItem`` (the R-SIM2 columns of the

@@ -14,8 +14,9 @@ from eventsourcing.persistence import Notification
 from pydantic import BaseModel
 
 from simledger.adapters.store.event_store import log_pages
-from simledger.application.history import actor_of, aggregate_name, event_data
+from simledger.application.history import actor_of, event_data
 from simledger.application.ledger import SimLedger
+from simledger.domain.base import aggregate_name
 
 PAGE = 2000
 """Notifications read per ``select_notifications`` call."""
@@ -30,7 +31,7 @@ def audit_record(notification: Notification, event: Any) -> dict[str, Any]:
     """One line of the export: where the event sits in the log and what it says."""
     return {
         "position": notification.id,
-        "aggregate": aggregate_name(event),
+        "aggregate": aggregate_name(type(event)),
         "aggregate_id": str(event.originator_id),
         "version": event.originator_version,
         "event": type(event).__name__,

@@ -15,7 +15,7 @@ from simledger.application.results import HistoryEntry, SharedGroupView, SimView
 from simledger.application.unit_of_work import UnitOfWork
 from simledger.domain import values
 from simledger.domain.actor import ACTOR_FIELD, Actor
-from simledger.domain.base import DomainEvent
+from simledger.domain.base import DomainEvent, aggregate_name
 from simledger.domain.errors import InvalidInput, SimNotYetReceived, UnknownGroup, UnknownSim
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.package import Package
@@ -37,18 +37,8 @@ def event_data(event: DomainEvent) -> dict[str, Any]:
     return {k: v for k, v in vars(event).items() if k not in _ENVELOPE}
 
 
-def aggregate_name(event: object) -> str:
-    """The aggregate class an event belongs to: the outer class of the first class in its
-    MRO nested in one (``Sim.Paused``; an event defined apart, ``RuleTriggered``, is a
-    ``Sim.Event``: domain/sim_rules.py)."""
-    for klass in type(event).__mro__:
-        if "." in klass.__qualname__:
-            return klass.__qualname__.split(".")[0]
-    return type(event).__qualname__
-
-
 def _aggregate_name(event: DomainEvent) -> str:
-    return aggregate_name(event)
+    return aggregate_name(type(event))
 
 
 def _entry(event: DomainEvent) -> HistoryEntry:

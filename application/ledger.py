@@ -25,11 +25,14 @@ from eventsourcing.persistence import Recording
 from eventsourcing.utils import EnvType
 
 from simledger.application.audit import StoreAudit
+from simledger.application.commands.always_on import AlwaysOnCommands
 from simledger.application.commands.bulk import BulkCommands
 from simledger.application.commands.lifecycle import LifecycleCommands
 from simledger.application.commands.packages import PackageCommands
 from simledger.application.commands.partner import PartnerCommands
+from simledger.application.commands.regular_groups import RegularGroupCommands
 from simledger.application.commands.rules import RuleCommands
+from simledger.application.commands.sessions import SessionCommands
 from simledger.application.commands.shared_groups import SharedGroupCommands
 from simledger.application.commands.usage import UsageCommands
 from simledger.application.csv_transfer import CsvTransfer
@@ -137,6 +140,9 @@ class SimLedger(EventSourcedLedger):
         self._groups = SharedGroupCommands(uow, clock=now)
         self._usage = UsageCommands(uow, clock=now)
         self._partner = PartnerCommands(uow, clock=now)
+        self._regular = RegularGroupCommands(uow, clock=now)
+        self._sessions = SessionCommands(uow, clock=now)
+        self._always_on = AlwaysOnCommands(uow, clock=now)
         self._bulk = BulkCommands(uow, clock=now, carrier_deadline=carrier_deadline)
         # The export reads the SIM list through this ledger's public ``sims``.
         self._csv = CsvTransfer(uow, self._lifecycle, self)
@@ -199,6 +205,18 @@ class SimLedger(EventSourcedLedger):
     record_usage = _Delegate("_usage", UsageCommands.record_usage)
     record_usage_batch = _Delegate("_usage", UsageCommands.record_usage_batch)
 
+    # ---- regular groups (R-SG5, R-RG1..3) ----------------------------------------------------
+    create_group = _Delegate("_regular", RegularGroupCommands.create_group)
+    rename_group = _Delegate("_regular", RegularGroupCommands.rename_group)
+    add_to_group = _Delegate("_regular", RegularGroupCommands.add_to_group)
+    remove_from_group = _Delegate("_regular", RegularGroupCommands.remove_from_group)
+    delete_group = _Delegate("_regular", RegularGroupCommands.delete_group)
+    regular_group = _Delegate("_regular", RegularGroupCommands.regular_group)
+
+    # ---- in session (R-SS1..2), Always On (R-AO1..2) -----------------------------------------
+    record_sessions = _Delegate("_sessions", SessionCommands.record_sessions)
+    record_session = _Delegate("_sessions", SessionCommands.record_session)
+    set_always_on = _Delegate("_always_on", AlwaysOnCommands.set_always_on)
     # ---- rules, operator contracts, refills, charges (R-RU1..5, R-PR1..3, R-PP1..2) -------
     attach_rule = _Delegate("_rules", RuleCommands.attach_rule)
     detach_rule = _Delegate("_rules", RuleCommands.detach_rule)

@@ -226,7 +226,9 @@ class ViewRunner:
         if folded:
             log.debug("views.caught_up", events=folded, position=self.store.position())
         if folded >= ANALYZE_AFTER:
-            self.store.analyze()
+            self.store.analyze()  # now: the next read follows a big catch-up
+        elif folded:
+            self.store.settle()
         return folded
 
     def apply_notifications(self, notifications: Sequence[Notification]) -> int:

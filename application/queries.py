@@ -127,6 +127,7 @@ class ViewQueries:
         if self.views_mode != EMBEDDED:
             return
         if getattr(self._inline, "upto", 0) >= last:
+            self.views.store.settle()  # the rows are committed: statistics may be due
             return
         try:
             self.views.catch_up(until=last)
@@ -166,10 +167,12 @@ class ViewQueries:
         descending: bool = False,
         limit: values.Number = 100,
         cursor: str | None = None,
+        regular_group_id: Any = None,
     ) -> Page:
         """The SIM list view (R-SIM2): filters combine; every column sorts both ways; pages
         follow ``next_cursor``; ``total`` counts the whole filtered set. ``status`` and
-        ``sim_type`` also take several values."""
+        ``sim_type`` also take several values; ``regular_group_id`` keeps the SIMs in that
+        regular group (R-RG2)."""
         now = self.clock()
         query = make_query(
             status=status,
@@ -179,6 +182,7 @@ class ViewQueries:
             label=label,
             group_id=group_id,
             search=search,
+            regular_group_id=regular_group_id,
             sort=sort,
             descending=descending,
             limit=limit,

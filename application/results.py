@@ -69,6 +69,10 @@ class SimView(_Frozen):
     customer_service_id: UUID | None
     version: int
     updated_at: datetime
+    in_session: str = "n/a"
+    """R-SS2: ``yes`` / ``no`` from the latest session record, ``n/a`` before any."""
+    always_on: bool = False
+    """R-AO1."""
 
     @classmethod
     def of(
@@ -118,6 +122,8 @@ class SimView(_Frozen):
             customer_service_id=UUID(sim.customer_service_id) if sim.customer_service_id else None,
             version=sim.version,
             updated_at=sim.modified_on,
+            in_session="n/a" if sim.in_session is None else "yes" if sim.in_session else "no",
+            always_on=sim.always_on,
         )
 
 
@@ -171,6 +177,27 @@ class UsageResult(_Frozen):
     or earlier in the batch), and apart, each refused record's id with the refusing
     error's text, rule id first (a record without a usable ``record_id`` as ``#N``, its
     1-based position in the batch)."""
+
+    applied: int
+    duplicates: int
+    rejected: dict[str, str]
+
+
+class RegularGroupView(_Frozen):
+    """A regular group's state (``regular_group``, R-RG1..3): its name, its company (None:
+    the operator's), its members in the order they joined."""
+
+    group_id: UUID
+    name: str
+    company: str | None
+    members: list[str]
+    deleted: bool
+    version: int
+
+
+class SessionResult(_Frozen):
+    """A batch of session records' answer (R-SS1), as ``UsageResult``: applied, already
+    counted, and each refused record's id with the reason."""
 
     applied: int
     duplicates: int

@@ -1,16 +1,22 @@
 """What the HTTP layer costs (issue 15): the same calls over HTTP and in-process, on
 PostgreSQL, in one run.
 
-    python bench/bench_http.py [--sims 1000000] [--seconds 10] [--clients 4] [--rate 0]
+    python bench/bench_http.py [--sims 20000] [--stock 980000] [--seconds 10] [--clients 4]
+                               [--rate 0] [--keep] [--reuse SCHEMA]
 
-Setup (untimed): ``--sims`` active SIMs (``bench/_service_setup.py``) in a fresh schema,
-their views folded, one operator key, then a ``simledger serve`` process on a free port of
-127.0.0.1 (``SIMLEDGER_HTTP_RATE=0``: no per-key limit). Phases, each ``--seconds`` long:
+Setup (untimed): ``--sims`` active SIMs (``bench/_service_setup.py``) and ``--stock`` SIMs
+received and in stock (``receive_sims``; the default fleet is 1,000,000, 2 % of it active,
+as a platform's is mostly stock) in a fresh schema, their views folded, one operator key,
+then a ``simledger serve`` process on a free port of 127.0.0.1 (``SIMLEDGER_HTTP_RATE=0``:
+no per-key limit). Phases, each ``--seconds`` long:
 
 * ``list``: ``GET /v1/sims`` with ``status=active&operator=Orange&sort=<--sort>&
   descending=true&limit=100``, following ``next_cursor`` for up to 5 pages,
   then again from the first;
-* ``command``: ``POST /v1/sims/{iccid}/note`` on SIMs taken in turn (it answers the SIM).
+* ``command``: ``POST /v1/sims/{iccid}/note`` on SIMs taken in turn (it answers the SIM);
+* ``floor``: ``GET /v1/floor`` of a bare FastAPI app on uvicorn (``_bare_app.py``, the same
+  server settings) that answers a fixed body: the stack's own cost per request, the floor
+  under "the HTTP layer's cost" of the two phases above (its in-process side is nothing).
 
 Each phase runs over HTTP from ``--clients`` threads (one ``httpx.Client`` each), then the
 same calls in-process on a ledger of this process from as many threads taking turns on it
@@ -34,14 +40,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from _common import create_schema, keep_or_drop, pg_env
-from _service_setup import build_engine
+from _service_setup import build_engine, iccids
 
 from simledger.application.keys import SCOPES
 from simledger.application.ledger import SimLedger
 
+BARE_APP = Path(__file__).with_name("_bare_app.py")
 PAGES = 5
 """Pages followed by one walk of the list before it starts again."""
 LIST_QUERY = {"status": "active", "operator": "Orange", "descending": "true", "limit": "100"}
@@ -129,6 +137,31 @@ def command_calls(ledger: SimLedger, iccids: list[str]) -> Callable[[httpx.Clien
     return make
 
 
+def receive_stock(ledger: SimLedger, count: int) -> None:
+    """``count`` SIMs received (``receive_sims``, 10,000 a call): a fleet is mostly stock."""
+    keys, done, start = iccids(44, count), 0, time.perf_counter()
+    for at in range(0, count, 10_000):
+        done += len(
+            ledger.receive_sims(keys[at : at + 10_000], operator="Orange", sim_type="subscription")
+        )
+        rate = done / (time.perf_counter() - start)
+        sys.stderr.write(f"\r  SIMs in stock: {done:,}/{count:,} ({rate:,.0f}/s)   ")
+    sys.stderr.write("\n")
+
+
+def floor_calls() -> Callable[[httpx.Client | None], Call]:
+    """A request to the bare app over HTTP; nothing in-process."""
+
+    def make(client: httpx.Client | None) -> Call:
+        def call() -> None:
+            if client is not None:
+                client.get("/v1/floor", params={"limit": "100"}).raise_for_status()
+
+        return call
+
+    return make
+
+
 # ---- the load -----------------------------------------------------------------------------------
 def drive(calls: list[Call], seconds: float, rate: float) -> Figures:
     """Every call of ``calls`` on a thread of its own for ``seconds``; at ``rate`` requests per
@@ -169,6 +202,23 @@ def drive(calls: list[Call], seconds: float, rate: float) -> Figures:
     return total
 
 
+def over_http_phase(
+    url: str,
+    headers: dict[str, str],
+    make: Callable[[httpx.Client | None], Call],
+    args: argparse.Namespace,
+) -> Figures:
+    clients = [httpx.Client(base_url=url, headers=headers, timeout=30) for _ in range(args.clients)]
+    try:
+        for client in clients:  # connections open, the server's caches warm
+            for _ in range(5):
+                make(client)()
+        return drive([make(c) for c in clients], args.seconds, args.rate)
+    finally:
+        for client in clients:
+            client.close()
+
+
 def locked(ledger_lock: threading.Lock, call: Call) -> Call:
     def run() -> None:
         with ledger_lock:
@@ -186,20 +236,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(env: dict[str, str]) -> Iterator[str]:
+def served(env: dict[str, str], bare: bool = False) -> Iterator[str]:
+    """``simledger serve`` on ``env`` (or, ``bare``, the bare app) on a free port."""
     port = free_port()
+    serve = ["-m", "simledger.runners.cli", "serve", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "simledger.runners.cli", "serve", "--port", str(port)],
+        [sys.executable, "-P", *([str(BARE_APP), str(port)] if bare else serve)],
         env={**os.environ, **env, "SIMLEDGER_HTTP_RATE": "0", "NO_PROXY": "127.0.0.1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # one access log line per request: not this bench's matter
     )
     url = f"http://127.0.0.1:{port}"
+    ready = f"{url}/v1/floor" if bare else f"{url}/healthz"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
+                if httpx.get(ready).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -217,32 +270,47 @@ def served(env: dict[str, str]) -> Iterator[str]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--sims", type=int, default=1_000_000, help="active SIMs (default 1M)")
+    parser.add_argument("--sims", type=int, default=20_000, help="active SIMs (default 20,000)")
+    parser.add_argument(
+        "--stock",
+        type=int,
+        default=980_000,
+        help="SIMs received and in stock beside them, Orange's too (default 980,000: 1M in all)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase and side")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s in all; 0: unbounded")
-    parser.add_argument("--phases", nargs="+", default=["list", "command"])
+    parser.add_argument("--phases", nargs="+", default=["list", "command", "floor"])
     parser.add_argument("--sort", default="iccid", help="the list's sort column (default iccid)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument(
+        "--reuse", metavar="SCHEMA", help="the fleet of an earlier --keep run (same --sims)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    schema = f"bench_http_{uuid.uuid4().hex[:10]}"
+    schema = args.reuse or f"bench_http_{uuid.uuid4().hex[:10]}"
     env = pg_env(schema)
     load = f"at {args.rate:g} requests/s" if args.rate > 0 else "unbounded"
     print(
-        f"{args.sims:,} SIMs, {args.clients} clients, {args.seconds:g} s per phase and side, "
+        f"{args.sims:,} active SIMs and {args.stock:,} in stock, {args.clients} clients, "
+        f"{args.seconds:g} s per phase and side, "
         f"{load}; schema {schema}",
         flush=True,
     )
-    create_schema(schema)
+    if not args.reuse:
+        create_schema(schema)
     try:
         sys.stderr.write("setup (untimed):\n")
         setup = SimLedger(env=env)
         try:
-            fleet = build_engine(setup, args.sims, 100, 0)
+            if args.reuse:  # an earlier --keep run's fleet: the same ICCIDs, its views folded
+                own = iccids(41, args.sims)
+            else:
+                own = build_engine(setup, args.sims, 100, 0).own
+                receive_stock(setup, args.stock)
             setup.catch_up_views()
             _, secret = setup.keys.create(name="bench", scopes=SCOPES, operator=True)
         finally:
@@ -252,36 +320,42 @@ def main(argv: list[str] | None = None) -> int:
         try:
             makers = {
                 "list": list_calls(ledger, args.sort),
-                "command": command_calls(ledger, fleet.own),
+                "command": command_calls(ledger, own),
+                "floor": floor_calls(),
             }
             headers = {"Authorization": f"Bearer {secret}"}
             ledger_lock = threading.Lock()
-            with served(env) as url:
+            costs: dict[str, float] = {}
+            with served(env) as url, served(env, bare=True) as bare_url:
                 for phase in args.phases:
                     make = makers[phase]
-                    clients = [
-                        httpx.Client(base_url=url, headers=headers, timeout=30)
-                        for _ in range(args.clients)
-                    ]
-                    try:
-                        for client in clients:  # connections open, the server's caches warm
-                            for _ in range(5):
-                                make(client)()
-                        over_http = drive([make(c) for c in clients], args.seconds, args.rate)
-                    finally:
-                        for client in clients:
-                            client.close()
+                    over_http = over_http_phase(
+                        bare_url if phase == "floor" else url, headers, make, args
+                    )
+                    print(f"{phase}:")
+                    print(over_http.line("HTTP"))
+                    if phase == "floor":  # nothing to do in-process: all of it is the stack's
+                        costs[phase] = over_http.p50()
+                        print(f"  the stack's floor: p50 {costs[phase]:.2f} ms", flush=True)
+                        continue
                     in_process = drive(
                         [locked(ledger_lock, make(None)) for _ in range(args.clients)],
                         args.seconds,
                         args.rate,
                     )
-                    print(f"{phase}:")
-                    print(over_http.line("HTTP"))
                     print(in_process.line("in-process"))
                     cost, base = over_http.p50() - in_process.p50(), in_process.p50()
+                    costs[phase] = cost
                     ratio = over_http.p50() / max(base, 1e-9)
                     print(f"  HTTP layer: p50 +{cost:.2f} ms ({ratio:.2f}x)", flush=True)
+            if "floor" in costs:
+                for phase, cost in costs.items():
+                    if phase != "floor":
+                        print(
+                            f"{phase}: HTTP layer +{cost:.2f} ms = the stack's floor "
+                            f"{costs['floor']:.2f} ms + simledger's {cost - costs['floor']:.2f} ms"
+                            f" ({cost / max(costs['floor'], 1e-9):.2f}x the floor)"
+                        )
         finally:
             ledger.close()
         return 0
@@ -289,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        keep_or_drop(schema, args.keep)
+        keep_or_drop(schema, args.keep or bool(args.reuse))
 
 
 if __name__ == "__main__":

@@ -174,3 +174,14 @@ class LedgerAggregate(BaseAggregate[str]):
     def start(cls, event_class: type[CreatedEvent], id: str, **kwargs: Any) -> Self:
         """Create the aggregate from its first event."""
         return cls._create(event_class, id=id, **kwargs)
+
+
+def aggregate_name(event_class: type) -> str:
+    """The name of the aggregate class whose event ``event_class`` is: the outer class of
+    the first class of its MRO nested in one (``Sim.Received`` → ``Sim``; an event defined
+    in a module of its own, ``SessionStarted(Sim.Event)``, → ``Sim``)."""
+    for klass in event_class.__mro__:
+        outer, dot, _ = klass.__qualname__.partition(".")
+        if dot:
+            return outer
+    return event_class.__qualname__

@@ -287,3 +287,31 @@ class PausedByRule(SimledgerError):
             f"SIM {iccid} was paused by its rule {shown(name)}: it uses no data until the "
             "cause is cleared (the rule detached or raised, a new month, clear_system_pause)"
         )
+
+
+class UnknownWebhook(SimledgerError):
+    """No webhook subscription has this id, or it is another company's (R-WH2: the same
+    answer either way, so a company learns nothing of another's subscriptions)."""
+
+    rule = "R-WH2"
+
+    def __init__(self, webhook_id: object) -> None:
+        self.webhook_id = webhook_id
+        super().__init__(f"no webhook subscription {shown(webhook_id)}")
+
+
+class UnknownRegularGroup(SimledgerError):
+    """No regular group has this id, or it was deleted (R-RG1)."""
+
+    rule = "R-RG1"
+
+    def __init__(self, group_id: object, detail: str = "") -> None:
+        self.group_id = group_id
+        super().__init__(f"no regular group {shown(group_id)}{detail}")
+
+
+class RegularGroupMembership(SimledgerError):
+    """A SIM added to a regular group it is in already, or removed from one it is not in,
+    or of another company than the group's (R-RG2)."""
+
+    rule = "R-RG2"

@@ -43,7 +43,7 @@ class Cmd(StrEnum):
     COMPLETE_SIM_SWAP = "complete_sim_swap"
     RECORD_USAGE = "record_usage"
     TOP_UP = "top_up"
-    SET_DETAILS = "set_details"  # labels, note, end user
+    SET_DETAILS = "set_details"  # labels, note, end user, Always On
 
 
 class Target(StrEnum):

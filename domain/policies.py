@@ -55,8 +55,11 @@ def join_moved(sim: Sim, target: SharedGroup) -> None:
 
 
 def suspend_for_package(sims: Iterable[Sim], cause: str) -> None:
-    """R-SIM6: the SIMs whose package ran out (``cause``) are paused by the system."""
+    """R-SIM6: the SIMs whose package ran out (``cause``) are paused by the system, but
+    for those with Always On (R-AO2)."""
     for sim in sims:
+        if sim.always_on:  # R-AO2: its data keeps working without a package
+            continue
         # A SIM the user paused is paused by the system too, so that a plain resume
         # cannot bring it back without a package (R-SIM6); one already paused by the
         # system for an uncleared cause stays as it is.

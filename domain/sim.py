@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from simledger.domain import sim_state
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
@@ -29,7 +29,7 @@ from simledger.domain.lifecycle import Cmd, next_status
 from simledger.domain.types import HOLDING_SERVICE, OperationKind, SimStatus, SimType, SuspendReason
 
 
-class Sim(LedgerAggregate):
+class Sim(LedgerAggregate, sim_state.RuleState):
     class Event(DomainEvent):
         pass
 
@@ -284,6 +284,12 @@ class Sim(LedgerAggregate):
         def apply(self, sim: Sim) -> None:
             sim.end_user = self.end_user
 
+    class UserNotified(Event):
+        """R-NT1: the end user was sent the e-mail of an outbox notice (application/notify.py)."""
+
+        notice_id: str
+        subject: str
+
     # ---- state --------------------------------------------------------------------------
     snapshot_enums: ClassVar[dict[str, type[Enum]]] = {
         "status": SimStatus,
@@ -292,15 +298,13 @@ class Sim(LedgerAggregate):
         "swap_from": SimStatus,
     }
 
-    class_version = 2
+    class_version = 2  # rules, charges, refills: domain/sim_state.py (RuleState)
     upcast_v1_v2 = staticmethod(sim_state.upcast_v1_v2)
-    if TYPE_CHECKING:  # rules, charges, refills: domain/sim_state.py, set by __init__
-        rules: dict[str, dict[str, Any]]
-        rule_pause: dict[str, Any] | None
-        alerted: dict[str, str]
-        auto_refill: dict[str, Decimal] | None
-        cost_month: Decimal
-        last_refill_at: datetime | None
+    # Set only by events of other modules (domain/sim_options.py, domain/session.py): class
+    # defaults, so SIMs and snapshots from before those events load as they did.
+    always_on: bool = False
+    in_session: bool | None = None
+    session_at: datetime | None = None
 
     def __init__(self) -> None:
         self.operator: str = ""

@@ -4,8 +4,21 @@ from sim.py: a new SIM starts with it, and the snapshot of a SIM taken before it
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+
+class RuleState:
+    """The attributes' types, a base of ``Sim`` (declared here, not as dataclass fields of
+    the aggregate: ``Sim.__init__`` sets them from :func:`rule_state`)."""
+
+    rules: dict[str, dict[str, Any]]
+    rule_pause: dict[str, Any] | None
+    alerted: dict[str, str]
+    auto_refill: dict[str, Decimal] | None
+    cost_month: Decimal
+    last_refill_at: datetime | None
 
 
 def rule_state() -> dict[str, Any]:

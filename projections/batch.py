@@ -18,9 +18,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from simledger.domain.package import Package
+from simledger.domain.regular_group import RegularGroup
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
-from simledger.projections import pending_activity, shared_groups, sim_list
+from simledger.projections import pending_activity, shared_groups, sim_list, sim_list_more
 from simledger.projections.batch_state import (
     BatchFold,
     Changes,
@@ -36,6 +37,7 @@ VIEW_HANDLERS: tuple[Mapping[type, Handler], ...] = (
     pending_activity.HANDLERS,
     shared_groups.HANDLERS,
     sim_list.HANDLERS,
+    sim_list_more.HANDLERS,
 )
 """Every view's handlers, in the order they see an event: each view that handles an event
 folds it."""
@@ -75,6 +77,8 @@ def keys_of(events: Iterable[Any]) -> Keys:
                 keys.copy_ids.add(event.originator_id)
         elif isinstance(event, SharedGroup.Event):
             keys.group_ids.add(event.originator_id)
+        elif isinstance(event, RegularGroup.MembersChanged):
+            keys.iccids.update(event.iccids)
     return keys
 
 

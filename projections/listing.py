@@ -7,9 +7,9 @@ any value an event holds). A page's cursor holds
 the last row's key and ICCID; the next page starts strictly after that pair, so paging is
 stable while SIMs change: a SIM whose sort value does not change is returned exactly once.
 ``days_left`` sorts by the package's expiry (the same order); ``this_month_mb`` by this
-month's MB as of the ledger's clock; ``rules`` by the rules' names joined. ``in_session``
-carries no data yet (no event reports sessions: every SIM has the same value), so it sorts
-by ICCID alone.
+month's MB as of the ledger's clock; ``rules`` by the rules' names joined. ``regular_group_id``
+filters on the SIM's regular groups (R-RG2, ``regular_group_id``), a list column that does
+not sort.
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ SORTS: dict[str, tuple[str, Kind]] = {
     "labels": ("labels", Kind.TEXT),
     "sim_type": ("sim_type", Kind.TEXT),
     "group_id": ("group_id", Kind.TEXT),
+    "always_on": ("always_on", Kind.BOOL),
 }
 """Every column of the SIM list (R-SIM2) sorts, both ways (``days_left`` by the expiry)."""
 
-CONSTANT_COLUMNS = frozenset({"in_session"})
+CONSTANT_COLUMNS: frozenset[str] = frozenset()
 """Columns no event fills yet: one value for every SIM, so their order is the ICCID's."""
 
 NO_NUMBER = Decimal(-1)
@@ -90,6 +91,7 @@ class SimQuery:
     label: str | None = None
     group_id: str | None = None
     search: str | None = None
+    regular_group: str | None = None
     sort: str = "iccid"
     descending: bool = False
     limit: int = 100
@@ -109,7 +111,12 @@ class SimQuery:
     @property
     def only_counted_filters(self) -> bool:
         """True when ``total`` can come from the per-combination counts."""
-        return self.label is None and self.group_id is None and self.search is None
+        return (
+            self.label is None
+            and self.group_id is None
+            and self.search is None
+            and self.regular_group is None
+        )
 
     @property
     def search_digits(self) -> str | None:
@@ -148,6 +155,7 @@ def make_query(
     label: Any = None,
     group_id: Any = None,
     search: Any = None,
+    regular_group_id: Any = None,
     sort: Any = "iccid",
     descending: Any = False,
     limit: Any = 100,
@@ -165,6 +173,11 @@ def make_query(
     group: str | None = None
     if group_id is not None:
         group = uuid_text(group_id, lambda v: InvalidInput(f"not a group id: {v}", rule="R-SG1"))
+    regular: str | None = None
+    if regular_group_id is not None:
+        regular = uuid_text(
+            regular_group_id, lambda v: InvalidInput(f"not a regular group id: {v}", rule="R-RG1")
+        )
     query = SimQuery(
         statuses=_one_or_many(status, SimStatus, "status", "R-SIM3"),
         sim_types=_one_or_many(sim_type, SimType, "SIM type", "R-SIM7"),
@@ -173,6 +186,7 @@ def make_query(
         label=_text(label, "label"),
         group_id=group,
         search=_text(search, "search"),
+        regular_group=regular,
         sort=sort,
         descending=flag(descending, "descending"),
         limit=int(size),
@@ -300,6 +314,8 @@ def matches(row: SimRow, query: SimQuery) -> bool:
     if query.label is not None and query.label not in row.labels:
         return False
     if query.group_id is not None and row.group_id != query.group_id:
+        return False
+    if query.regular_group is not None and query.regular_group not in row.regular_groups:
         return False
     return query.search is None or search_matches(row, query)
 

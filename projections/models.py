@@ -80,6 +80,10 @@ class SimListItem(_Frozen):
     suspended_reason: SuspendReason | None
     version: int
     updated_at: datetime | None
+    regular_groups: list[UUID] = []
+    """The regular groups the SIM is in (R-RG2)."""
+    always_on: bool = False
+    """R-AO1."""
     cost_month: Decimal = Decimal(0)
     """PAYGO charges of the month of ``now`` so far (R-PR3)."""
 
@@ -112,6 +116,8 @@ class SimListItem(_Frozen):
                 suspended_reason=_REASONS[row.suspended_reason] if row.suspended_reason else None,
                 version=row.version,
                 updated_at=row.updated_at,
+                regular_groups=[UUID(g) for g in row.regular_groups],
+                always_on=row.always_on,
                 cost_month=row.cost_month
                 if row.usage_month == (month or now.strftime("%Y-%m"))
                 else Decimal(0),

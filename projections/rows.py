@@ -13,7 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 
 NOT_KNOWN = "n/a"
-"""R-SIM2 "in session": yes / no / n/a. No event reports sessions yet."""
+"""R-SIM2 "in session": yes / no / n/a; n/a until the SIM's integration reports a session
+(R-SS2)."""
 
 ZERO = Decimal(0)
 
@@ -50,6 +51,10 @@ class SimRow:
     suspended_reason: str | None = None
     version: int = 0
     updated_at: datetime | None = None
+    regular_groups: list[str] = field(default_factory=list)
+    """The ids of the regular groups the SIM is in (R-RG2), in the order it joined them."""
+    always_on: bool = False
+    """R-AO1."""
     cost_month: Decimal = ZERO
     """PAYGO charges of ``usage_month`` (R-PR3): reset with it."""
 

@@ -157,6 +157,9 @@ def cmd_list(
     label: str | None = None,
     search: str | None = None,
     group: Annotated[str | None, typer.Option(metavar="GROUP_ID", help="shared group id")] = None,
+    regular_group: Annotated[
+        str | None, typer.Option(metavar="GROUP_ID", help="regular group id")
+    ] = None,
     sort: Annotated[str, typer.Option(help="any column")] = "iccid",
     desc: Annotated[bool, typer.Option("--desc", help="sort descending")] = False,
     limit: Annotated[int, typer.Option(help="SIMs per page")] = 100,
@@ -173,6 +176,7 @@ def cmd_list(
         "company": company,
         "label": label,
         "group_id": group,
+        "regular_group_id": regular_group,
         "search": search,
         "sort": sort,
         "descending": desc,
@@ -410,9 +414,11 @@ def cmd_export_audit(
 
 
 from simledger.runners import (  # noqa: E402,F401  (registers their commands)
+    cli_groups,
     cli_keys,
     cli_rules,
     cli_serve,
+    cli_webhooks,
 )
 
 

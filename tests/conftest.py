@@ -100,6 +100,26 @@ def _is_eventsourcing_setting(key: str) -> bool:
     return key in _EVENTSOURCING_KEYS or any(key.endswith("_" + k) for k in _EVENTSOURCING_KEYS)
 
 
+CONNECTIONS_PER_WORKER = 70
+"""PostgreSQL connections one test process may hold at once (the whole suite run by one
+process peaked at about 62: writer processes, workers, HTTP services, parallel rebuilds)."""
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the Makefile's): a test process per core, no more than the PostgreSQL
+    server's ``max_connections`` allows at :data:`CONNECTIONS_PER_WORKER` each (PostgreSQL's
+    default of 100 gives one). Without a server each process starts its own cluster."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = _configured_pg()
+    try:
+        with info.connect(dbname="postgres") as conn:
+            found = conn.execute("SHOW max_connections").fetchone()
+        allowed = int(found[0]) // CONNECTIONS_PER_WORKER if found else 1
+    except psycopg.Error:
+        allowed = cores or 1
+    return max(1, min(cores or 1, allowed))
+
+
 def _in_ci() -> bool:
     return _INITIAL_ENV.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
 

@@ -361,6 +361,8 @@ SIM_LIST_SHARED_COLUMNS = (
     "suspended_reason",
     "version",
     "updated_at",
+    "in_session",
+    "always_on",
 )
 """Columns the SIM list view shares with ``ledger.sim()``: they must be equal."""
 

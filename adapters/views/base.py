@@ -55,7 +55,7 @@ LogSpan = tuple[int, int, int | None, Partition | None]
 """Which notifications to read: (start, limit, stop, partition) of
 :meth:`ViewStore.notifications`."""
 
-PROJECTION_VERSION = 6
+PROJECTION_VERSION = 7
 """Bump when a projection changes what it stores: stores then drop and refold the views."""
 
 TRACKING_NAME = "simledger.views"
@@ -260,6 +260,10 @@ class ViewStore(ABC):
 
     def analyze(self) -> None:  # noqa: B027 - optional
         """Refresh the query planner's statistics (after many rows changed at once)."""
+
+    def settle(self) -> None:  # noqa: B027 - optional
+        """After a commit that wrote rows: refresh the planner's statistics when enough
+        rows changed since they were last refreshed (PostgreSQL: auto_analyze.py)."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""

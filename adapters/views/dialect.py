@@ -67,7 +67,8 @@ SIM_TABLE = _columns(
     "plan:text company:text end_user:text data_left_mb:decimal expires_at:time "
     "usage_month:text usage_month_mb:decimal! note:text rules:list! labels:list! "
     "group_id:text package_id:text copy_id:text copy_left_mb:decimal copy_depleted:text "
-    "suspended_reason:text version:int! updated_at:time cost_month:decimal! "
+    "suspended_reason:text version:int! updated_at:time regular_groups:list! always_on:bool! "
+    "cost_month:decimal! "
     "labels_key:text! rules_key:text! "
     "data_left_key:real usage_month_key:real! label_keys:list!"
 )
@@ -241,6 +242,12 @@ class Dialect(ABC):
     @abstractmethod
     def label_filter(self, labels_table: str | None, label: str) -> tuple[str, list[Any]]:
         """SQL true when the SIM row has ``label``, and its parameters."""
+
+    def list_contains(self, column: str, item: str) -> tuple[str, list[Any]]:
+        """SQL true when the list column (a JSON array here) holds ``item`` (a UUID:
+        stored as it is), and its parameters: the regular group filter (R-RG2)."""
+        p = self.placeholder
+        return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = {p})", [item]
 
     @abstractmethod
     def contains(self, column: str, needle: str) -> tuple[str, list[Any]]:

@@ -136,6 +136,9 @@ class PostgresDialect(Dialect):
             [text_key(label), escape_text(label)],
         )
 
+    def list_contains(self, column: str, item: str) -> tuple[str, list[Any]]:
+        return f"{column} @> ARRAY[%s]::text[]", [item]
+
     def contains(self, column: str, needle: str) -> tuple[str, list[Any]]:
         if _SEARCH_ESCAPE.search(needle) is None:
             # Its characters match only characters of the stored text as they are: a LIKE
@@ -187,6 +190,7 @@ class PostgresViewStore(SqlViewStore):
         with self._conn() as conn:
             self._trigram_ops = find_trigram_ops(conn)
         self._ensure_schema()
+        self._start_counting(apart=True)
 
     # ---- connections --------------------------------------------------------------------
     def _connect(self, *settings: str) -> Callable[[], Conn]:
@@ -301,7 +305,7 @@ class PostgresViewStore(SqlViewStore):
         return own_index_statements(self.sql, tables, token, self._trigram_ops)
 
     # ---- writing ------------------------------------------------------------------------
-    def write_changes(self, cursor: Any, tables: Tables, changes: Changes) -> None:
+    def _write_rows(self, cursor: Any, tables: Tables, changes: Changes) -> None:
         if len(changes.sims) >= COPY_FROM:
             # Many rows: one COPY into a session-local staging table and one set-based
             # upsert beat a statement per row (executemany) on the server.
@@ -314,7 +318,7 @@ class PostgresViewStore(SqlViewStore):
             cursor.execute(self.sql.upsert_from(tables.sims, stage))
             cursor.execute(f"TRUNCATE {stage}")
             changes = replace(changes, sims={})
-        super().write_changes(cursor, tables, changes)
+        super()._write_rows(cursor, tables, changes)
 
     def _copy_sims(self, cursor: Any, table: str, rows: Iterable[SimRow]) -> None:
         encode = self.sql.sims.encode
@@ -458,8 +462,25 @@ class PostgresViewStore(SqlViewStore):
 
     def _installed(self) -> None:
         self._months_indexed.clear()  # the new tables have the current month's index only
+        self._auto_analyze.analyzed(self._sim_rows())  # the install analyzed its tables
+
+    def _sim_rows(self) -> float:
+        found = self._query(
+            "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (self.schema, self.live.sims),
+        )
+        return float(found[0][0]) if found else -1.0
+
+    def _analyze_now(self) -> float:
+        """On a connection of its own: the main one stays free while it runs."""
+        with self._connect()() as conn:
+            for statement in self._analyze_statements(self.live):
+                conn.execute(statement)
+        return self._sim_rows()
 
     def close(self) -> None:
+        super().close()
         for connection in (self._main, self._reader, self._pages):
             connection.close()
 

@@ -36,6 +36,10 @@ def where(sql: Statements, query: SimQuery, tables: Tables) -> tuple[list[str], 
         condition, bound = d.label_filter(tables.labels, query.label)
         parts.append(condition)
         params += bound
+    if query.regular_group is not None:
+        condition, bound = d.list_contains("regular_groups", query.regular_group)
+        parts.append(condition)
+        params += bound
     if query.search is not None:
         # Any length: no LIKE pattern is built from the text where a database limits one
         # (SQLite's 50,000 bytes); the dialect matches it as search_matches does.

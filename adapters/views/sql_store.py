@@ -20,6 +20,7 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from simledger.adapters.logs import get_logger
+from simledger.adapters.views.auto_analyze import AutoAnalyze
 from simledger.adapters.views.base import (
     PROJECTION_VERSION,
     SIM_TOPICS,
@@ -192,10 +193,36 @@ class SqlViewStore(ViewStore):
         return connection.cursor()
 
     def write_changes(self, cursor: Any, tables: Tables, changes: Changes) -> None:
+        if changes.sims and tables == self.live:
+            self._auto_analyze.wrote(len(changes.sims))
+        self._write_rows(cursor, tables, changes)
+
+    def _write_rows(self, cursor: Any, tables: Tables, changes: Changes) -> None:
         self.sql.write_changes(cursor, tables, changes)
 
     def analyze(self) -> None:
         self._execute_each(self._analyze_statements(self.live))
+        self._auto_analyze.analyzed(self._sim_rows())
+
+    # ---- the planner's statistics (auto_analyze.py) -------------------------------------
+    def _start_counting(self, *, apart: bool) -> None:
+        """Once the schema is there: count the SIM rows written from the planner's last
+        count on (``apart``: ``ANALYZE`` on a thread of its own)."""
+        self._auto_analyze = AutoAnalyze(self._analyze_now, self._sim_rows(), apart=apart)
+
+    @abstractmethod
+    def _sim_rows(self) -> float:
+        """The SIM list's rows as the planner last counted them (0 or less: never)."""
+
+    def _analyze_now(self) -> float:
+        self._execute_each(self._analyze_statements(self.live))
+        return self._sim_rows()
+
+    def settle(self) -> None:
+        self._auto_analyze.settle()
+
+    def close(self) -> None:
+        self._auto_analyze.wait()
 
     def _analyze_statements(self, tables: Tables) -> list[str]:
         return [*self.dialect.analyze_first, *(f"ANALYZE {self.q(t)}" for t in tables.all())]

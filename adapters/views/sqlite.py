@@ -124,6 +124,7 @@ class SqliteViewStore(SqlViewStore):
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.create_function("py_contains", 2, _contains, deterministic=True)
         self._ensure_schema()
+        self._start_counting(apart=False)  # sampled (analysis_limit): milliseconds
 
     # ---- connection hooks ---------------------------------------------------------------
     @contextmanager
@@ -197,6 +198,16 @@ class SqliteViewStore(SqlViewStore):
     def _installed(self) -> None:
         self.analyze()
 
+    def _sim_rows(self) -> float:
+        try:  # sqlite_stat1 exists once anything was analyzed; a table's row has no index
+            found = self._query(
+                "SELECT stat FROM sqlite_stat1 WHERE tbl = ? ORDER BY idx IS NOT NULL LIMIT 1",
+                (self.live.sims,),
+            )
+        except sqlite3.OperationalError:
+            return 0.0
+        return float(str(found[0][0]).split()[0]) if found else 0.0
+
     def _extra_checks(self, cursor: Any) -> list[tuple[str, str, object, object]]:
         """The label table against the labels of each SIM row."""
         live = self.live
@@ -214,5 +225,6 @@ class SqliteViewStore(SqlViewStore):
         return wrong
 
     def close(self) -> None:
+        super().close()
         with self._lock:
             self._conn.close()

@@ -7,6 +7,7 @@ need no key."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,9 +32,12 @@ from simledger.runners.http import (
     routes_groups,
     routes_operations,
     routes_reads,
+    routes_regular_groups,
     routes_rules,
     routes_usage,
+    routes_webhooks,
 )
+from simledger.runners.http.console import install as install_console
 from simledger.runners.http.service import Service
 from simledger.runners.http.settings import Settings
 
@@ -167,18 +171,26 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
             detail = f"the store does not answer: {type(error).__name__}"
             return problems.Problem(503, detail).response()
         request.state.position = position
-        return JSONResponse({"status": "ok", "position": position})
+        body: dict[str, Any] = {"status": "ok", "position": position}
+        with contextlib.suppress(Exception):  # no webhooks on this store: none shown
+            body["webhooks"] = await anyio.to_thread.run_sync(
+                routes_webhooks.health, service.ledger, position
+            )
+        return JSONResponse(body)
 
     for module in (
         routes_reads,
         routes_commands,
         routes_operations,
         routes_groups,
+        routes_regular_groups,
         routes_usage,
         routes_events,
         routes_carrier,
+        routes_webhooks,
         routes_rules,
     ):
         app.include_router(module.router)
+    install_console(app)  # the web console under /ui (runners/http/console/)
     app.add_middleware(Frame, get_service=lambda: holder.get("service"))
     return app

@@ -42,6 +42,8 @@ _NOT_FOUND = (
     errors.UnknownOrder,
     errors.UnknownCustomerService,
     errors.UnknownOperation,
+    errors.UnknownWebhook,
+    errors.UnknownRegularGroup,
     errors.UnknownRule,
 )
 _INPUT = (

@@ -38,6 +38,7 @@ def list_sims(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=4000)] = None,
     min_position: MinPosition = None,
+    regular_group_id: Text = None,
 ) -> Response:
     reach(caller, min_position)
     own = caller.company
@@ -57,6 +58,7 @@ def list_sims(
             descending=descending,
             limit=limit,
             cursor=cursor,
+            regular_group_id=regular_group_id,
         )
     )
     return answer(page)

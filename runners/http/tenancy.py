@@ -11,6 +11,8 @@ from simledger.application.results import SharedGroupView, SimView
 from simledger.application.service_reads import OperationDetail, operation_detail
 from simledger.domain.errors import SimledgerError, UnknownGroup, UnknownOperation, UnknownSim
 from simledger.domain.iccid import normalise_iccid
+from simledger.domain.package import Package
+from simledger.domain.regular_group import RegularGroup
 from simledger.projections.models import SharedGroupSummary
 
 
@@ -90,7 +92,8 @@ def unknown_sim_reason(iccid: object) -> tuple[str, str]:
 
 
 class EventFilter:
-    """Which feed events a company key sees: its SIMs', its groups' and its operations'."""
+    """Which feed events a company key sees: its SIMs' (their package copies' included), its
+    groups' and its operations'."""
 
     def __init__(self, ledger: SimLedger, company: str) -> None:
         self.ledger = ledger
@@ -111,9 +114,16 @@ class EventFilter:
             return sim_visible(self.ledger, self.company, ident)
         if kind == "SharedGroup":
             return ident in self._groups
+        if kind == "Package":  # a SIM's own copy is the SIM's; a catalogue package no one's
+            package = self.ledger.unit_of_work.get(ident, Package)
+            owner = getattr(package, "iccid", None) if package is not None else None
+            return owner is not None and sim_visible(self.ledger, self.company, owner)
         if kind == "BulkOperation":
             try:
                 return owns_operation(self.company, operation_detail(self.ledger, ident))
             except SimledgerError:
                 return False
+        if kind == "RegularGroup":  # a company's group (R-RG2): its company never changes
+            group = self.ledger.unit_of_work.get(ident, RegularGroup)
+            return group is not None and group.company == self.company
         return False

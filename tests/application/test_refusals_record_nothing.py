@@ -44,6 +44,7 @@ from simledger import (
     NotPrepaid,
     OrderQuantityInvalid,
     PackageStillActive,
+    RegularGroupMembership,
     SharedGroupLocked,
     SimAlreadyExists,
     SimLedger,
@@ -54,6 +55,7 @@ from simledger import (
     UnknownGroup,
     UnknownOrder,
     UnknownPackage,
+    UnknownRegularGroup,
     UnknownSim,
 )
 from simledger.domain.bulk import BULK_LIMIT
@@ -158,6 +160,20 @@ def _depleted_group(ledger: SimLedger, clock: FakeClock) -> Ctx:
     deleted = ledger.create_shared_group("gone", [outsider], make_package(ledger, data_mb=10))
     ledger.delete_shared_group(deleted)
     return Ctx([*members, outsider], ids={"group": group, "deleted": deleted})
+
+
+def _regular_group(ledger: SimLedger, clock: FakeClock) -> Ctx:
+    keys = [received_sim(ledger, n, checked=True) for n in (1, 2)]
+    group = ledger.create_group("north", keys[:1])
+    deleted = ledger.create_group("gone", keys[1:])
+    ledger.delete_group(deleted)
+    return Ctx(keys, ids={"group": group, "deleted": deleted})
+
+
+def _not_available(ledger: SimLedger, clock: FakeClock) -> Ctx:
+    key = received_sim(ledger, 1)
+    ledger.mark_not_available(key, "no integration")
+    return Ctx([key])
 
 
 def _with_packages(ledger: SimLedger, clock: FakeClock) -> Ctx:
@@ -565,6 +581,35 @@ CASES = [
         UnknownGroup,
         "R-SG4",
     ),
+    # R-RG1..2, R-AO1, R-SS1: regular groups, Always On, session records
+    Case(
+        "regular-group-add-a-member-twice",
+        _regular_group,
+        lambda led, c: led.add_to_group(c.ids["group"], c.sims),
+        RegularGroupMembership,
+        "R-RG2",
+    ),
+    Case(
+        "regular-group-deleted",
+        _regular_group,
+        lambda led, c: led.rename_group(c.ids["deleted"], "again"),
+        UnknownRegularGroup,
+        "R-RG1",
+    ),
+    Case(
+        "always-on-as-it-is",
+        _active,
+        lambda led, c: led.set_always_on(c.sims[0], False),
+        InvalidInput,
+        "R-AO1",
+    ),
+    Case(
+        "session-of-a-sim-without-integration",
+        _not_available,
+        lambda led, c: led.record_session("s1", c.sims[0], "started"),
+        InvalidInput,
+        "R-SS1",
+    ),
     # R-ES3 inputs
     Case(
         "usage-with-naive-time",
@@ -690,7 +735,10 @@ def test_r_es2_the_table_covers_every_error_class() -> None:
     assert public - untested_here <= {c.error for c in CASES}
 
 
-RULE_IDS = re.compile(r"^R-(SIM[1-7]|PK[1-3]|SG[1-5]|BK[1-6]|IO1|PF[1-4]|ES[1-3]|IN[1-4])$")
+RULE_IDS = re.compile(
+    # R-RG (regular groups) details R-SG5: their ids are docs/rules.md's
+    r"^R-(SIM[1-7]|PK[1-3]|SG[1-5]|BK[1-6]|IO1|PF[1-4]|ES[1-3]|IN[1-4]|RG[1-3])$"
+)
 
 
 def test_r_es2_every_error_names_a_rule_of_domain_md() -> None:

@@ -86,6 +86,14 @@ COMMANDS = (
     "note",
     "user",
     "tick",
+    # regular groups, sessions and Always On (R-RG1..3, R-SS1..2, R-AO1..2)
+    "rgroup",
+    "radd",
+    "rremove",
+    "rdelete",
+    "rename",
+    "session",
+    "always_on",
     # rules, prices, refills (issue 17)
     "rule",
     "unrule",
@@ -109,6 +117,7 @@ class History:
         ]
         self.pool = ledger.create_package("Pool", data_mb=400, validity_days=15)
         self.groups: list[Any] = []
+        self.regular: list[Any] = []
         self.operations: list[Any] = []
 
     def run(self, command: str, a: int, b: int, c: int) -> None:
@@ -202,6 +211,28 @@ class History:
         elif command == "contracts":
             ledger.set_inactivity_period(("3UK", "Orange", "A1")[c % 3], b + 1)
             ledger.run_contracts(self.clock.now + timedelta(days=b * 2))
+        else:
+            self.apply_more(command, a, b, c)
+
+    def apply_more(self, command: str, a: int, b: int, c: int) -> None:
+        ledger, key, other = self.ledger, iccid(a), iccid(b)
+        regular = self.regular[c % len(self.regular)] if self.regular else None
+        if command == "rgroup":
+            self.regular.append(ledger.create_group(f"R{c}", sorted({key, other})))
+        elif command == "radd" and regular is not None:
+            ledger.add_to_group(regular, key)
+        elif command == "rremove" and regular is not None:
+            ledger.remove_from_group(regular, key)
+        elif command == "rdelete" and regular is not None:
+            target = self.regular[(c + 1) % len(self.regular)] if b % 2 else None
+            ledger.delete_group(regular, move_to=target)
+        elif command == "rename" and regular is not None:
+            ledger.rename_group(regular, f"R{b}")
+        elif command == "session":  # ids repeat: some records come twice (R-SS1)
+            at = self.clock.now + timedelta(minutes=b - 2)
+            ledger.record_session(f"s{a}-{c}", key, ("started", "ended")[b % 2], at=at)
+        elif command == "always_on":
+            ledger.set_always_on(key, b % 2 == 0)
 
 
 @contextlib.contextmanager

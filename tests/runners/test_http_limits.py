@@ -77,10 +77,11 @@ def test_every_request_has_one_access_log_line_and_shutdown_lets_the_last_one_fi
 ) -> None:
     env, tmp = store
     key_id, key = make_key(env, "logged", company="acme")
-    release = threading.Event()
+    release, sent = threading.Event(), threading.Event()
 
     def body() -> Iterator[bytes]:
         yield b"["
+        sent.set()  # the request line, the headers and the first chunk are on the wire
         release.wait(30)
         yield b"]"
 
@@ -96,8 +97,10 @@ def test_every_request_has_one_access_log_line_and_shutdown_lets_the_last_one_fi
             )
         )
         sender.start()
-        # The server's loop answers a later connection only after reading the earlier one's
-        # request line and headers: from then on that request is in flight.
+        assert sent.wait(30)
+        # The server's loop answers a later connection only after reading what the earlier
+        # one had written by then (a loaded machine may not have connected it before):
+        # from then on that request is in flight.
         assert httpx.get(f"{served.url}/healthz").status_code == 200
         served.process.send_signal(2)  # SIGINT: uvicorn's graceful shutdown
         release.set()

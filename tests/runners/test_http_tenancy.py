@@ -71,8 +71,18 @@ def _seed(served: Served, operator: str, a: str) -> tuple[dict[str, str], set[st
             )
         )["operation_id"]
         assert _ok(client.get(f"/v1/shared-groups/{group}"))["members"] == [a3]
-    ids = {"iccid": a1, "group_id": group, "operation_id": operation}
-    return ids, {a1, a2, a3, group, operation, "acme-a"}, package
+        webhook = _ok(
+            client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/a", "secret": "a" * 16})
+        )["id"]
+        regular = _ok(client.post("/v1/regular-groups", json={"name": "ra", "iccids": [a2]}))["id"]
+    ids = {
+        "iccid": a1,
+        "group_id": group,
+        "operation_id": operation,
+        "webhook_id": webhook,
+        "regular_group_id": regular,
+    }
+    return ids, {a1, a2, a3, group, operation, webhook, regular, "acme-a"}, package
 
 
 @pytest.fixture(scope="module", params=store_params())
@@ -91,6 +101,8 @@ def world(
                 "iccid": http_iccids(1, 900)[0],
                 "group_id": str(uuid.uuid4()),
                 "operation_id": str(uuid.uuid4()),
+                "webhook_id": "wh_0123456789abcdef",
+                "regular_group_id": str(uuid.uuid4()),
             }
             openapi = httpx.get(f"{served.url}/openapi.json").json()
             yield World(served, operator, a, b, single, ids, unknown, private, package, openapi)
@@ -197,6 +209,7 @@ def snapshot(world: World) -> dict[str, Any]:
             "history": [len(op.get(f"/v1/sims/{i}/history").json()) for i in (a1, a2, a3)],
             "group": op.get(f"/v1/shared-groups/{world.a_ids['group_id']}").json(),
             "operation": op.get(f"/v1/operations/{world.a_ids['operation_id']}").json(),
+            "regular": op.get(f"/v1/regular-groups/{world.a_ids['regular_group_id']}").json(),
         }
 
 
@@ -269,3 +282,6 @@ def test_lists_show_a_company_its_own_rows_only(world: World) -> None:
         assert {e["aggregate_id"] for e in feed_a} >= {a1, a2, a3}
         assert not {e["aggregate_id"] for e in feed_b} & world.private
         assert {e["aggregate_id"] for e in feed_b if e["aggregate"] == "Sim"} == {b1}
+        # a1's own package copy is a1's (the catalogue package no company's): A sees it only.
+        assert [e["event"] for e in feed_a if e["aggregate"] == "Package"] == ["Assigned"]
+        assert [e for e in feed_b if e["aggregate"] == "Package"] == []
