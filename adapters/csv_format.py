@@ -210,6 +210,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "updated_at",
     "regular_groups",
     "always_on",
+    "cost_month",
 )
 """The header of a SIM list export: the fields of ``SimListItem`` (the R-SIM2 columns of the
 SIM list view, then the ids and times it carries), in their order. Stable: a column is only

@@ -31,6 +31,7 @@ from simledger.application.commands.lifecycle import LifecycleCommands
 from simledger.application.commands.packages import PackageCommands
 from simledger.application.commands.partner import PartnerCommands
 from simledger.application.commands.regular_groups import RegularGroupCommands
+from simledger.application.commands.rules import RuleCommands
 from simledger.application.commands.sessions import SessionCommands
 from simledger.application.commands.shared_groups import SharedGroupCommands
 from simledger.application.commands.usage import UsageCommands
@@ -145,6 +146,7 @@ class SimLedger(EventSourcedLedger):
         self._bulk = BulkCommands(uow, clock=now, carrier_deadline=carrier_deadline)
         # The export reads the SIM list through this ledger's public ``sims``.
         self._csv = CsvTransfer(uow, self._lifecycle, self)
+        self._rules = RuleCommands(uow, self, clock=now)
         self._audit = StoreAudit(self, self._queries.verify_views)
         self.keys = KeyRing(self, now, create_table=create_tables_retrying)
         """The API keys of this ledger's store (application/keys.py)."""
@@ -215,6 +217,15 @@ class SimLedger(EventSourcedLedger):
     record_sessions = _Delegate("_sessions", SessionCommands.record_sessions)
     record_session = _Delegate("_sessions", SessionCommands.record_session)
     set_always_on = _Delegate("_always_on", AlwaysOnCommands.set_always_on)
+    # ---- rules, operator contracts, refills, charges (R-RU1..5, R-PR1..3, R-PP1..2) -------
+    attach_rule = _Delegate("_rules", RuleCommands.attach_rule)
+    detach_rule = _Delegate("_rules", RuleCommands.detach_rule)
+    set_auto_refill = _Delegate("_rules", RuleCommands.set_auto_refill)
+    set_prices = _Delegate("_rules", RuleCommands.set_prices)
+    set_inactivity_period = _Delegate("_rules", RuleCommands.set_inactivity_period)
+    run_contracts = _Delegate("_rules", RuleCommands.run_contracts)
+    month_charges = _Delegate("_rules", RuleCommands.month_charges)
+    export_charges_csv = _Delegate("_rules", RuleCommands.export_charges_csv)
 
     # ---- partner flow (R-PF1..4) -------------------------------------------------------------
     order_sims = _Delegate("_partner", PartnerCommands.order_sims)

@@ -25,7 +25,7 @@ from simledger.adapters.store.webhooks_table import (
     WebhookRow,
     webhooks_for,
 )
-from simledger.domain import values
+from simledger.domain import sim_rules, values
 from simledger.domain.base import DomainEvent
 from simledger.domain.bulk import BulkOperation
 from simledger.domain.errors import InvalidInput, UnknownWebhook, shown
@@ -42,6 +42,9 @@ URL_MAX = 2000
 EVENTS_MAX = 200
 DELIVERIES_MAX = 1000
 """At most this many delivery rows in one answer of :meth:`WebhookRing.deliveries`."""
+
+_DEFINED_APART = (sim_rules.RuleTriggered,)
+"""Imported so that the SIM's events of domain/sim_rules.py are among the names below."""
 
 _AGGREGATES: tuple[type[Any], ...] = (
     Sim,
@@ -61,6 +64,13 @@ def event_names() -> frozenset[str]:
         for name, value in vars(aggregate).items():
             if isinstance(value, type) and issubclass(value, DomainEvent) and name != "Event":
                 names.update((name, f"{aggregate.__name__}.{name}"))
+        # and its events defined in modules of their own (domain/sim_rules.py: RuleTriggered)
+        pending: list[type] = list(getattr(aggregate, "Event", DomainEvent).__subclasses__())
+        while pending:
+            kind = pending.pop()
+            pending.extend(kind.__subclasses__())
+            if "." not in kind.__qualname__:
+                names.update((kind.__name__, f"{aggregate.__name__}.{kind.__name__}"))
     return frozenset(names)
 
 

@@ -264,6 +264,31 @@ class UnknownKey(SimledgerError):
         super().__init__(f"no API key {shown(key_id)}")
 
 
+class UnknownRule(SimledgerError):
+    """The SIM has no rule of this name (``detach_rule``)."""
+
+    rule = "R-RU2"
+
+    def __init__(self, iccid: str, name: str) -> None:
+        self.iccid = iccid
+        self.name = name
+        super().__init__(f"SIM {iccid} has no rule {shown(name)}")
+
+
+class PausedByRule(SimledgerError):
+    """A usage record of a SIM its rule paused, from the moment of the pause on (R-RU3)."""
+
+    rule = "R-RU3"
+
+    def __init__(self, iccid: str, name: str) -> None:
+        self.iccid = iccid
+        self.name = name
+        super().__init__(
+            f"SIM {iccid} was paused by its rule {shown(name)}: it uses no data until the "
+            "cause is cleared (the rule detached or raised, a new month, clear_system_pause)"
+        )
+
+
 class UnknownWebhook(SimledgerError):
     """No webhook subscription has this id, or it is another company's (R-WH2: the same
     answer either way, so a company learns nothing of another's subscriptions)."""

@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
 
+from simledger.domain import sim_state
 from simledger.domain.base import CreatedEvent, DomainEvent, LedgerAggregate
 from simledger.domain.errors import (
     HoldingServiceNotMigrated,
@@ -28,7 +29,7 @@ from simledger.domain.lifecycle import Cmd, next_status
 from simledger.domain.types import HOLDING_SERVICE, OperationKind, SimStatus, SimType, SuspendReason
 
 
-class Sim(LedgerAggregate):
+class Sim(LedgerAggregate, sim_state.RuleState):
     class Event(DomainEvent):
         pass
 
@@ -253,6 +254,7 @@ class Sim(LedgerAggregate):
             if sim.usage_month is None or month > sim.usage_month:
                 sim.usage_month = month
                 sim.usage_month_mb = Decimal(0)
+                sim.cost_month = Decimal(0)
             if month == sim.usage_month:  # a late record of an earlier month is not this month's
                 sim.usage_month_mb += self.mb
             sim.usage_total_mb += self.mb
@@ -262,6 +264,7 @@ class Sim(LedgerAggregate):
 
         def apply(self, sim: Sim) -> None:
             sim.topped_up_mb += self.mb
+            sim.last_refill_at = self.timestamp
 
     class LabelsSet(Event):
         labels: list[str]
@@ -295,6 +298,8 @@ class Sim(LedgerAggregate):
         "swap_from": SimStatus,
     }
 
+    class_version = 2  # rules, charges, refills: domain/sim_state.py (RuleState)
+    upcast_v1_v2 = staticmethod(sim_state.upcast_v1_v2)
     # Set only by events of other modules (domain/sim_options.py, domain/session.py): class
     # defaults, so SIMs and snapshots from before those events load as they did.
     always_on: bool = False
@@ -331,6 +336,7 @@ class Sim(LedgerAggregate):
         self.labels: list[str] = []
         self.note: str | None = None
         self.end_user: str | None = None
+        self.__dict__.update(sim_state.rule_state())
 
     # ---- creation -----------------------------------------------------------------------
     @classmethod

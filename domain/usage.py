@@ -17,7 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from simledger.domain import policies, values
+from simledger.domain import policies, sim_rules, values
+from simledger.domain.contract import OperatorContract
 from simledger.domain.errors import InvalidInput, NotAMember, UnknownGroup, UnknownSim
 from simledger.domain.iccid import normalise_iccid
 from simledger.domain.package import Package
@@ -127,10 +128,13 @@ class UsageFold:
         sims: Mapping[str, Sim],
         pools: Mapping[str, Pool],
         members: Mapping[str, Sequence[Sim]],
+        contracts: Mapping[str, OperatorContract] | None = None,
     ) -> None:
         self.sims = sims
         self.pools = pools
         self.members = members
+        self.contracts = contracts or {}
+        """The operator contracts of the records' PAYGO SIMs, by operator (R-PR3)."""
         self._changed: dict[int, Sim | Pool] = {}
 
     @property
@@ -147,7 +151,7 @@ class UsageFold:
         sim = self.sims.get(record.iccid)
         if sim is None:
             raise UnknownSim(record.iccid)
-        sim.check_usage()
+        sim_rules.check_usage(sim, record.at)  # R-SIM4, R-RU3
         to_suspend: list[Sim] = []
         key = pool_id(sim)
         pool = self.pools.get(key) if key is not None else None
@@ -168,6 +172,13 @@ class UsageFold:
         # The SIM's event comes after the draw it caused, so the SIM's version at that
         # moment covers the draw (sim_as_of, R-ES3); the pause after the usage that caused it.
         sim.record_usage(record.mb, record.at, record.country)
+        # The rules act at the record that crosses them, in this fold (domain/sim_rules.py).
+        contract = self.contracts.get(sim.operator)
+        if sim_rules.after_usage(sim, record.mb, record.at, record.country, pool, contract):
+            to_suspend = [s for s in to_suspend if s is not sim]  # refilled: not empty now
+            if isinstance(pool, Package):
+                self._touch(pool)
+                policies.resume_after_top_up(sim, pool, record.at)  # a late record's refill
         self._touch(sim)
         before = [s.version for s in to_suspend]
         policies.suspend_for_package(to_suspend, "depleted")

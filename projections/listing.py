@@ -7,9 +7,9 @@ any value an event holds). A page's cursor holds
 the last row's key and ICCID; the next page starts strictly after that pair, so paging is
 stable while SIMs change: a SIM whose sort value does not change is returned exactly once.
 ``days_left`` sorts by the package's expiry (the same order); ``this_month_mb`` by this
-month's MB as of the ledger's clock. ``rules`` carries no data yet (no event reports rules:
-every SIM has the same value), so it sorts by ICCID alone. ``regular_group_id`` filters on the
-SIM's regular groups (R-RG2, ``regular_group_id``), a list column that does not sort.
+month's MB as of the ledger's clock; ``rules`` by the rules' names joined. ``regular_group_id``
+filters on the SIM's regular groups (R-RG2, ``regular_group_id``), a list column that does
+not sort.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ SORTS: dict[str, tuple[str, Kind]] = {
 }
 """Every column of the SIM list (R-SIM2) sorts, both ways (``days_left`` by the expiry)."""
 
-CONSTANT_COLUMNS = frozenset({"rules"})
+CONSTANT_COLUMNS: frozenset[str] = frozenset()
 """Columns no event fills yet: one value for every SIM, so their order is the ICCID's."""
 
 NO_NUMBER = Decimal(-1)

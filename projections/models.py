@@ -84,6 +84,8 @@ class SimListItem(_Frozen):
     """The regular groups the SIM is in (R-RG2)."""
     always_on: bool = False
     """R-AO1."""
+    cost_month: Decimal = Decimal(0)
+    """PAYGO charges of the month of ``now`` so far (R-PR3)."""
 
     @classmethod
     def of(cls, row: SimRow, now: datetime, month: str = "") -> SimListItem:
@@ -116,6 +118,9 @@ class SimListItem(_Frozen):
                 updated_at=row.updated_at,
                 regular_groups=[UUID(g) for g in row.regular_groups],
                 always_on=row.always_on,
+                cost_month=row.cost_month
+                if row.usage_month == (month or now.strftime("%Y-%m"))
+                else Decimal(0),
             )
         )
 

@@ -55,6 +55,8 @@ class SimRow:
     """The ids of the regular groups the SIM is in (R-RG2), in the order it joined them."""
     always_on: bool = False
     """R-AO1."""
+    cost_month: Decimal = ZERO
+    """PAYGO charges of ``usage_month`` (R-PR3): reset with it."""
 
     def counted_as(self) -> tuple[str, str, str, str]:
         """The key of the per-combination SIM counts (``total`` without a scan)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simledger.domain import sim_rules
 from simledger.domain.package import Package
 from simledger.domain.sim import Sim
 from simledger.domain.types import SuspendReason
@@ -139,6 +140,7 @@ def usage_recorded(fold: BatchFold, event: Sim.UsageRecorded) -> None:
         if row.usage_month is None or month > row.usage_month:
             row.usage_month = month
             row.usage_month_mb = ZERO
+            row.cost_month = ZERO
         if month == row.usage_month:  # as the aggregate: a late record of an earlier month
             row.usage_month_mb += event.mb
 
@@ -159,6 +161,24 @@ def end_user_set(fold: BatchFold, event: Sim.EndUserSet) -> None:
     row = _touch(fold, event)
     if row is not None:
         row.end_user = event.end_user
+
+
+def rule_attached(fold: BatchFold, event: sim_rules.RuleAttached) -> None:
+    row = _touch(fold, event)
+    if row is not None and event.name not in row.rules:
+        row.rules = sorted([*row.rules, event.name])
+
+
+def rule_detached(fold: BatchFold, event: sim_rules.RuleDetached) -> None:
+    row = _touch(fold, event)
+    if row is not None:
+        row.rules = [name for name in row.rules if name != event.name]
+
+
+def usage_charged(fold: BatchFold, event: sim_rules.UsageCharged) -> None:
+    row = _touch(fold, event)
+    if row is not None and event.at.strftime("%Y-%m") == row.usage_month:  # as the aggregate
+        row.cost_month += event.amount
 
 
 # ---- package-copy events ----------------------------------------------------------------------
@@ -241,4 +261,7 @@ HANDLERS: dict[type, Handler] = {
     Package.Depleted: copy_depleted,
     Package.Renewed: copy_period_started,
     Package.ToppedUp: copy_topped_up,
+    sim_rules.RuleAttached: rule_attached,
+    sim_rules.RuleDetached: rule_detached,
+    sim_rules.UsageCharged: usage_charged,
 }

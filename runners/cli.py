@@ -416,6 +416,7 @@ def cmd_export_audit(
 from simledger.runners import (  # noqa: E402,F401  (registers their commands)
     cli_groups,
     cli_keys,
+    cli_rules,
     cli_serve,
     cli_webhooks,
 )

@@ -21,6 +21,7 @@ from simledger.application.ledger import SimLedger
 from simledger.domain.errors import SimledgerError
 from simledger.domain.iccid import make_iccid
 from simledger.domain.types import SimStatus, SimType
+from simledger.runners import demo_rules
 
 DEFAULT_DB = "simledger-demo.db"
 
@@ -316,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ledger = SimLedger(env=_fresh_sqlite(path))
     try:
         run(ledger)
+        demo_rules.run(ledger, _section)
     finally:
         ledger.close()
     print()

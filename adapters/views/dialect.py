@@ -68,6 +68,7 @@ SIM_TABLE = _columns(
     "usage_month:text usage_month_mb:decimal! note:text rules:list! labels:list! "
     "group_id:text package_id:text copy_id:text copy_left_mb:decimal copy_depleted:text "
     "suspended_reason:text version:int! updated_at:time regular_groups:list! always_on:bool! "
+    "cost_month:decimal! "
     "labels_key:text! rules_key:text! "
     "data_left_key:real usage_month_key:real! label_keys:list!"
 )

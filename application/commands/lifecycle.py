@@ -10,6 +10,7 @@ from uuid import UUID
 
 from simledger.adapters.logs import get_logger
 from simledger.application.commands.base import Commands
+from simledger.application.commands.company_rules import follow_company
 from simledger.application.unit_of_work import UnitOfWork, command
 from simledger.domain import values
 from simledger.domain.base import LedgerAggregate
@@ -148,7 +149,9 @@ class LifecycleCommands(Commands):
     @command
     def assign_to_company(self, iccid: object, company: str) -> None:
         sim = self.uow.sim(iccid)
+        previous = sim.company
         sim.assign_to_company(values.text(company, "company", rule="R-SIM5"))
+        follow_company(self.uow, sim, previous)  # the company's rules (R-RU1)
         self.uow.save(sim)
 
     @command

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from simledger.application.commands.base import Commands
+from simledger.application.commands.company_rules import follow_company
 from simledger.application.unit_of_work import command
 from simledger.domain import values
 from simledger.domain.errors import (
@@ -89,5 +90,7 @@ class PartnerCommands(Commands):
         if service is None:
             raise UnknownCustomerService(f"no customer service {service_id}")
         sim = self.uow.sim(iccid)
+        previous = sim.company
         sim.assign_to_customer(company, service.id, service.name)
+        follow_company(self.uow, sim, previous)  # the company's rules (R-RU1)
         self.uow.save(sim)

@@ -22,7 +22,9 @@ from typing import Any
 from simledger.adapters.store.aggregate_cache import private_copy
 from simledger.adapters.store.fast_replay import fast_project
 from simledger.adapters.store.in_transaction import DecideAgain
+from simledger.domain import sim_rules
 from simledger.domain.base import LedgerAggregate
+from simledger.domain.contract import OperatorContract
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
 
@@ -33,7 +35,13 @@ class PoolDraw:
     path (its version and time then cover the draw, R-ES3)."""
 
     def __init__(
-        self, sim: Sim, group: SharedGroup, mb: Decimal, at: datetime, country: str | None
+        self,
+        sim: Sim,
+        group: SharedGroup,
+        mb: Decimal,
+        at: datetime,
+        country: str | None,
+        contract: OperatorContract | None = None,
     ) -> None:
         self.sim = sim
         self.known = group
@@ -41,6 +49,7 @@ class PoolDraw:
         self.mb = mb
         self.at = at
         self.country = country
+        self.contract = contract
         self.decided: list[LedgerAggregate] = []
 
     def expected_events(self) -> int:
@@ -63,7 +72,10 @@ class PoolDraw:
         if not group.depleted and group.draw(self.iccid, self.mb, self.at):
             raise DecideAgain(f"shared group {group.id} runs out: its members are paused")
         sim = private_copy(self.sim)
+        sim_rules.check_usage(sim, self.at)
         sim.record_usage(self.mb, self.at, self.country)
+        # The SIM's rules act at this record, in this save (domain/sim_rules.py).
+        sim_rules.after_usage(sim, self.mb, self.at, self.country, group, self.contract)
         self.decided = [group, sim]
         return [*group.collect_events(), *sim.collect_events()]
 

@@ -33,11 +33,13 @@ from simledger.application.commands.usage_late import (
 )
 from simledger.application.results import UsageResult
 from simledger.application.unit_of_work import USAGE_ATTEMPTS, UnitOfWork, retried, without_gc
-from simledger.domain import values
+from simledger.domain import sim_rules, values
+from simledger.domain.contract import OperatorContract, contract_id
 from simledger.domain.errors import SimledgerError
 from simledger.domain.package import Package
 from simledger.domain.shared_group import SharedGroup
 from simledger.domain.sim import Sim
+from simledger.domain.types import SimType
 from simledger.domain.usage import (
     CheckedRecord,
     Pool,
@@ -151,10 +153,12 @@ class UsageCommands(Commands):
         write lock (commands/pool_draw.py): True when recorded; False when it is decided
         on the usual path instead (a draw that empties the pool, a member that left)."""
         assert sim.group_id is not None
-        sim.check_usage()
+        sim_rules.check_usage(sim, record.at)
         group = self.uow.groups.known(sim.group_id) or self.uow.group(sim.group_id)
         try:
-            self.uow.save(late=PoolDraw(sim, group, record.mb, record.at, record.country))
+            contract = self._contracts([sim]).get(sim.operator)
+            draw = PoolDraw(sim, group, record.mb, record.at, record.country, contract)
+            self.uow.save(late=draw)
         except DecideAgain:
             return False
         return True
@@ -187,7 +191,8 @@ class UsageCommands(Commands):
         if self.uow.decides_late and len(fresh) >= LATE_FROM and own_copies_only(sims.values()):
             return self._save_late(fresh, sims, ids, outcome.duplicates)
         pools = self._pools(sims.values(), preloaded)
-        fold = UsageFold(sims, pools, self._members(sims, pools, fresh))
+        members = self._members(sims, pools, fresh)
+        fold = UsageFold(sims, pools, members, self._contracts(sims.values()))
         outcome.applied, receipts = fold_records(fold, fresh, ids, outcome.rejected)
         if receipts or fold.changed:
             try:
@@ -220,7 +225,8 @@ class UsageCommands(Commands):
     ) -> _Outcome:
         """``fresh`` folded under the store's write lock over ``sims`` and their copies
         brought up to date there (commands/usage_late.py)."""
-        late = UsageLate(fresh, sims, self._pools(sims.values()), ids)
+        contracts = self._contracts(sims.values())
+        late = UsageLate(fresh, sims, self._pools(sims.values()), ids, contracts)
         try:
             self.uow.record((), {}, owned=True, late=late)
         except DecideAgain:
@@ -230,6 +236,16 @@ class UsageCommands(Commands):
         return _Outcome(
             applied=late.applied, duplicates=duplicates + late.duplicates, rejected=late.rejected
         )
+
+    def _contracts(self, sims: Iterable[Sim]) -> dict[str, OperatorContract]:
+        """The operator contracts of the PAYGO SIMs among ``sims``, by operator: their price
+        lists price the records (R-PR3). Loaded per command, and only for PAYGO SIMs: a
+        price version another ledger added is in force here at once."""
+        operators = sorted({sim.operator for sim in sims if sim.sim_type is SimType.PAYGO})
+        if not operators:
+            return {}
+        loaded = load_many(self.uow.app, [contract_id(o) for o in operators])
+        return {c.operator: c for c in loaded.values() if isinstance(c, OperatorContract)}
 
     def _one_sim(self, iccid: str) -> tuple[dict[str, Sim], dict[str, Pool]]:
         """The SIM of a single record, and the copy it drew when last seen here, loaded

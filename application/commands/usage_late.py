@@ -29,6 +29,7 @@ from typing import Any
 from simledger.adapters.store.fast_replay import fast_project
 from simledger.adapters.store.in_transaction import DecideAgain
 from simledger.domain.base import LedgerAggregate
+from simledger.domain.contract import OperatorContract
 from simledger.domain.errors import SimledgerError
 from simledger.domain.package import Package
 from simledger.domain.sim import Sim
@@ -80,8 +81,10 @@ class UsageLate:
         sims: dict[str, Sim],
         pools: dict[str, Pool],
         receipt_ids: Mapping[str, str],
+        contracts: Mapping[str, OperatorContract] | None = None,
     ) -> None:
         self.records = records
+        self.contracts = contracts
         self.sims = sims
         self.pools = pools
         self.receipt_ids = receipt_ids
@@ -135,7 +138,7 @@ class UsageLate:
             r for r in self.records if not (r.receipt and self.receipt_ids[r.record_id] in counted)
         ]
         self.duplicates = len(self.records) - len(fresh)
-        fold = UsageFold(self.sims, self.pools, {})
+        fold = UsageFold(self.sims, self.pools, {}, self.contracts)
         self.applied, receipts = fold_records(fold, fresh, self.receipt_ids, self.rejected)
         self._saved = [*fold.changed, *receipts]
         return [e for a in self._saved for e in a.collect_events()]

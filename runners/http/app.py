@@ -33,6 +33,7 @@ from simledger.runners.http import (
     routes_operations,
     routes_reads,
     routes_regular_groups,
+    routes_rules,
     routes_usage,
     routes_webhooks,
 )
@@ -187,6 +188,7 @@ def create_app(open_ledger: Callable[[], SimLedger], settings: Settings | None =
         routes_events,
         routes_carrier,
         routes_webhooks,
+        routes_rules,
     ):
         app.include_router(module.router)
     install_console(app)  # the web console under /ui (runners/http/console/)

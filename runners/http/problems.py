@@ -44,6 +44,7 @@ _NOT_FOUND = (
     errors.UnknownOperation,
     errors.UnknownWebhook,
     errors.UnknownRegularGroup,
+    errors.UnknownRule,
 )
 _INPUT = (
     errors.InvalidInput,

@@ -127,6 +127,7 @@ def read_back(row: dict[str, str]) -> dict[str, Any]:
         "updated_at": _optional(row["updated_at"], _utc),
         "regular_groups": [UUID(g) for g in _items(row["regular_groups"])],
         "always_on": {"true": True, "false": False}[row["always_on"]],
+        "cost_month": Decimal(row["cost_month"]),
     }
 
 

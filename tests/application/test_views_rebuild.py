@@ -94,6 +94,12 @@ COMMANDS = (
     "rename",
     "session",
     "always_on",
+    # rules, prices, refills (issue 17)
+    "rule",
+    "unrule",
+    "prices",
+    "refill",
+    "contracts",
 )
 SIMS = 6
 LABEL_SETS: tuple[list[str], ...] = (["eu"], ["fleet", "eu"], [], ["x"])
@@ -187,6 +193,24 @@ class History:
             ledger.set_end_user(key, ("a@example.com", None)[b % 2])
         elif command == "tick":
             self.clock.advance(timedelta(hours=b * 9 + 1))
+        elif command == "rule":
+            kind = ("data_cap", "spend_cap", "alert")[c % 3]
+            limit = None if kind == "alert" else 30 * (b + 1)
+            percent, of = (50, "package") if kind == "alert" else (None, None)
+            target = {"company": "Acme"} if c == 5 else {"iccid": key}
+            ledger.attach_rule(
+                f"r{c % 3}", kind=kind, limit=limit, percent=percent, of=of, **target
+            )
+        elif command == "unrule":
+            ledger.detach_rule(f"r{c % 3}", iccid=key)
+        elif command == "prices":
+            operator = ("3UK", "Orange", "A1")[c % 3]
+            ledger.set_prices(operator, default_per_mb=b + 1, per_country={"FR": c})
+        elif command == "refill":
+            ledger.set_auto_refill(key, amount=60 * (c + 1), threshold=20 * b)
+        elif command == "contracts":
+            ledger.set_inactivity_period(("3UK", "Orange", "A1")[c % 3], b + 1)
+            ledger.run_contracts(self.clock.now + timedelta(days=b * 2))
         else:
             self.apply_more(command, a, b, c)
 
