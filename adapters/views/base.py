@@ -55,7 +55,7 @@ LogSpan = tuple[int, int, int | None, Partition | None]
 """Which notifications to read: (start, limit, stop, partition) of
 :meth:`ViewStore.notifications`."""
 
-PROJECTION_VERSION = 7
+PROJECTION_VERSION = 8
 """Bump when a projection changes what it stores: stores then drop and refold the views."""
 
 TRACKING_NAME = "simledger.views"
