@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from simledger import InvalidIccid, SimLedger, SimStatus, SimType
+from simledger.domain.errors import SimledgerError
 from simledger.domain.iccid import make_iccid, normalise_iccid
 from simledger.domain.sim import Sim
 
@@ -181,6 +182,23 @@ class FakeClock:
 def event_count(ledger: SimLedger) -> int:
     """Number of events stored (every aggregate), read from the store's notification log."""
     return len(ledger.recorder.select_notifications(start=None, limit=10**9))
+
+
+def refused(
+    ledger: SimLedger,
+    error: type[SimledgerError],
+    rule: str,
+    call: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
+) -> SimledgerError:
+    """Run ``call``; it must raise ``error`` citing ``rule`` and record nothing."""
+    before = event_count(ledger)
+    with pytest.raises(error) as info:
+        call(*args, **kwargs)
+    assert info.value.rule == rule
+    assert event_count(ledger) == before, "a refused command recorded events"
+    return info.value
 
 
 def new_ledger(

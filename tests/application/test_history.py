@@ -25,6 +25,7 @@ from helpers import (
     make_package,
     ready_sim,
     received_sim,
+    refused,
 )
 
 from simledger import (
@@ -32,7 +33,6 @@ from simledger import (
     InvalidIccid,
     InvalidInput,
     SimLedger,
-    SimledgerError,
     SimNotYetReceived,
     SimStatus,
     SimView,
@@ -374,16 +374,6 @@ def test_sim_as_of_a_version_reads_only_from_the_nearest_snapshot_on(
 
 
 # ----------------------------------------------------------------- refused questions
-
-
-def refused(
-    ledger: SimLedger, error: type[SimledgerError], rule: str, call: Callable[[], Any]
-) -> None:
-    count = event_count(ledger)
-    with pytest.raises(error) as info:
-        call()
-    assert info.value.rule == rule
-    assert event_count(ledger) == count
 
 
 def test_sim_as_of_refuses_questions_it_cannot_answer(ledger: SimLedger) -> None:

@@ -7,38 +7,18 @@ Every refusal is checked for its error class, its ``.rule`` and that it recorded
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
 import pytest
-from helpers import FakeClock, event_count, iccids
+from helpers import FakeClock, iccids, refused
 
 from simledger import (
     InvalidInput,
     RegularGroupMembership,
     SimLedger,
-    SimledgerError,
     UnknownRegularGroup,
     UnknownSim,
 )
-
-
-def refused(
-    ledger: SimLedger,
-    error: type[SimledgerError],
-    rule: str,
-    call: Callable[..., Any],
-    *args: Any,
-    **kwargs: Any,
-) -> SimledgerError:
-    """Run ``call``; it must raise ``error`` citing ``rule`` and record nothing."""
-    before = event_count(ledger)
-    with pytest.raises(error) as info:
-        call(*args, **kwargs)
-    assert info.value.rule == rule
-    assert event_count(ledger) == before, "a refused command recorded events"
-    return info.value
 
 
 def sims(ledger: SimLedger, n: int, *, start: int = 0, company: str | None = None) -> list[str]:

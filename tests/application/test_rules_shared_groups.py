@@ -8,7 +8,6 @@ Every refusal is checked for its error class, its ``.rule`` and that it recorded
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,7 @@ from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import Notification
-from helpers import T0, FakeClock, event_count, iccids
+from helpers import T0, FakeClock, iccids, refused
 
 from simledger import (
     AlreadyInSharedGroup,
@@ -48,23 +47,6 @@ def notifications_after(ledger: SimLedger, mark: int) -> list[Notification]:
 def event_name(note: Notification) -> str:
     """``SharedGroup.Created`` for a notification of that event class."""
     return note.topic.split(":")[-1]
-
-
-def refused(
-    ledger: SimLedger,
-    error: type[SimledgerError],
-    rule: str,
-    call: Callable[..., Any],
-    *args: Any,
-    **kwargs: Any,
-) -> SimledgerError:
-    """Run ``call``; it must raise ``error`` citing ``rule`` and record nothing."""
-    before = event_count(ledger)
-    with pytest.raises(error) as info:
-        call(*args, **kwargs)
-    assert info.value.rule == rule
-    assert event_count(ledger) == before, "a refused command recorded events"
-    return info.value
 
 
 def blank_sims(
