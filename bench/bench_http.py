@@ -236,10 +236,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(env: dict[str, str], bare: bool = False) -> Iterator[str]:
+def served(env: dict[str, str], bare: bool = False, workers: int = 1) -> Iterator[str]:
     """``simledger serve`` on ``env`` (or, ``bare``, the bare app) on a free port."""
     port = free_port()
-    serve = ["-m", "simledger.runners.cli", "serve", "--port", str(port)]
+    serve = ["-m", "simledger.runners.cli", "serve", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
         [sys.executable, "-P", *([str(BARE_APP), str(port)] if bare else serve)],
         env={**os.environ, **env, "SIMLEDGER_HTTP_RATE": "0", "NO_PROXY": "127.0.0.1"},
@@ -282,6 +282,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s in all; 0: unbounded")
     parser.add_argument("--phases", nargs="+", default=["list", "command", "floor"])
     parser.add_argument("--sort", default="iccid", help="the list's sort column (default iccid)")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers (processes)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
     parser.add_argument(
         "--reuse", metavar="SCHEMA", help="the fleet of an earlier --keep run (same --sims)"
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             headers = {"Authorization": f"Bearer {secret}"}
             ledger_lock = threading.Lock()
             costs: dict[str, float] = {}
-            with served(env) as url, served(env, bare=True) as bare_url:
+            with served(env, workers=args.workers) as url, served(env, bare=True) as bare_url:
                 for phase in args.phases:
                     make = makers[phase]
                     over_http = over_http_phase(

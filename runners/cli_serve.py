@@ -6,8 +6,9 @@ closes the ledger."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,11 +24,33 @@ def _log_to_stderr() -> None:
     logger.propagate = False
 
 
+WORKER_DB = "SIMLEDGER_SERVE_DB"
+"""``--db`` handed to the worker processes of ``--workers`` (they start from the import name)."""
+
+
+def worker_app() -> object:
+    """The app of one worker process of ``serve --workers N`` (uvicorn imports it by name)."""
+    from simledger.runners.http.app import create_app
+
+    env = store_env(os.environ.get(WORKER_DB) or None)
+    _log_to_stderr()  # a worker process starts afresh: its logging is set here
+    return create_app(lambda: SimLedger(env=env))
+
+
 @command("serve", help="Serve the HTTP API (HTTP.md) until stopped (Ctrl-C, SIGTERM).")
 def serve(
     options: Options,
     host: Annotated[str, typer.Option(help="the address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="the port", min=0, max=65535)] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="processes answering on the port, each with its own ledger (PostgreSQL; "
+            "read-your-writes across them with min_position)",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> int:
     # Imported here, not at the top: FastAPI and uvicorn add some 0.7 s to the start of
     # every other command of the command line, which registers this one.
@@ -35,15 +58,22 @@ def serve(
 
     from simledger.runners.http.app import create_app
 
-    env = store_env(options.db)
-    app = create_app(lambda: SimLedger(env=env))
+    settings: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",  # the app's own access log says every request, as JSON
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
     _log_to_stderr()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",  # the app's own access log says every request, as JSON
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    if workers > 1:
+        # One ledger per process, each with its own lock: a request waits only for those
+        # of its own process (runners/http/service.py).
+        os.environ[WORKER_DB] = options.db or ""
+        uvicorn.run(
+            "simledger.runners.cli_serve:worker_app", factory=True, workers=workers, **settings
+        )
+        return 0
+    env = store_env(options.db)
+    uvicorn.run(create_app(lambda: SimLedger(env=env)), **settings)
     return 0

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,13 +66,18 @@ class Served:
 
 @contextlib.contextmanager
 def serve(
-    env: Mapping[str, str], log: Path, extra: Mapping[str, str] | None = None
+    env: Mapping[str, str],
+    log: Path,
+    extra: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[Served]:
-    """A ``simledger serve`` on the store ``env`` until the block ends."""
+    """A ``simledger serve`` on the store ``env`` (more options in ``args``) until the block
+    ends."""
     port = free_port()
+    command = ["-m", "simledger.runners.cli", "serve", "--port", str(port), *args]
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "simledger.runners.cli", "serve", "--port", str(port)],
+            [sys.executable, "-P", *command],
             env=clean_env({**env, **(extra or {})}),
             stdout=out,
             stderr=subprocess.STDOUT,

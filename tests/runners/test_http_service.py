@@ -5,12 +5,14 @@ answers, the event feed as NDJSON, the CSV import's bad lines."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,7 +47,12 @@ def pair(
     with store_for(request, tmp) as env:
         operator = make_key(env, "ops")[1]
         a_id, a = make_key(env, "a", company="acme-a")
-        with serve(env, tmp / "one.log", extra) as one, serve(env, tmp / "two.log", extra) as two:
+        # ``two`` is one port answered by two worker processes (serve --workers 2): every
+        # test across the two services crosses three processes and three ledgers.
+        with (
+            serve(env, tmp / "one.log", extra) as one,
+            serve(env, tmp / "two.log", extra, ("--workers", "2")) as two,
+        ):
             sims = http_iccids(8, 100)
             with one.client(operator) as op:
                 package = op.post(
@@ -362,3 +369,31 @@ def test_the_document_and_docs_need_no_key_and_refusals_name_their_rule(pair: Pa
         bad = a.post(f"/v1/sims/{pair.sims[5]}/top-up", json={"amount": "-5"})
         assert bad.status_code == 422
         assert bad.json()["rule"].startswith("R-")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_serve_with_workers_answers_from_that_many_processes(
+    pair: Pair,
+) -> None:
+    workers = [p for p in _children(pair.two.process.pid) if _is_worker(p)]
+    assert len(workers) == 2, workers
+    with pair.two.client(pair.a) as a:  # whichever process answers, the same answers
+        lists = {json.dumps(a.get("/v1/sims").json()["items"], sort_keys=True) for _ in range(8)}
+    assert len(lists) == 1
+
+
+def _is_worker(pid: int) -> bool:
+    """A process uvicorn started for a worker (multiprocessing's spawn, not its tracker)."""
+    with contextlib.suppress(OSError):
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return "spawn_main" in command
+    return False
