@@ -16,7 +16,9 @@ no per-key limit). Phases, each ``--seconds`` long:
 * ``command``: ``POST /v1/sims/{iccid}/note`` on SIMs taken in turn (it answers the SIM);
 * ``floor``: ``GET /v1/floor`` of a bare FastAPI app on uvicorn (``_bare_app.py``, the same
   server settings) that answers a fixed body: the stack's own cost per request, the floor
-  under "the HTTP layer's cost" of the two phases above (its in-process side is nothing).
+  under "the HTTP layer's cost" of the two phases above (its in-process side is nothing);
+* ``raw``: the same answer from a bare ASGI callable on uvicorn, no FastAPI: how much of the
+  floor is the server, the client and loopback, and how much the framework.
 
 Each phase runs over HTTP from ``--clients`` threads (one ``httpx.Client`` each), then the
 same calls in-process on a ledger of this process from as many threads taking turns on it
@@ -29,11 +31,13 @@ minus p50 in-process, and their ratio. The schema is dropped at the end (``--kee
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -236,15 +240,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(env: dict[str, str], bare: bool = False, workers: int = 1) -> Iterator[str]:
-    """``simledger serve`` on ``env`` (or, ``bare``, the bare app) on a free port."""
+def served(
+    env: dict[str, str], bare: bool = False, workers: int = 1, raw: bool = False
+) -> Iterator[str]:
+    """``simledger serve`` on ``env`` (or, ``bare``, the bare app; ``raw``: its ASGI app
+    without FastAPI) on a free port."""
     port = free_port()
     serve = ["-m", "simledger.runners.cli", "serve", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
-        [sys.executable, "-P", *([str(BARE_APP), str(port)] if bare else serve)],
+        [
+            sys.executable,
+            "-P",
+            *([str(BARE_APP), str(port), *(["raw"] if raw else [])] if bare else serve),
+        ],
         env={**os.environ, **env, "SIMLEDGER_HTTP_RATE": "0", "NO_PROXY": "127.0.0.1"},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # one access log line per request: not this bench's matter
+        stderr=ACCESS_LOG.open("ab") if not bare else subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     ready = f"{url}/v1/floor" if bare else f"{url}/healthz"
@@ -268,6 +279,31 @@ def served(env: dict[str, str], bare: bool = False, workers: int = 1) -> Iterato
             process.kill()
 
 
+ACCESS_LOG = Path(tempfile.gettempdir()) / f"bench_http_access_{os.getpid()}.log"
+"""``serve``'s access log (a JSON line per request, its duration inside the app)."""
+
+
+def server_side(path_prefix: str, since: int) -> tuple[str, int]:
+    """p50 and p99 of the app's own durations (the access log's ``duration_ms``) of the
+    requests logged after byte ``since``; and where the log ends now."""
+    if not ACCESS_LOG.exists():
+        return "", since
+    with ACCESS_LOG.open("rb") as log:
+        log.seek(since)
+        lines, end = log.read().splitlines(), log.tell()
+    durations = sorted(
+        float(record["duration_ms"])
+        for line in lines
+        if line.startswith(b"{")
+        and (record := json.loads(line)).get("event") == "http.request"
+        and str(record.get("path", "")).startswith(path_prefix)
+    )
+    if not durations:
+        return "", end
+    p50, p99 = durations[len(durations) // 2], durations[int(len(durations) * 0.99)]
+    return f"  inside the app  p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   (access log)", end
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--sims", type=int, default=20_000, help="active SIMs (default 20,000)")
@@ -280,7 +316,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase and side")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s in all; 0: unbounded")
-    parser.add_argument("--phases", nargs="+", default=["list", "command", "floor"])
+    parser.add_argument("--phases", nargs="+", default=["list", "command", "floor", "raw"])
     parser.add_argument("--sort", default="iccid", help="the list's sort column (default iccid)")
     parser.add_argument("--workers", type=int, default=1, help="serve --workers (processes)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
@@ -323,19 +359,27 @@ def main(argv: list[str] | None = None) -> int:
                 "list": list_calls(ledger, args.sort),
                 "command": command_calls(ledger, own),
                 "floor": floor_calls(),
+                "raw": floor_calls(),
             }
             headers = {"Authorization": f"Bearer {secret}"}
             ledger_lock = threading.Lock()
             costs: dict[str, float] = {}
-            with served(env, workers=args.workers) as url, served(env, bare=True) as bare_url:
+            logged = 0
+            with (
+                served(env, workers=args.workers) as url,
+                served(env, bare=True) as bare_url,
+                served(env, bare=True, raw=True) as raw_url,
+            ):
                 for phase in args.phases:
                     make = makers[phase]
-                    over_http = over_http_phase(
-                        bare_url if phase == "floor" else url, headers, make, args
-                    )
+                    target = {"floor": bare_url, "raw": raw_url}.get(phase, url)
+                    over_http = over_http_phase(target, headers, make, args)
                     print(f"{phase}:")
                     print(over_http.line("HTTP"))
-                    if phase == "floor":  # nothing to do in-process: all of it is the stack's
+                    inside, logged = server_side("/v1/sims", logged)
+                    if inside:
+                        print(inside)
+                    if phase in ("floor", "raw"):  # nothing in-process: all of it is the stack's
                         costs[phase] = over_http.p50()
                         print(f"  the stack's floor: p50 {costs[phase]:.2f} ms", flush=True)
                         continue
@@ -350,8 +394,14 @@ def main(argv: list[str] | None = None) -> int:
                     ratio = over_http.p50() / max(base, 1e-9)
                     print(f"  HTTP layer: p50 +{cost:.2f} ms ({ratio:.2f}x)", flush=True)
             if "floor" in costs:
+                if "raw" in costs:
+                    print(
+                        f"the stack's floor {costs['floor']:.2f} ms = uvicorn, the client and "
+                        f"loopback {costs['raw']:.2f} ms + FastAPI "
+                        f"{costs['floor'] - costs['raw']:.2f} ms"
+                    )
                 for phase, cost in costs.items():
-                    if phase != "floor":
+                    if phase not in ("floor", "raw"):
                         print(
                             f"{phase}: HTTP layer +{cost:.2f} ms = the stack's floor "
                             f"{costs['floor']:.2f} ms + simledger's {cost - costs['floor']:.2f} ms"
@@ -365,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         keep_or_drop(schema, args.keep or bool(args.reuse))
+        ACCESS_LOG.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
