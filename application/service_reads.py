@@ -18,6 +18,8 @@ from simledger.application.ledger import SimLedger
 from simledger.domain import values
 from simledger.domain.bulk import BulkOperation
 from simledger.domain.errors import UnknownOperation
+from simledger.domain.package import Package
+from simledger.domain.regular_group import RegularGroup
 from simledger.projections.models import PendingActivity
 
 FEED_LIMIT = 1000
@@ -76,6 +78,21 @@ def views_position_after(ledger: SimLedger, marks: tuple[int, int] | None) -> in
     if marks is not None and position_marks(ledger) == (marks[0] + 1, marks[1]):
         return ledger.views.seen
     return views_position(ledger)
+
+
+def copy_owner(ledger: SimLedger, package_id: str) -> str | None:
+    """The SIM whose own copy the package ``package_id`` is (its events are that SIM's
+    company's); None for a catalogue package, which is no company's, or an unknown one."""
+    package = ledger.unit_of_work.get(package_id, Package)
+    owner = getattr(package, "iccid", None) if package is not None else None
+    return owner if isinstance(owner, str) else None
+
+
+def regular_group_company(ledger: SimLedger, group_id: str) -> str | None:
+    """The company of the regular group ``group_id`` (it never changes, R-RG2); None if
+    unknown."""
+    group = ledger.unit_of_work.get(group_id, RegularGroup)
+    return None if group is None else group.company
 
 
 def operation_detail(ledger: SimLedger, operation_id: object) -> OperationDetail:

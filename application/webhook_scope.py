@@ -20,10 +20,9 @@ from typing import Any
 
 from simledger.adapters.store.batch_load import load_many
 from simledger.application.ledger import SimLedger
+from simledger.application.service_reads import copy_owner, regular_group_company
 from simledger.domain.bulk import BulkOperation
 from simledger.domain.errors import SimledgerError
-from simledger.domain.package import Package
-from simledger.domain.regular_group import RegularGroup
 
 _CACHE_MAX = 200_000
 _GROUP_STABLE = frozenset({"UsageDrawn", "Depleted"})
@@ -90,8 +89,7 @@ class CompanyScope:
             if ident not in self._copies:
                 iccid = record["data"].get("iccid")
                 if not isinstance(iccid, str) or record["event"] != "Assigned":
-                    package = self.ledger.unit_of_work.get(ident, Package)
-                    iccid = getattr(package, "iccid", None) if package is not None else None
+                    iccid = copy_owner(self.ledger, ident)
                 self._remember(self._copies, ident, iccid)
             owner_sim = self._copies[ident]
             if owner_sim is None:
@@ -101,8 +99,7 @@ class CompanyScope:
             return self._sims.get(owner_sim)
         if kind == "RegularGroup":  # a company's group (R-RG2): its company never changes
             if ident not in self._regular:
-                group = self.ledger.unit_of_work.get(ident, RegularGroup)
-                self._remember(self._regular, ident, None if group is None else group.company)
+                self._remember(self._regular, ident, regular_group_company(self.ledger, ident))
             return self._regular[ident]
         if kind == "BulkOperation":
             if ident not in self._operations:

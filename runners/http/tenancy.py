@@ -8,11 +8,14 @@ from typing import Any
 
 from simledger.application.ledger import SimLedger
 from simledger.application.results import SharedGroupView, SimView
-from simledger.application.service_reads import OperationDetail, operation_detail
+from simledger.application.service_reads import (
+    OperationDetail,
+    copy_owner,
+    operation_detail,
+    regular_group_company,
+)
 from simledger.domain.errors import SimledgerError, UnknownGroup, UnknownOperation, UnknownSim
 from simledger.domain.iccid import normalise_iccid
-from simledger.domain.package import Package
-from simledger.domain.regular_group import RegularGroup
 from simledger.projections.models import SharedGroupSummary
 
 
@@ -115,8 +118,7 @@ class EventFilter:
         if kind == "SharedGroup":
             return ident in self._groups
         if kind == "Package":  # a SIM's own copy is the SIM's; a catalogue package no one's
-            package = self.ledger.unit_of_work.get(ident, Package)
-            owner = getattr(package, "iccid", None) if package is not None else None
+            owner = copy_owner(self.ledger, ident)
             return owner is not None and sim_visible(self.ledger, self.company, owner)
         if kind == "BulkOperation":
             try:
@@ -124,6 +126,5 @@ class EventFilter:
             except SimledgerError:
                 return False
         if kind == "RegularGroup":  # a company's group (R-RG2): its company never changes
-            group = self.ledger.unit_of_work.get(ident, RegularGroup)
-            return group is not None and group.company == self.company
+            return regular_group_company(self.ledger, ident) == self.company
         return False
