@@ -201,8 +201,7 @@ class SqlViewStore(ViewStore):
         self.sql.write_changes(cursor, tables, changes)
 
     def analyze(self) -> None:
-        self._execute_each(self._analyze_statements(self.live))
-        self._auto_analyze.analyzed(self._sim_rows())
+        self._auto_analyze.analyzed(self._analyze_now())
 
     # ---- the planner's statistics (auto_analyze.py) -------------------------------------
     def _start_counting(self, *, apart: bool) -> None:
@@ -215,6 +214,7 @@ class SqlViewStore(ViewStore):
         """The SIM list's rows as the planner last counted them (0 or less: never)."""
 
     def _analyze_now(self) -> float:
+        """``ANALYZE`` of the live views; the SIM list's rows after it."""
         self._execute_each(self._analyze_statements(self.live))
         return self._sim_rows()
 
