@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from simledger.application.ledger import SimLedger
 from simledger.runners.cli_app import Options, command, store_env
+
+if TYPE_CHECKING:  # not imported at run time: see serve()
+    from fastapi import FastAPI
 
 
 def _log_to_stderr() -> None:
@@ -25,11 +28,13 @@ def _log_to_stderr() -> None:
 
 
 WORKER_DB = "SIMLEDGER_SERVE_DB"
-"""``--db`` handed to the worker processes of ``--workers`` (they start from the import name)."""
+"""``--db`` as ``serve`` was given it: read by :func:`app` in each worker process of
+``--workers`` (they start afresh, from the import name)."""
 
 
-def worker_app() -> object:
-    """The app of one worker process of ``serve --workers N`` (uvicorn imports it by name)."""
+def app() -> FastAPI:
+    """The service on the store ``serve`` was given: its own process's, or (uvicorn imports it
+    by name) one worker's of ``serve --workers N``."""
     from simledger.runners.http.app import create_app
 
     env = store_env(os.environ.get(WORKER_DB) or None)
@@ -56,8 +61,6 @@ def serve(
     # every other command of the command line, which registers this one.
     import uvicorn
 
-    from simledger.runners.http.app import create_app
-
     settings: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -65,15 +68,11 @@ def serve(
         "access_log": False,
         "timeout_graceful_shutdown": 30,
     }
-    _log_to_stderr()
+    os.environ[WORKER_DB] = options.db or ""
     if workers > 1:
         # One ledger per process, each with its own lock: a request waits only for those
         # of its own process (runners/http/service.py).
-        os.environ[WORKER_DB] = options.db or ""
-        uvicorn.run(
-            "simledger.runners.cli_serve:worker_app", factory=True, workers=workers, **settings
-        )
-        return 0
-    env = store_env(options.db)
-    uvicorn.run(create_app(lambda: SimLedger(env=env)), **settings)
+        uvicorn.run("simledger.runners.cli_serve:app", factory=True, workers=workers, **settings)
+    else:
+        uvicorn.run(app(), **settings)
     return 0
